@@ -1,0 +1,121 @@
+"""The Binary Concrete distribution and its logit (Maddison, Mnih & Teh 2017, App. B).
+
+``LogitBinaryConcrete`` is the logistic ``Logistic(log alpha / lambda, 1 / lambda)``;
+``BinaryConcrete`` is it pushed through an exact, cached sigmoid.
+"""
+
+import math
+
+import torch
+from torch.distributions import constraints
+from torch.nn.functional import softplus
+
+from ..constraints import positive_finite
+from .noise import logistic
+from .relaxed import RelaxedDiscrete, RelaxedTransformed
+from .transforms import UnclampedSigmoidTransform
+
+__all__ = ["BinaryConcrete", "LogitBinaryConcrete"]
+
+_ARG_CONSTRAINTS = {
+    "temperature": positive_finite,
+    "probs": constraints.unit_interval,
+    "logits": constraints.real,
+}
+
+
+def log_logistic(logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Density of ``y = logit(X)`` (App. B, Eq. 24):
+    ``log lambda + log alpha - lambda y - 2 softplus(log alpha - lambda y)``."""
+    score = logits - temperature * y
+    return temperature.log() + score - 2 * softplus(score)
+
+
+def _log_binary_concrete(
+    logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """Binary Concrete log density (App. B, Eq. 21) w.r.t. Lebesgue on (0, 1), at ``y = logit x``:
+    ``log g(y) - log x - log(1 - x)`` with ``-log x = softplus(-y)``, ``-log(1 - x) = softplus(y)``.
+
+    At ``x = 0`` (``y = -inf``) the density behaves as ``(lambda / alpha) x^(lambda - 1)`` and
+    at ``x = 1`` as ``lambda alpha (1 - x)^(lambda - 1)``: the value there is the limit,
+    ``+inf`` (lambda < 1), ``-inf`` (lambda > 1) or ``log lambda -/+ log alpha`` (lambda = 1).
+    """
+    edge = y.isinf()
+    y_in = y.masked_fill(edge, 0.0)
+    interior = log_logistic(logits, temperature, y_in) + softplus(y_in) + softplus(-y_in)
+    if not edge.any():
+        return interior
+    exponent = temperature - 1
+    limit_at_e0 = temperature.log() + y.sign() * logits
+    limit = torch.where(exponent < 0, math.inf, torch.where(exponent > 0, -math.inf, limit_at_e0))
+    return torch.where(edge, limit, interior)
+
+
+class LogitBinaryConcrete(RelaxedDiscrete):
+    r"""Logit of a Binary Concrete variable: ``Y = (log alpha + L) / lambda``.
+
+    ``Y ~ Logistic(log alpha / lambda, 1 / lambda)`` on the real line; ``log_prob`` is
+    App. B Eq. 24 w.r.t. Lebesgue measure, finite for every real ``y``.  This is the
+    stochastic node the paper recommends training with (App. C.3).
+
+    :param temperature: lambda > 0, broadcast against the logits' shape.
+    :param probs: ``alpha / (1 + alpha)``, the probability of the Bernoulli relaxed.
+    :param logits: ``log alpha``.
+    """
+
+    _categorical = False
+    arg_constraints = _ARG_CONSTRAINTS
+    support = constraints.real
+    has_rsample = True
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        return (self.logits + logistic(shape, self.logits)) / self.temperature
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        return log_logistic(self.logits, self.temperature, value)
+
+    def cdf(self, value: torch.Tensor) -> torch.Tensor:
+        return (self.temperature * value - self.logits).sigmoid()
+
+    def icdf(self, value: torch.Tensor) -> torch.Tensor:
+        return (self.logits + value.logit()) / self.temperature
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.logits / self.temperature
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.logits / self.temperature
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return (math.pi**2 / 3) / self.temperature**2
+
+    def entropy(self) -> torch.Tensor:
+        """Logistic entropy ``log(scale) + 2`` with scale ``1 / lambda``."""
+        return 2 - self.temperature.log()
+
+
+class BinaryConcrete(RelaxedTransformed):
+    r"""The Binary Concrete ``X = sigmoid((log alpha + L) / lambda)`` (App. B).
+
+    Support: the unit interval.  ``log_prob`` is App. B Eq. 21 w.r.t. Lebesgue measure.
+    A sample keeps its exact logit in a cached transform, so ``log_prob`` of a sample
+    that rounded to 0 or 1 is still the density at the exact point; other values on the
+    boundary get the density's limit, never NaN.  No clamping.
+
+    :param temperature: lambda > 0, broadcast against the logits' shape.
+    :param probs: ``alpha / (1 + alpha)``, the probability of the Bernoulli relaxed.
+    :param logits: ``log alpha``.
+    """
+
+    arg_constraints = _ARG_CONSTRAINTS
+    support = constraints.unit_interval
+    base_class = LogitBinaryConcrete
+    transform_class = UnclampedSigmoidTransform
+    log_density = staticmethod(_log_binary_concrete)

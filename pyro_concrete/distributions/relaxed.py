@@ -1,0 +1,153 @@
+"""What every Concrete-family distribution shares: a temperature and one of probs/logits.
+
+``RelaxedDiscrete`` parses ``(temperature, probs=None, logits=None)`` the way torch's
+relaxed classes do, but broadcasts a batched temperature against the logits' batch
+shape (torch's classes do not: pytorch issue #37162) and expands both parameters to
+``batch_shape``, so every method can rely on aligned shapes.
+"""
+
+from collections.abc import Callable
+
+import torch
+from pyro.distributions import TorchDistribution, TransformedDistribution
+from torch.distributions.transforms import Transform
+from torch.distributions.utils import lazy_property, probs_to_logits
+
+__all__ = ["RelaxedDiscrete", "RelaxedTransformed", "no_closed_form", "no_closed_form_error"]
+
+
+def no_closed_form_error(dist: object, quantity: str, reason: str) -> NotImplementedError:
+    """The error raised for a moment or entropy that has no closed form, with the reason."""
+    return NotImplementedError(f"{type(dist).__name__}.{quantity} has no closed form: {reason}")
+
+
+def no_closed_form(quantity: str, reason: str) -> property:
+    """A property that raises ``NotImplementedError`` saying why ``quantity`` is missing."""
+
+    def fget(self: object) -> torch.Tensor:
+        raise no_closed_form_error(self, quantity, reason)
+
+    return property(fget, doc=f"Not available in closed form: {reason}")
+
+
+class RelaxedDiscrete(TorchDistribution):
+    """Base of the Concrete family: ``temperature`` lambda > 0 and ``logits`` = log alpha.
+
+    ``_categorical`` is True when the last dimension of the logits indexes ``n``
+    categories (an event dimension), False for the binary case (alpha is a scalar).
+    Categorical logits are normalised (``logits - logsumexp(logits)``); this changes no
+    density, since every Concrete density is invariant to shifting log alpha.
+    """
+
+    _categorical: bool = True
+
+    def __init__(
+        self,
+        temperature: torch.Tensor | float,
+        probs: torch.Tensor | None = None,
+        logits: torch.Tensor | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        if (probs is None) == (logits is None):
+            raise ValueError(
+                f"{type(self).__name__} takes exactly one of `probs` or `logits`, "
+                f"got {'both' if probs is not None else 'neither'}."
+            )
+        if logits is None:
+            probs = torch.as_tensor(probs, dtype=torch.get_default_dtype())
+            logits = probs_to_logits(probs, is_binary=not self._categorical)
+            self.probs = probs
+        else:
+            logits = torch.as_tensor(logits, dtype=torch.get_default_dtype())
+        if self._categorical:
+            if logits.dim() < 1:
+                raise ValueError("`logits` (or `probs`) must have at least one dimension.")
+            logits = logits - logits.logsumexp(-1, keepdim=True)
+        temperature = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
+        event_shape = logits.shape[-1:] if self._categorical else torch.Size()
+        batch_shape = torch.broadcast_shapes(
+            temperature.shape, logits.shape[: logits.dim() - len(event_shape)]
+        )
+        self.temperature = temperature.expand(batch_shape)
+        self.logits = logits.expand(batch_shape + event_shape)
+        if "probs" in self.__dict__:
+            self.probs = self.probs.expand(batch_shape + event_shape)
+        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+
+    def expand(self, batch_shape: torch.Size, _instance=None) -> "RelaxedDiscrete":
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.temperature = self.temperature.expand(batch_shape)
+        new.logits = self.logits.expand(batch_shape + self.event_shape)
+        if "probs" in self.__dict__:
+            new.probs = self.probs.expand(batch_shape + self.event_shape)
+        TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    @lazy_property
+    def probs(self) -> torch.Tensor:
+        """The probabilities of the discrete distribution being relaxed."""
+        return self.logits.softmax(-1) if self._categorical else self.logits.sigmoid()
+
+    @property
+    def param_shape(self) -> torch.Size:
+        return self.logits.shape
+
+
+class RelaxedTransformed(TransformedDistribution):
+    """A log-space member of the family pushed through an exact map with a one-sample cache.
+
+    Subclasses name the log-space class (``base_class``), the map (``transform_class``)
+    and the log density of the relaxed value written in terms of the log-space value
+    (``log_density(logits, temperature, y)``), which also defines it on the boundary.
+    Moments and entropy of softmax/sigmoid-transformed noise are not elementary.
+    """
+
+    base_class: type[RelaxedDiscrete]
+    transform_class: type[Transform]
+    log_density: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    has_rsample = True
+
+    def __init__(
+        self,
+        temperature: torch.Tensor | float,
+        probs: torch.Tensor | None = None,
+        logits: torch.Tensor | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        base = self.base_class(temperature, probs=probs, logits=logits, validate_args=validate_args)
+        super().__init__(base, self.transform_class(cache_size=1), validate_args=validate_args)
+
+    def expand(self, batch_shape: torch.Size, _instance=None) -> "RelaxedTransformed":
+        new = self._get_checked_instance(type(self), _instance)
+        return super().expand(batch_shape, _instance=new)
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        return self.base_dist.temperature
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self.base_dist.logits
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.base_dist.probs
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        y = self.transforms[0].inv(self._relaxed(value))  # exact when the value is cached
+        return type(self).log_density(self.logits, self.temperature, y)
+
+    def _relaxed(self, value: torch.Tensor) -> torch.Tensor:
+        """The relaxed value that ``log_prob`` scores (a hook for straight-through classes)."""
+        return value
+
+    mean = no_closed_form("mean", "moments of softmax/sigmoid of Gumbel noise are not elementary")
+    mode = no_closed_form("mode", "the maximiser of the density has no closed form")
+    variance = no_closed_form("variance", "moments of softmax/sigmoid of noise are not elementary")
+
+    def entropy(self) -> torch.Tensor:
+        raise no_closed_form_error(self, "entropy()", "E[log p(X)] is not elementary")

@@ -1,0 +1,118 @@
+"""Straight-through Concrete variables: hard forward value, relaxed gradient.
+
+``rsample`` returns the hard sample ``H`` (one-hot argmax, or ``1[Y > 0]``) as
+``H + (X - stop_gradient(X))``: its value is exactly ``H`` and its gradient is that of
+the relaxed sample ``X``.  ``log_prob`` scores ``X``, which travels with the value as a
+``HardSample`` tensor: unlike an attribute stashed on a plain tensor (Pyro's classes,
+Pyro issue #3127), it survives ``clone``, ``detach``, ``expand``, ``to`` and pickling.
+A value without its relaxed sample raises ``ValueError`` instead of being scored wrongly.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch.distributions import constraints
+
+from .binary_concrete import BinaryConcrete
+from .concrete import Concrete
+
+__all__ = ["BinaryConcreteStraightThrough", "ConcreteStraightThrough", "HardSample"]
+
+
+class HardSample(torch.Tensor):
+    """A hard sample that carries the relaxed sample ``relaxed`` it was rounded from.
+
+    Operations that copy or re-view a tensor whole apply to ``relaxed`` too; every other
+    operation returns a plain ``torch.Tensor``.
+    """
+
+    relaxed: torch.Tensor
+    _CARRY = frozenset(
+        {
+            torch.Tensor.clone,
+            torch.Tensor.detach,
+            torch.Tensor.expand,
+            torch.Tensor.expand_as,
+            torch.Tensor.to,
+            torch.Tensor.contiguous,
+            torch.Tensor.cpu,
+            torch.Tensor.requires_grad_,
+        }
+    )
+
+    @staticmethod
+    def wrap(hard: torch.Tensor, relaxed: torch.Tensor) -> "HardSample":
+        out = hard.as_subclass(HardSample)
+        out.relaxed = relaxed
+        return out
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **kwargs)
+            if func in cls._CARRY and isinstance(args[0], HardSample):
+                relaxed = func(args[0].relaxed, *args[1:], **kwargs)
+                return HardSample.wrap(out, relaxed)
+        return out
+
+
+class _StraightThrough:
+    """Hard forward value ``round(Y)`` of the log-space sample ``Y``, relaxed gradient."""
+
+    _round: Callable[[torch.Tensor], torch.Tensor]
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> HardSample:
+        relaxed = super().rsample(sample_shape)
+        hard = self._round(self.transforms[0].inv(relaxed)).to(relaxed.dtype)
+        return HardSample.wrap(hard + (relaxed - relaxed.detach()), relaxed)
+
+    def _relaxed(self, value: torch.Tensor) -> torch.Tensor:
+        if not isinstance(value, HardSample):
+            raise ValueError(
+                f"{type(self).__name__}.log_prob scores the relaxed sample that rsample() "
+                "attaches to its hard value, and `value` carries none (it is a plain tensor). "
+                "Pass the tensor returned by rsample(), or a clone/detach/expand of it."
+            )
+        return value.relaxed
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The hard values are exactly the discrete distribution relaxed (Prop. 1b)."""
+        return self.probs
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self._round(self.logits).to(self.logits.dtype)
+
+
+def _one_hot_argmax(y: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.one_hot(y.argmax(-1), y.size(-1))
+
+
+def _positive(y: torch.Tensor) -> torch.Tensor:
+    return y > 0
+
+
+class ConcreteStraightThrough(_StraightThrough, Concrete):
+    r"""Straight-through Concrete: forward one-hot ``argmax X``, gradient of ``X ~ Concrete``.
+
+    The hard values are distributed as ``OneHotCategorical(probs)`` (Prop. 1b of the
+    paper), so ``mean`` is ``probs`` and ``mode`` the one-hot argmax of the logits.
+    ``log_prob`` is the Concrete density (Eq. 11) of the relaxed sample.
+    """
+
+    support = constraints.one_hot
+    _round = staticmethod(_one_hot_argmax)
+
+
+class BinaryConcreteStraightThrough(_StraightThrough, BinaryConcrete):
+    r"""Straight-through Binary Concrete: forward ``1[X > 1/2]``, gradient of ``X``.
+
+    The hard values are ``Bernoulli(sigmoid(log alpha))`` (Prop. 1b), so ``mean`` is
+    ``probs`` and ``mode`` is ``1[log alpha > 0]``.  ``log_prob`` is the Binary Concrete
+    density (App. B Eq. 21) of the relaxed sample.
+    """
+
+    support = constraints.boolean
+    _round = staticmethod(_positive)
