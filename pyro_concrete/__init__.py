@@ -1,5 +1,6 @@
 """Concrete relaxations of discrete random variables for Pyro (Maddison, Mnih & Teh 2017)."""
 
+from .autoguide import AutoRelaxed, AutoRelaxedDiscrete
 from .constraints import LogSimplexTransform, log_simplex
 from .distributions import (
     BinaryConcrete,
@@ -11,8 +12,12 @@ from .distributions import (
     HardSample,
     LogitBinaryConcrete,
 )
+from .infer import constant_temperature, discrete_bound, discretize, exponential_decay
+from .relax import relax, select
 
 __all__ = [
+    "AutoRelaxed",
+    "AutoRelaxedDiscrete",
     "BinaryConcrete",
     "BinaryConcreteStraightThrough",
     "Concrete",
@@ -22,5 +27,11 @@ __all__ = [
     "HardSample",
     "LogSimplexTransform",
     "LogitBinaryConcrete",
+    "constant_temperature",
+    "discrete_bound",
+    "discretize",
+    "exponential_decay",
     "log_simplex",
+    "relax",
+    "select",
 ]
