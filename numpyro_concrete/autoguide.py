@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpyro
 from jax import Array
 from jax.typing import ArrayLike
+from numpyro import handlers
 from numpyro.handlers import block, seed
 from numpyro.infer.autoguide import AutoGuide, AutoGuideList, AutoNormal
 from numpyro.infer.initialization import init_to_uniform
@@ -187,6 +188,22 @@ class AutoRelaxed(AutoGuideList):
                 init_scale=continuous_init_scale,
             )
         )
+
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        with block():
+            trace = handlers.trace(seed(self.model, numpyro.prng_key())).get_trace(*args, **kwargs)
+        for name, site in trace.items():
+            if (
+                site["type"] == "sample"
+                and not site["is_observed"]
+                and site["fn"].support.is_discrete
+            ):
+                raise ValueError(
+                    f"AutoRelaxed: site {name!r} is a discrete "
+                    f"{type(base_of(site['fn'])).__name__} site. Relax the model first: "
+                    "AutoRelaxed(numpyro_concrete.relax(model))."
+                )
+        super()._setup_prototype(*args, **kwargs)
 
     @property
     def temperature(self) -> ArrayLike:

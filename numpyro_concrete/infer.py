@@ -88,11 +88,22 @@ def _site_log_prob(site: dict) -> Array:
     return lp if site["scale"] is None else site["scale"] * lp
 
 
+def _check_vectorised(site: dict, lp_ndim: int, ndim: int) -> None:
+    if lp_ndim > ndim:
+        raise ValueError(
+            f"discrete_bound: site {site['name']!r} has batch dimensions left of its plates "
+            f"(log_prob has {lp_ndim} dims, the particle plate sits at dim {-ndim}): the model "
+            "and guide must be vectorisable over a leftmost particle plate, as for "
+            "Trace_ELBO(vectorize_particles=True). Declare every batch dimension with a plate."
+        )
+
+
 def _log_weights(trace: dict, keep: set[int], ndim: int) -> Array:
     """Sum of the trace's log densities over every dimension not in ``keep``."""
     total = jnp.zeros(())
     for site in _sample_sites(trace):
         lp = _site_log_prob(site)
+        _check_vectorised(site, lp.ndim, ndim)
         lp = lp.reshape((1,) * (ndim - lp.ndim) + lp.shape)
         summed = tuple(d for d in range(-ndim, 0) if d not in keep)
         total = total + lp.sum(summed, keepdims=True)

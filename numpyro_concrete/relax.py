@@ -86,7 +86,7 @@ class RelaxMessenger(Messenger):
         super().__init__(fn)
         self.temperature = temperature
         self.sites = None if sites is None else frozenset(sites)
-        self._relaxed: dict[str, tuple[dist.Distribution, Callable]] = {}
+        self._relaxed: dict[str, tuple[type, Callable]] = {}
 
     def process_message(self, msg: dict) -> None:
         if msg["type"] != "sample" or msg["is_observed"]:
@@ -102,13 +102,14 @@ class RelaxMessenger(Messenger):
             return
         family, to_model = _RELAXATIONS[type(base)]
         msg["fn"] = map_base(msg["fn"], lambda b: family(self.temperature, logits=b.logits))
-        self._relaxed[msg["name"]] = (msg["fn"], to_model)
+        self._relaxed[msg["name"]] = (family, to_model)
 
     def postprocess_message(self, msg: dict) -> None:
         if msg["type"] != "sample":
             return
-        fn, to_model = self._relaxed.pop(msg["name"], (None, None))
-        if fn is not None and msg["fn"] is fn:  # not discretized or replaced on the way
+        family, to_model = self._relaxed.pop(msg["name"], (None, None))
+        # An enclosing plate may re-wrap the distribution; discretize replaces its family.
+        if family is not None and isinstance(base_of(msg["fn"]), family):
             msg["value"] = to_model(msg["value"])
 
 

@@ -109,7 +109,7 @@ class AutoRelaxedDiscrete(AutoGuide):
         (the probability of 1) for a Bernoulli site, ``softmax(log_alpha)`` for a
         categorical one."""
         return {
-            name: family(1.0, logits=self._log_alpha(name)).probs
+            name: family(1.0, logits=self._log_alpha(name)).probs.detach()
             for name, family in self._families.items()
         }
 
@@ -164,6 +164,16 @@ class AutoRelaxed(AutoGuideList):
                 init_scale=continuous_init_scale,
             )
         )
+
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        super()._setup_prototype(*args, **kwargs)
+        for name, site in self.prototype_trace.iter_stochastic_nodes():
+            if site["fn"].support.is_discrete:
+                raise ValueError(
+                    f"AutoRelaxed: site {name!r} is a discrete "
+                    f"{type(base_of(site['fn'])).__name__} site. Relax the model first: "
+                    "AutoRelaxed(pyro_concrete.relax(model))."
+                )
 
     @property
     def temperature(self) -> float | torch.Tensor:

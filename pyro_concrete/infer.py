@@ -83,6 +83,16 @@ def _factor_plates(*traces: poutine.Trace) -> set[str]:
     return set.intersection(*stacks) if stacks else set()
 
 
+def _check_vectorised(site: dict, lp_ndim: int, ndim: int) -> None:
+    if lp_ndim > ndim:
+        raise ValueError(
+            f"discrete_bound: site {site['name']!r} has batch dimensions left of its plates "
+            f"(log_prob has {lp_ndim} dims, the particle plate sits at dim {-ndim}): the model "
+            "and guide must be vectorisable over a leftmost particle plate, as for "
+            "Trace_ELBO(vectorize_particles=True). Declare every batch dimension with a plate."
+        )
+
+
 def _log_weights(trace: poutine.Trace, keep: set[int], ndim: int) -> torch.Tensor:
     """Sum of the trace's log densities over every dimension not in ``keep``."""
     total = torch.zeros(())
@@ -90,6 +100,7 @@ def _log_weights(trace: poutine.Trace, keep: set[int], ndim: int) -> torch.Tenso
         if site["type"] != "sample" or type(site["fn"]).__name__ == "_Subsample":
             continue
         lp = site["log_prob"]
+        _check_vectorised(site, lp.dim(), ndim)
         lp = lp.reshape((1,) * (ndim - lp.dim()) + lp.shape)
         summed = [d for d in range(-ndim, 0) if d not in keep]
         total = total + (lp.sum(summed, keepdim=True) if summed else lp)

@@ -16,7 +16,7 @@ Pyro runs postprocessing from the outermost handler inwards, so an enclosing ``t
 records the log-space value ``y`` before ``RelaxMessenger``, the innermost, maps it to
 ``sigmoid(y)`` / ``exp(y)`` for the model.  The densities are thus counted once, in log
 space, where they are finite in float32.  Handlers applied *outside* ``relax``
-(``condition``, ``replay``, ``substitute``) therefore see and provide log-space values;
+(``condition``, ``replay``) therefore see and provide log-space values;
 handlers applied to the model *inside* ``relax`` see the original discrete sites (for
 instance ``relax(condition(model, data))`` leaves observed sites untouched).
 """
@@ -77,7 +77,7 @@ class RelaxMessenger(Messenger):
         super().__init__()
         self.temperature = temperature
         self.sites = None if sites is None else frozenset(sites)
-        self._relaxed: dict[str, tuple[dist.TorchDistribution, Callable]] = {}
+        self._relaxed: dict[str, tuple[type, Callable]] = {}
 
     def _pyro_sample(self, msg: dict) -> None:
         if msg["is_observed"] or type(msg["fn"]).__name__ == "_Subsample":
@@ -91,11 +91,12 @@ class RelaxMessenger(Messenger):
             return
         family, to_model = _RELAXATIONS[type(base)]
         msg["fn"] = map_base(msg["fn"], lambda b: family(self.temperature, logits=b.logits))
-        self._relaxed[msg["name"]] = (msg["fn"], to_model)
+        self._relaxed[msg["name"]] = (family, to_model)
 
     def _pyro_post_sample(self, msg: dict) -> None:
-        fn, to_model = self._relaxed.pop(msg["name"], (None, None))
-        if fn is not None and msg["fn"] is fn:  # not discretized or replaced on the way
+        family, to_model = self._relaxed.pop(msg["name"], (None, None))
+        # An enclosing plate may re-wrap the distribution; discretize replaces its family.
+        if family is not None and isinstance(base_of(msg["fn"]), family):
             msg["value"] = to_model(msg["value"])
 
 

@@ -53,6 +53,7 @@ class HardConcrete(RelaxedDiscrete):
         logits: torch.Tensor | None = None,
         low: float = -0.1,
         high: float = 1.1,
+        *,
         validate_args: bool | None = None,
     ) -> None:
         if not low < 0:

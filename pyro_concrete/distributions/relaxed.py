@@ -30,6 +30,13 @@ def no_closed_form(quantity: str, reason: str) -> property:
     return property(fget, doc=f"Not available in closed form: {reason}")
 
 
+def _as_float(x: torch.Tensor | float) -> torch.Tensor:
+    """``x`` as a floating tensor: a float tensor keeps its dtype, the rest get the default."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        return x
+    return torch.as_tensor(x, dtype=torch.get_default_dtype())
+
+
 class RelaxedDiscrete(TorchDistribution):
     """Base of the Concrete family: ``temperature`` lambda > 0 and ``logits`` = log alpha.
 
@@ -46,6 +53,7 @@ class RelaxedDiscrete(TorchDistribution):
         temperature: torch.Tensor | float,
         probs: torch.Tensor | None = None,
         logits: torch.Tensor | None = None,
+        *,
         validate_args: bool | None = None,
     ) -> None:
         if (probs is None) == (logits is None):
@@ -54,11 +62,11 @@ class RelaxedDiscrete(TorchDistribution):
                 f"got {'both' if probs is not None else 'neither'}."
             )
         if logits is None:
-            probs = torch.as_tensor(probs, dtype=torch.get_default_dtype())
+            probs = _as_float(probs)
             logits = probs_to_logits(probs, is_binary=not self._categorical)
             self.probs = probs
         else:
-            logits = torch.as_tensor(logits, dtype=torch.get_default_dtype())
+            logits = _as_float(logits)
         if self._categorical:
             if logits.dim() < 1:
                 raise ValueError("`logits` (or `probs`) must have at least one dimension.")
@@ -114,6 +122,7 @@ class RelaxedTransformed(TransformedDistribution):
         temperature: torch.Tensor | float,
         probs: torch.Tensor | None = None,
         logits: torch.Tensor | None = None,
+        *,
         validate_args: bool | None = None,
     ) -> None:
         base = self.base_class(temperature, probs=probs, logits=logits, validate_args=validate_args)
