@@ -1,0 +1,37 @@
+"""Concrete relaxations of discrete random variables for NumPyro (Maddison, Mnih & Teh 2017)."""
+
+from .autoguide import AutoRelaxed, AutoRelaxedDiscrete
+from .constraints import LogSimplexTransform, log_simplex
+from .distributions import (
+    BinaryConcrete,
+    BinaryConcreteStraightThrough,
+    Concrete,
+    ConcreteStraightThrough,
+    ExpConcrete,
+    HardConcrete,
+    LogitBinaryConcrete,
+    OneHotCategorical,
+)
+from .infer import constant_temperature, discrete_bound, discretize, exponential_decay
+from .relax import relax, select
+
+__all__ = [
+    "AutoRelaxed",
+    "AutoRelaxedDiscrete",
+    "BinaryConcrete",
+    "BinaryConcreteStraightThrough",
+    "Concrete",
+    "ConcreteStraightThrough",
+    "ExpConcrete",
+    "HardConcrete",
+    "LogSimplexTransform",
+    "LogitBinaryConcrete",
+    "OneHotCategorical",
+    "constant_temperature",
+    "discrete_bound",
+    "discretize",
+    "exponential_decay",
+    "log_simplex",
+    "relax",
+    "select",
+]

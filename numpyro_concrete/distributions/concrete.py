@@ -1,0 +1,131 @@
+"""The Concrete distribution and its log-space twin (Maddison, Mnih & Teh 2017).
+
+``ExpConcrete`` carries the mathematics; ``Concrete`` is ``ExpConcrete`` pushed through
+``exp`` (a ``SimplexExpTransform``, the exact log-space sample kept in the
+intermediates), following the paper's App. C.3 advice to make the log-space variable
+the stochastic node.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+from numpyro.distributions import constraints
+
+from ..constraints import log_simplex, positive_finite
+from .noise import gumbel
+from .relaxed import RelaxedDiscrete, RelaxedTransformed, no_closed_form, no_closed_form_error
+from .transforms import SimplexExpTransform
+
+__all__ = ["Concrete", "ExpConcrete"]
+
+_ARG_CONSTRAINTS = {
+    "temperature": positive_finite,
+    "probs": constraints.simplex,
+    "logits": constraints.real_vector,
+}
+
+
+@jax.jit
+def _log_exp_concrete_unnormalised(logits: Array, temperature: Array, y: Array) -> Array:
+    """The paper's log-space density (App. C.3, Eq. 26) at ``y = log x``:
+
+    ``log Gamma(n) + (n-1) log lambda + sum_k (log alpha_k - lambda y_k)
+    - n logsumexp_k(log alpha_k - lambda y_k)``, computed as
+    ``log Gamma(n) + (n-1) log lambda + sum_k log_softmax(log alpha - lambda y)_k``.
+    It is the Concrete density times ``prod_{k=1..n} x_k`` (design.md section 2).
+    """
+    n = logits.shape[-1]
+    scores = logits - temperature[..., None] * y
+    return math.lgamma(n) + (n - 1) * jnp.log(temperature) + jax.nn.log_softmax(scores, -1).sum(-1)
+
+
+@jax.jit
+def _log_concrete(logits: Array, temperature: Array, y: Array) -> Array:
+    """Concrete log density (Eq. 11) w.r.t. Lebesgue on ``x_1, ..., x_{n-1}``, at ``y = log x``.
+
+    On the boundary (``m >= 1`` coordinates ``x_J = 0``, i.e. ``y_J = -inf``) the value is
+    the limit along ``x_J = eps -> 0``: the density behaves as ``eps^e * exp(K)`` with
+    ``e = (n - m) lambda - m`` and
+    ``K = log Gamma(n) + (n-1) log lambda + sum_k log alpha_k
+    - (lambda + 1) sum_{k not in J} y_k - n logsumexp_{k in J} log alpha_k``,
+    so the limit is ``+inf`` (``e < 0``), ``-inf`` (``e > 0``) or ``K`` (``e = 0``).
+    Both branches are computed on finite stand-ins, so neither value nor gradient is NaN.
+    """
+    zero = y == -jnp.inf
+    y = jnp.where(zero, 0.0, y)
+    interior = _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
+    n = logits.shape[-1]
+    m = zero.sum(-1)
+    exponent = (n - m) * temperature - m
+    in_j = zero | (m == 0)[..., None]  # rows off the boundary: any finite stand-in
+    limit_at_e0 = (
+        math.lgamma(n)
+        + (n - 1) * jnp.log(temperature)
+        + logits.sum(-1)
+        - (temperature + 1) * y.sum(-1)
+        - n * jax.nn.logsumexp(jnp.where(in_j, logits, -jnp.inf), -1)
+    )
+    limit = jnp.where(exponent < 0, jnp.inf, jnp.where(exponent > 0, -jnp.inf, limit_at_e0))
+    return jnp.where(m > 0, limit, interior)
+
+
+class ExpConcrete(RelaxedDiscrete):
+    r"""Log of a Concrete variable: ``Y = log_softmax((log alpha + G) / lambda)``.
+
+    Support: the log-simplex ``{y : logsumexp(y) = 0}``.  ``log_prob`` is the density of
+    ``(y_1, ..., y_{n-1})`` w.r.t. Lebesgue measure, the chart that
+    ``biject_to(log_simplex)`` parameterises; it is normalised, unlike the paper's
+    Eq. 26, from which it differs by ``-y_n`` (design.md section 2).  This is the
+    stochastic node the paper recommends training with (App. C.3): its log density
+    of its own samples is finite at any temperature in float32.
+
+    :param temperature: lambda > 0, broadcast against the logits' batch shape.
+    :param probs: event probabilities ``alpha / sum(alpha)`` (last dim: categories).
+    :param logits: ``log alpha``, unnormalised.
+    """
+
+    arg_constraints = _ARG_CONSTRAINTS
+    support = log_simplex
+
+    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
+        shape = self.shape(sample_shape)
+        scores = (self.logits + gumbel(key, shape, self.logits)) / self.temperature[..., None]
+        return jax.nn.log_softmax(scores, -1)
+
+    def log_prob(self, value: ArrayLike) -> Array:
+        if self._validate_args:
+            self._validate_sample(value)
+        value = jnp.asarray(value)
+        log_p = _log_exp_concrete_unnormalised(self.logits, self.temperature, value)
+        return log_p - value[..., -1]
+
+    mean = no_closed_form("mean", "E[log_softmax((log alpha + G) / lambda)] is not elementary")
+    mode = no_closed_form("mode", "the maximiser of the density has no closed form")
+    variance = no_closed_form("variance", "moments of log_softmax of Gumbels are not elementary")
+
+    def entropy(self) -> Array:
+        raise no_closed_form_error(self, "entropy()", "E[log p(X)] is not elementary")
+
+
+class Concrete(RelaxedTransformed):
+    r"""The Concrete distribution ``X = softmax((log alpha + G) / lambda)`` (Eq. 10).
+
+    Support: the simplex.  ``log_prob`` is Eq. 11 w.r.t. Lebesgue measure on
+    ``(x_1, ..., x_{n-1})`` (the chart of ``biject_to(simplex)``).  A sample keeps its
+    exact log-space value in its intermediates, so ``log_prob`` of a sample whose
+    coordinates underflowed to 0 is still the density at the exact point; other values
+    on the boundary get the density's limit, never NaN.
+
+    :param temperature: lambda > 0, broadcast against the logits' batch shape.
+    :param probs: event probabilities ``alpha / sum(alpha)`` (last dim: categories).
+    :param logits: ``log alpha``, unnormalised.
+    """
+
+    arg_constraints = _ARG_CONSTRAINTS
+    support = constraints.simplex
+    base_class = ExpConcrete
+    transform_class = SimplexExpTransform
+    log_density = staticmethod(_log_concrete)

@@ -1,0 +1,272 @@
+"""What every Concrete-family distribution shares: a temperature and one of probs/logits.
+
+``RelaxedDiscrete`` parses ``(temperature, probs=None, logits=None)`` the way the
+built-in relaxed classes do, but broadcasts a batched temperature against the logits'
+batch shape and expands both parameters to ``batch_shape``, so every method can rely
+on aligned shapes.  Because every parameter is expanded, a batch axis of one is a
+batch axis of all: ``vmap_over`` maps them together.
+"""
+
+import copy
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+from jax.typing import ArrayLike
+from numpyro.distributions import Distribution, TransformedDistribution
+from numpyro.distributions.batch_util import vmap_over
+from numpyro.distributions.transforms import Transform
+from numpyro.distributions.util import lazy_property
+from numpyro.util import not_jax_tracer
+
+__all__ = ["RelaxedDiscrete", "RelaxedTransformed", "no_closed_form", "no_closed_form_error"]
+
+_PARAMS = ("temperature", "probs", "logits")
+
+
+def no_closed_form_error(dist: object, quantity: str, reason: str) -> NotImplementedError:
+    """The error raised for a moment or entropy that has no closed form, with the reason."""
+    return NotImplementedError(f"{type(dist).__name__}.{quantity} has no closed form: {reason}")
+
+
+def no_closed_form(quantity: str, reason: str) -> property:
+    """A property that raises ``NotImplementedError`` saying why ``quantity`` is missing."""
+
+    def fget(self: object) -> Array:
+        raise no_closed_form_error(self, quantity, reason)
+
+    return property(fget, doc=f"Not available in closed form: {reason}")
+
+
+def _as_float(x: ArrayLike) -> Array:
+    """``x`` as a floating array: a float array keeps its dtype, the rest get the default
+    (float32, or float64 under x64)."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+
+def _probs_to_logits(probs: Array, is_binary: bool) -> Array:
+    """``log p`` (or ``logit p``) of ``p`` clamped to ``[eps, 1 - eps]``, as torch does."""
+    eps = jnp.finfo(probs.dtype).eps
+    p = jnp.clip(probs, eps, 1 - eps)
+    return jnp.log(p) - jnp.log1p(-p) if is_binary else jnp.log(p)
+
+
+def _validate_in_support(dist: Distribution, value: ArrayLike) -> Array:
+    """``dist.support(value)``, raising ``ValueError`` (NumPyro only warns) when it fails.
+
+    Inside ``jit`` the mask is abstract and cannot be checked, as everywhere in NumPyro.
+    """
+    mask = dist.support(value)
+    if not_jax_tracer(mask) and not np.all(mask):
+        raise ValueError(
+            f"{type(dist).__name__}.log_prob got `value` outside its support {dist.support}."
+        )
+    return mask
+
+
+class RelaxedDiscrete(Distribution):
+    """Base of the Concrete family: ``temperature`` lambda > 0 and ``logits`` = log alpha.
+
+    ``_categorical`` is True when the last dimension of the logits indexes ``n``
+    categories (an event dimension), False for the binary case (alpha is a scalar).
+    Categorical logits are normalised (``logits - logsumexp(logits)``); this changes no
+    density, since every Concrete density is invariant to shifting log alpha.
+    """
+
+    _categorical: bool = True
+    pytree_data_fields = _PARAMS
+    reparametrized_params = list(_PARAMS)
+
+    def __init__(
+        self,
+        temperature: ArrayLike,
+        probs: ArrayLike | None = None,
+        logits: ArrayLike | None = None,
+        *,
+        validate_args: bool | None = None,
+    ) -> None:
+        if (probs is None) == (logits is None):
+            raise ValueError(
+                f"{type(self).__name__} takes exactly one of `probs` or `logits`, "
+                f"got {'both' if probs is not None else 'neither'}."
+            )
+        if logits is None:
+            probs = _as_float(probs)
+            logits = _probs_to_logits(probs, is_binary=not self._categorical)
+            self.probs = probs
+        else:
+            logits = _as_float(logits)
+        if self._categorical:
+            if logits.ndim < 1:
+                raise ValueError("`logits` (or `probs`) must have at least one dimension.")
+            logits = logits - jax.nn.logsumexp(logits, -1, keepdims=True)
+        self.temperature = jnp.asarray(temperature, dtype=logits.dtype)
+        self.logits = logits
+        event_shape = logits.shape[-1:] if self._categorical else ()
+        batch_shape = jnp.broadcast_shapes(
+            self.temperature.shape, logits.shape[: logits.ndim - len(event_shape)]
+        )
+        self._broadcast_params(batch_shape, event_shape)
+        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+
+    def _broadcast_params(self, batch_shape: tuple[int, ...], event_shape: tuple[int, ...]) -> None:
+        """Broadcast the temperature to ``batch_shape``, logits (and given probs) beyond it."""
+        self.temperature = jnp.broadcast_to(self.temperature, batch_shape)
+        self.logits = jnp.broadcast_to(self.logits, batch_shape + event_shape)
+        if "probs" in self.__dict__:
+            self.probs = jnp.broadcast_to(self.probs, batch_shape + event_shape)
+
+    def expand(self, batch_shape: tuple[int, ...]) -> "RelaxedDiscrete":
+        """The same distribution with its parameters broadcast to ``batch_shape``."""
+        new = copy.copy(self)
+        new._broadcast_params(tuple(batch_shape), self.event_shape)
+        new._batch_shape = tuple(batch_shape)
+        return new
+
+    @lazy_property
+    def probs(self) -> Array:
+        """The probabilities of the discrete distribution being relaxed."""
+        return jax.nn.softmax(self.logits, -1) if self._categorical else jax.nn.sigmoid(self.logits)
+
+    @property
+    def param_shape(self) -> tuple[int, ...]:
+        return self.logits.shape
+
+    @classmethod
+    def infer_shapes(
+        cls,
+        temperature: tuple[int, ...],
+        probs: tuple[int, ...] | None = None,
+        logits: tuple[int, ...] | None = None,
+        *scalars: tuple[int, ...],
+        **scalar_kwargs: object,
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """``(batch_shape, event_shape)`` from the parameters' shapes, as ``__init__`` does.
+
+        Other arguments (``HardConcrete``'s ``low`` and ``high``) are scalars.
+        """
+        shape = tuple(logits if probs is None else probs)
+        event_shape = shape[-1:] if cls._categorical else ()
+        batch_shape = jnp.broadcast_shapes(
+            tuple(temperature), shape[: len(shape) - len(event_shape)]
+        )
+        return batch_shape, event_shape
+
+    _validate_sample = _validate_in_support
+
+
+class RelaxedTransformed(TransformedDistribution):
+    """A log-space member of the family pushed through an exact map.
+
+    Subclasses name the log-space class (``base_class``), the map (``transform_class``)
+    and the log density of the relaxed value written in terms of the log-space value
+    (``log_density(logits, temperature, y)``), which also defines it on the boundary.
+    JAX has no transform cache; NumPyro's intermediates play its part:
+    ``sample_with_intermediates`` returns ``(x, [[y, None]])`` (``TransformedDistribution``'s
+    own format) with ``y`` the exact log-space sample, and ``log_prob(x, intermediates)``
+    scores ``y``, so a sample whose coordinates rounded to 0 or 1 is still scored at its
+    exact point.  NumPyro's inference utilities (``log_density``, ``Trace_ELBO``) pass
+    ``site["intermediates"]`` to ``log_prob``.  Moments and entropy of softmax/sigmoid
+    transformed noise are not elementary.
+    """
+
+    base_class: type[RelaxedDiscrete]
+    transform_class: type[Transform]
+    log_density: Callable[[Array, Array, Array], Array]
+    reparametrized_params = list(_PARAMS)
+
+    def __init__(
+        self,
+        temperature: ArrayLike,
+        probs: ArrayLike | None = None,
+        logits: ArrayLike | None = None,
+        *,
+        validate_args: bool | None = None,
+    ) -> None:
+        base = self.base_class(temperature, probs=probs, logits=logits, validate_args=validate_args)
+        super().__init__(base, self.transform_class(), validate_args=validate_args)
+
+    def expand(self, batch_shape: tuple[int, ...]) -> "RelaxedTransformed":
+        """The same distribution over the base distribution expanded to ``batch_shape``."""
+        new = copy.copy(self)
+        new.base_dist = self.base_dist.expand(batch_shape)
+        new._batch_shape = tuple(batch_shape)
+        return new
+
+    @classmethod
+    def gather_pytree_data_fields(cls) -> tuple[str, ...]:
+        """The parameters live in ``base_dist``; ``temperature`` etc. are views of it."""
+        return ("base_dist", "transforms")
+
+    @classmethod
+    def infer_shapes(cls, *args: tuple[int, ...], **kwargs: object) -> tuple[tuple[int, ...], ...]:
+        """Shapes as ``base_class.infer_shapes``: the map keeps the shape."""
+        return cls.base_class.infer_shapes(*args, **kwargs)
+
+    def get_args(self) -> dict[str, Array]:
+        """The base distribution's parameters: ``probs`` when given, never the derived one."""
+        return self.base_dist.get_args()
+
+    @property
+    def temperature(self) -> Array:
+        return self.base_dist.temperature
+
+    @property
+    def logits(self) -> Array:
+        return self.base_dist.logits
+
+    @property
+    def probs(self) -> Array:
+        return self.base_dist.probs
+
+    def log_prob(self, value: ArrayLike, intermediates: list | None = None) -> Array:
+        if self._validate_args:
+            self._validate_sample(value)
+        relaxed, intermediates = self._relaxed(value, intermediates)
+        # exact when given the sample's intermediates [[y, None]]
+        y = self.transforms[0].inv(relaxed) if intermediates is None else intermediates[0][0]
+        return type(self).log_density(self.logits, self.temperature, y)
+
+    def _relaxed(
+        self, value: ArrayLike, intermediates: list | None
+    ) -> tuple[ArrayLike, list | None]:
+        """The relaxed value that ``log_prob`` scores and its intermediates (a hook for
+        straight-through classes)."""
+        return value, intermediates
+
+    mean = no_closed_form("mean", "moments of softmax/sigmoid of Gumbel noise are not elementary")
+    mode = no_closed_form("mode", "the maximiser of the density has no closed form")
+    variance = no_closed_form("variance", "moments of softmax/sigmoid of noise are not elementary")
+
+    def entropy(self) -> Array:
+        raise no_closed_form_error(self, "entropy()", "E[log p(X)] is not elementary")
+
+    _validate_sample = _validate_in_support
+
+
+@vmap_over.register
+def _vmap_over_relaxed_discrete(
+    dist: RelaxedDiscrete,
+    temperature: int | None = None,
+    probs: int | None = None,
+    logits: int | None = None,
+) -> RelaxedDiscrete:
+    """In-axes for ``dist``: the (non-negative) batch axis given for any parameter."""
+    axis = next((a for a in (temperature, probs, logits) if a is not None), None)
+    return vmap_over.dispatch(Distribution)(dist, temperature=axis, probs=axis, logits=axis)
+
+
+@vmap_over.register
+def _vmap_over_relaxed_transformed(
+    dist: RelaxedTransformed,
+    temperature: int | None = None,
+    probs: int | None = None,
+    logits: int | None = None,
+) -> RelaxedTransformed:
+    """In-axes for ``dist``: those of its base distribution; the map has no parameters."""
+    axes = vmap_over.dispatch(Distribution)(dist)
+    axes.base_dist = vmap_over(dist.base_dist, temperature=temperature, probs=probs, logits=logits)
+    return axes
