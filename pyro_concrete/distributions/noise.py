@@ -2,9 +2,10 @@
 
 Both draws avoid ``U`` that is exactly 0 or 1: the Gumbel sample is ``-log E`` with
 ``E ~ Exponential(1)`` kept above the smallest normal number, and the logistic sample
-``log U - log(1 - U)`` clamps ``U`` symmetrically to the generator's grid
-``[eps/2, 1 - eps/2]`` (``torch.rand`` draws multiples of ``eps/2``), so its law is
-symmetric and its tails are cut only beyond ``|L| > log(2/eps)`` (16.6 in float32).
+``log U - log(1 - U)`` uses ``U`` on the grid ``{k eps + eps/2}``, ``k = 0 .. 1/eps - 1``:
+``torch.rand`` draws multiples of ``eps/2``, rounded down to multiples of ``eps`` and
+shifted by half a step, so ``U`` lies in ``[eps/2, 1 - eps/2]``, symmetric about 1/2, and
+the tails of ``L`` are cut only beyond ``|L| > log(2/eps)`` (16.6 in float32).
 """
 
 import torch
@@ -20,6 +21,7 @@ def gumbel(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
 
 def logistic(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
     """Standard logistic noise ``L = log U - log(1 - U)``, ``U ~ Uniform(0, 1)``."""
-    half_eps = torch.finfo(like.dtype).eps / 2
-    u = torch.rand(shape, dtype=like.dtype, device=like.device).clamp_(half_eps, 1 - half_eps)
+    eps = torch.finfo(like.dtype).eps
+    u = torch.rand(shape, dtype=like.dtype, device=like.device).div_(eps).floor_()
+    u = u.mul_(eps).add_(eps / 2)
     return u.log() - (-u).log1p_()

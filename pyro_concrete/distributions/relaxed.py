@@ -102,6 +102,26 @@ class RelaxedDiscrete(TorchDistribution):
     def param_shape(self) -> torch.Size:
         return self.logits.shape
 
+    @classmethod
+    def infer_shapes(
+        cls,
+        temperature: torch.Size,
+        probs: torch.Size | None = None,
+        logits: torch.Size | None = None,
+        *scalars: torch.Size,
+        **scalar_kwargs: object,
+    ) -> tuple[torch.Size, torch.Size]:
+        """``(batch_shape, event_shape)`` from the parameters' shapes, as ``__init__`` does.
+
+        Other arguments (``HardConcrete``'s ``low`` and ``high``) are scalars.
+        """
+        shape = torch.Size(logits if probs is None else probs)
+        event_shape = shape[-1:] if cls._categorical else torch.Size()
+        batch_shape = torch.broadcast_shapes(
+            torch.Size(temperature), shape[: len(shape) - len(event_shape)]
+        )
+        return batch_shape, event_shape
+
 
 class RelaxedTransformed(TransformedDistribution):
     """A log-space member of the family pushed through an exact map with a one-sample cache.
@@ -127,6 +147,11 @@ class RelaxedTransformed(TransformedDistribution):
     ) -> None:
         base = self.base_class(temperature, probs=probs, logits=logits, validate_args=validate_args)
         super().__init__(base, self.transform_class(cache_size=1), validate_args=validate_args)
+
+    @classmethod
+    def infer_shapes(cls, *args: torch.Size, **kwargs: object) -> tuple[torch.Size, torch.Size]:
+        """Shapes as ``base_class.infer_shapes``: the map keeps the shape."""
+        return cls.base_class.infer_shapes(*args, **kwargs)
 
     def expand(self, batch_shape: torch.Size, _instance=None) -> "RelaxedTransformed":
         new = self._get_checked_instance(type(self), _instance)

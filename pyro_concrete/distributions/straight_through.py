@@ -67,6 +67,10 @@ class _StraightThrough:
         hard = self._round(self.transforms[0].inv(relaxed)).to(relaxed.dtype)
         return HardSample.wrap(hard + (relaxed - relaxed.detach()), relaxed)
 
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> HardSample:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
     def _relaxed(self, value: torch.Tensor) -> torch.Tensor:
         if not isinstance(value, HardSample):
             raise ValueError(
