@@ -38,6 +38,11 @@ def log_logistic(logits: Array, temperature: Array, y: ArrayLike) -> Array:
 
 
 @jax.jit
+def _log_binary_concrete_interior(logits: Array, temperature: Array, y: Array) -> Array:
+    """Binary Concrete log density (App. B, Eq. 21) at a finite ``y = logit x``."""
+    return log_logistic(logits, temperature, y) + softplus(y) + softplus(-y)
+
+
 def _log_binary_concrete(logits: Array, temperature: Array, y: Array) -> Array:
     """Binary Concrete log density (App. B, Eq. 21) w.r.t. Lebesgue on (0, 1), at ``y = logit x``:
     ``log g(y) - log x - log(1 - x)`` with ``-log x = softplus(-y)``, ``-log(1 - x) = softplus(y)``.
@@ -49,7 +54,7 @@ def _log_binary_concrete(logits: Array, temperature: Array, y: Array) -> Array:
     """
     edge = jnp.isinf(y)
     y_in = jnp.where(edge, 0.0, y)
-    interior = log_logistic(logits, temperature, y_in) + softplus(y_in) + softplus(-y_in)
+    interior = _log_binary_concrete_interior(logits, temperature, y_in)
     exponent = temperature - 1
     limit_at_e0 = jnp.log(temperature) + jnp.sign(y) * logits
     limit = jnp.where(exponent < 0, jnp.inf, jnp.where(exponent > 0, -jnp.inf, limit_at_e0))
@@ -122,3 +127,4 @@ class BinaryConcrete(RelaxedTransformed):
     base_class = LogitBinaryConcrete
     transform_class = UnclampedSigmoidTransform
     log_density = staticmethod(_log_binary_concrete)
+    log_density_interior = staticmethod(_log_binary_concrete_interior)

@@ -43,6 +43,11 @@ def _log_exp_concrete_unnormalised(logits: Array, temperature: Array, y: Array) 
 
 
 @jax.jit
+def _log_concrete_interior(logits: Array, temperature: Array, y: Array) -> Array:
+    """Concrete log density (Eq. 11) at a finite ``y = log x``: Eq. 26 minus ``sum_k y_k``."""
+    return _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
+
+
 def _log_concrete(logits: Array, temperature: Array, y: Array) -> Array:
     """Concrete log density (Eq. 11) w.r.t. Lebesgue on ``x_1, ..., x_{n-1}``, at ``y = log x``.
 
@@ -56,7 +61,7 @@ def _log_concrete(logits: Array, temperature: Array, y: Array) -> Array:
     """
     zero = y == -jnp.inf
     y = jnp.where(zero, 0.0, y)
-    interior = _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
+    interior = _log_concrete_interior(logits, temperature, y)
     n = logits.shape[-1]
     m = zero.sum(-1)
     exponent = (n - m) * temperature - m
@@ -93,7 +98,11 @@ class ExpConcrete(RelaxedDiscrete):
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         shape = self.shape(sample_shape)
         scores = (self.logits + gumbel(key, shape, self.logits)) / self.temperature[..., None]
-        return jax.nn.log_softmax(scores, -1)
+        y = jax.nn.log_softmax(scores, -1)
+        # Under jit XLA's exp(0) may round below 1, leaving the largest coordinate an ulp
+        # above 0; shifting the whole vector back (a constant: gradients are unchanged)
+        # keeps y on the log-simplex side of 0 and exp(y) <= 1.
+        return y - jax.lax.stop_gradient(jnp.maximum(y.max(-1, keepdims=True), 0.0))
 
     def log_prob(self, value: ArrayLike) -> Array:
         if self._validate_args:
@@ -129,3 +138,4 @@ class Concrete(RelaxedTransformed):
     base_class = ExpConcrete
     transform_class = SimplexExpTransform
     log_density = staticmethod(_log_concrete)
+    log_density_interior = staticmethod(_log_concrete_interior)

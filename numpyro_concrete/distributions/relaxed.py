@@ -162,8 +162,9 @@ class RelaxedTransformed(TransformedDistribution):
     """A log-space member of the family pushed through an exact map.
 
     Subclasses name the log-space class (``base_class``), the map (``transform_class``)
-    and the log density of the relaxed value written in terms of the log-space value
-    (``log_density(logits, temperature, y)``), which also defines it on the boundary.
+    and the log density of the relaxed value written in terms of the log-space value:
+    ``log_density(logits, temperature, y)``, which also defines it on the boundary, and
+    ``log_density_interior``, the same at a finite ``y`` (a sample's exact value).
     JAX has no transform cache; NumPyro's intermediates play its part:
     ``sample_with_intermediates`` returns ``(x, [[y, None]])`` (``TransformedDistribution``'s
     own format) with ``y`` the exact log-space sample, and ``log_prob(x, intermediates)``
@@ -176,6 +177,7 @@ class RelaxedTransformed(TransformedDistribution):
     base_class: type[RelaxedDiscrete]
     transform_class: type[Transform]
     log_density: Callable[[Array, Array, Array], Array]
+    log_density_interior: Callable[[Array, Array, Array], Array]
     reparametrized_params = list(_PARAMS)
 
     def __init__(
@@ -226,9 +228,13 @@ class RelaxedTransformed(TransformedDistribution):
         if self._validate_args:
             self._validate_sample(value)
         relaxed, intermediates = self._relaxed(value, intermediates)
-        # exact when given the sample's intermediates [[y, None]]
-        y = self.transforms[0].inv(relaxed) if intermediates is None else intermediates[0][0]
-        return type(self).log_density(self.logits, self.temperature, y)
+        if intermediates is not None:  # the sample's exact log-space value [[y, None]], finite
+            return type(self).log_density_interior(
+                self.logits, self.temperature, intermediates[0][0]
+            )
+        return type(self).log_density(
+            self.logits, self.temperature, self.transforms[0].inv(relaxed)
+        )
 
     def _relaxed(
         self, value: ArrayLike, intermediates: list | None

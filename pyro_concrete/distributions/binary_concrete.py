@@ -31,6 +31,13 @@ def log_logistic(logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tenso
     return temperature.log() + score - 2 * softplus(score)
 
 
+def _log_binary_concrete_interior(
+    logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """Binary Concrete log density (App. B, Eq. 21) at a finite ``y = logit x``."""
+    return log_logistic(logits, temperature, y) + softplus(y) + softplus(-y)
+
+
 def _log_binary_concrete(
     logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor
 ) -> torch.Tensor:
@@ -43,7 +50,7 @@ def _log_binary_concrete(
     """
     edge = y.isinf()
     y_in = y.masked_fill(edge, 0.0)
-    interior = log_logistic(logits, temperature, y_in) + softplus(y_in) + softplus(-y_in)
+    interior = _log_binary_concrete_interior(logits, temperature, y_in)
     if not edge.any():
         return interior
     exponent = temperature - 1
@@ -119,3 +126,4 @@ class BinaryConcrete(RelaxedTransformed):
     base_class = LogitBinaryConcrete
     transform_class = UnclampedSigmoidTransform
     log_density = staticmethod(_log_binary_concrete)
+    log_density_interior = staticmethod(_log_binary_concrete_interior)

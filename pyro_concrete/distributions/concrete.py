@@ -24,6 +24,18 @@ _ARG_CONSTRAINTS = {
 }
 
 
+def _log_softmax(x: torch.Tensor) -> torch.Tensor:
+    """``log_softmax`` over the last dimension.  torch's CPU kernel and its backward are
+    several times slower than elementwise code when that dimension is narrower than its
+    vector width (16), and faster beyond (benchmarks/throughput.py).  As in the kernel,
+    the maximum is subtracted first (exactly; the result does not depend on it), so the
+    largest coordinate is accurate to an ulp of ``log n``, not of ``max(x)``."""
+    if x.size(-1) >= 16:
+        return x.log_softmax(-1)
+    x = x - x.detach().amax(-1, keepdim=True)
+    return x - x.exp().sum(-1, keepdim=True).log()
+
+
 def _log_exp_concrete_unnormalised(
     logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor
 ) -> torch.Tensor:
@@ -36,7 +48,14 @@ def _log_exp_concrete_unnormalised(
     """
     n = logits.size(-1)
     scores = logits - temperature.unsqueeze(-1) * y
-    return math.lgamma(n) + (n - 1) * temperature.log() + scores.log_softmax(-1).sum(-1)
+    return math.lgamma(n) + (n - 1) * temperature.log() + _log_softmax(scores).sum(-1)
+
+
+def _log_concrete_interior(
+    logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """Concrete log density (Eq. 11) at a finite ``y = log x``: Eq. 26 minus ``sum_k y_k``."""
+    return _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
 
 
 def _log_concrete(logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -51,7 +70,7 @@ def _log_concrete(logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tens
     """
     zero = y == -math.inf
     y = y.masked_fill(zero, 0.0)
-    interior = _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
+    interior = _log_concrete_interior(logits, temperature, y)
     if not zero.any():
         return interior
     n = logits.size(-1)
@@ -91,7 +110,7 @@ class ExpConcrete(RelaxedDiscrete):
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         scores = (self.logits + gumbel(shape, self.logits)) / self.temperature.unsqueeze(-1)
-        return scores.log_softmax(-1)
+        return _log_softmax(scores)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
@@ -126,3 +145,4 @@ class Concrete(RelaxedTransformed):
     base_class = ExpConcrete
     transform_class = SimplexExpTransform
     log_density = staticmethod(_log_concrete)
+    log_density_interior = staticmethod(_log_concrete_interior)

@@ -1,11 +1,12 @@
 """Parameter-free noise for the reparameterised samplers (design.md section 3).
 
-Both draws avoid ``U`` that is exactly 0 or 1: the Gumbel sample is ``-log E`` with
-``E ~ Exponential(1)`` kept above the smallest normal number, and the logistic sample
-``log U - log(1 - U)`` uses ``U`` on the grid ``{k eps + eps/2}``, ``k = 0 .. 1/eps - 1``:
-``torch.rand`` draws multiples of ``eps/2``, rounded down to multiples of ``eps`` and
-shifted by half a step, so ``U`` lies in ``[eps/2, 1 - eps/2]``, symmetric about 1/2, and
-the tails of ``L`` are cut only beyond ``|L| > log(2/eps)`` (16.6 in float32).
+No ``U`` is ever exactly 0 or 1: both samplers transform ``U`` on the grid
+``{k eps + eps/2 : k = 0 .. 1/eps - 1}`` (``torch.rand`` draws multiples of ``eps/2``,
+rounded down to multiples of ``eps`` and shifted by half a step), which is symmetric about
+1/2.  The Gumbel sample is ``G = -log(-log U)`` and the logistic ``L = log U - log(1 - U)``;
+their tails are cut only where the grid ends (``|L| > log(2/eps)``, 16.6 in float32, and
+``G`` outside ``[-2.9, 16.6]``: probabilities below 1e-7).  ``torch.rand`` is several
+times faster than ``exponential_`` on CPU (benchmarks/).
 """
 
 import torch
@@ -13,15 +14,19 @@ import torch
 __all__ = ["gumbel", "logistic"]
 
 
+def _open_uniform(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
+    """``U ~ Uniform(0, 1)`` on the grid ``{k eps + eps/2}``, never 0 or 1."""
+    eps = torch.finfo(like.dtype).eps
+    u = torch.rand(shape, dtype=like.dtype, device=like.device).div_(eps).floor_()
+    return u.mul_(eps).add_(eps / 2)
+
+
 def gumbel(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
-    """Standard Gumbel noise ``G = -log E``, ``E ~ Exponential(1)``."""
-    e = torch.empty(shape, dtype=like.dtype, device=like.device).exponential_()
-    return e.clamp_(min=torch.finfo(like.dtype).tiny).log_().neg_()
+    """Standard Gumbel noise ``G = -log(-log U)``."""
+    return _open_uniform(shape, like).log_().neg_().log_().neg_()
 
 
 def logistic(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
-    """Standard logistic noise ``L = log U - log(1 - U)``, ``U ~ Uniform(0, 1)``."""
-    eps = torch.finfo(like.dtype).eps
-    u = torch.rand(shape, dtype=like.dtype, device=like.device).div_(eps).floor_()
-    u = u.mul_(eps).add_(eps / 2)
+    """Standard logistic noise ``L = log U - log(1 - U)``."""
+    u = _open_uniform(shape, like)
     return u.log() - (-u).log1p_()

@@ -127,14 +127,16 @@ class RelaxedTransformed(TransformedDistribution):
     """A log-space member of the family pushed through an exact map with a one-sample cache.
 
     Subclasses name the log-space class (``base_class``), the map (``transform_class``)
-    and the log density of the relaxed value written in terms of the log-space value
-    (``log_density(logits, temperature, y)``), which also defines it on the boundary.
+    and the log density of the relaxed value written in terms of the log-space value:
+    ``log_density(logits, temperature, y)``, which also defines it on the boundary, and
+    ``log_density_interior``, the same at a finite ``y`` (a sample's exact, cached value).
     Moments and entropy of softmax/sigmoid-transformed noise are not elementary.
     """
 
     base_class: type[RelaxedDiscrete]
     transform_class: type[Transform]
     log_density: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    log_density_interior: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     has_rsample = True
 
     def __init__(
@@ -172,8 +174,13 @@ class RelaxedTransformed(TransformedDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        y = self.transforms[0].inv(self._relaxed(value))  # exact when the value is cached
-        return type(self).log_density(self.logits, self.temperature, y)
+        relaxed = self._relaxed(value)
+        y, x = self.transforms[0]._cached_x_y
+        if relaxed is x:  # the sample just drawn: its exact log-space value, finite
+            return type(self).log_density_interior(self.logits, self.temperature, y)
+        return type(self).log_density(
+            self.logits, self.temperature, self.transforms[0].inv(relaxed)
+        )
 
     def _relaxed(self, value: torch.Tensor) -> torch.Tensor:
         """The relaxed value that ``log_prob`` scores (a hook for straight-through classes)."""

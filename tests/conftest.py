@@ -1,0 +1,39 @@
+"""Shared test configuration.
+
+Layout: ``tests/contract_suite.py`` states design.md section 5 once, as the class
+``ContractSuite``; ``tests/<backend>/test_contract.py`` binds a ``backend`` fixture
+(``tests/backends.py``) and subclasses it.  ``tests/references.py`` holds the independent
+float64 reference densities.  ``tests/``, ``tests/pyro/`` and ``tests/numpyro/`` are
+packages so that the two ``test_contract.py`` files can share a basename.
+
+Float64: torch takes the dtype from the tensors the adapter passes (the default dtype
+stays float32).  JAX truncates to float32 unless x64 is enabled, and we never enable it
+for the session: that would turn every other NumPyro test, and the float32 checks here,
+into float64 runs.  The NumPyro adapter enters ``jax.enable_x64(True)`` around each
+call on a float64 distribution instead; the fixture below checks that it never leaks.
+
+Threads: the suite runs as ``pytest -n 2`` on two cores, so torch's intra-op pool is
+set to one thread per worker; with more, small kernels (``log_softmax`` over a short
+last dimension) spin on an oversubscribed machine and run ten times slower.
+"""
+
+import sys
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _jax_x64_does_not_leak():
+    """Fail a test that leaves ``jax_enable_x64`` switched on (only when jax is in use)."""
+    before = _x64_enabled()
+    yield
+    if before is False and _x64_enabled():
+        pytest.fail("jax_enable_x64 leaked out of a test: use the jax.enable_x64 context")
+
+
+def _x64_enabled():
+    jax = sys.modules.get("jax")
+    return None if jax is None else bool(jax.config.jax_enable_x64)

@@ -1,0 +1,15 @@
+"""design.md section 5, the contract, against ``pyro_concrete`` (tests/contract_suite.py)."""
+
+import pytest
+
+from tests.backends import PyroBackend
+from tests.contract_suite import ContractSuite
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return PyroBackend()
+
+
+class TestPyroContract(ContractSuite):
+    pass
