@@ -1,8 +1,9 @@
 # Everything a fresh clone needs: `make demo` and `make test` build .venv themselves.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The binarized MNIST file is never committed; tests, tutorials and benchmarks find it here.
-export CONCRETE_MNIST ?= $(abspath ../shared/data/binarized_mnist.npz)
+# The binarized MNIST file is never committed; tests, tutorials and benchmarks find it here
+# (beside the clone, or in the workplace's shared folder).
+export CONCRETE_MNIST ?= $(abspath $(firstword $(wildcard ../shared/data/binarized_mnist.npz /work/shared/data/binarized_mnist.npz) ../shared/data/binarized_mnist.npz))
 
 .PHONY: venv demo test test-fast lint format bench tutorials
 

@@ -2,6 +2,7 @@
 
 from .autoguide import AutoRelaxed, AutoRelaxedDiscrete
 from .constraints import LogSimplexTransform, log_simplex
+from .datasets import load_binarized_mnist
 from .distributions import (
     BinaryConcrete,
     BinaryConcreteStraightThrough,
@@ -31,6 +32,7 @@ __all__ = [
     "discrete_bound",
     "discretize",
     "exponential_decay",
+    "load_binarized_mnist",
     "log_simplex",
     "relax",
     "select",
