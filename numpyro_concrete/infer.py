@@ -117,6 +117,7 @@ def discrete_bound(
     params: dict,
     *args,
     num_samples: int = 1,
+    batch_size: int | None = None,
     **kwargs,
 ) -> float:
     """Importance-weighted bound on ``log p(data)`` of the *discrete* model (Burda et al.
@@ -127,7 +128,7 @@ def discrete_bound(
     ``K = 1`` is the discrete ELBO.  ``L_K <= log p(x)`` and ``L_K -> log p(x)`` as ``K``
     grows.  When every site lies in a common plate (a data plate with local latents), the
     bound is taken per element of that plate and summed, which is tighter and the quantity
-    reported as "test log-likelihood".  The K particles are drawn in a vectorised plate, so
+    reported as "test log-likelihood".  The particles are drawn in a vectorised plate, so
     the model and guide must be vectorisable over an extra leftmost batch dimension.
 
     :param rng_key: a PRNG key.
@@ -135,6 +136,8 @@ def discrete_bound(
     :param guide: the trained relaxed guide (its Concrete-family sites are discretised).
     :param params: the trained parameters (``svi.get_params(state)``).
     :param num_samples: K.
+    :param batch_size: particles per vectorised pass (default: all K at once); lower it to
+        bound memory for a large K.
     :return: the estimate, a float (nats).
     """
     discrete_guide = handlers.substitute(discretize(guide), data=params)
@@ -145,20 +148,29 @@ def discrete_bound(
         replayed = handlers.replay(handlers.seed(model, key), trace=guide_trace)
         return guide_trace, handlers.trace(replayed).get_trace(*args, **kwargs)
 
-    key_probe, key_particles = jax.random.split(rng_key)
-    guide_trace, model_trace = traces(key_probe)
+    rng_key, key = jax.random.split(rng_key)
+    guide_trace, model_trace = traces(key)
     nesting = _max_plate_nesting(guide_trace, model_trace)
     factor_plates = _factor_plates(guide_trace, model_trace)
-    with numpyro.plate("_discrete_bound_particles", num_samples, dim=-nesting - 1):
-        guide_trace, model_trace = traces(key_particles)
     keep = {-nesting - 1} | {
         frame.dim
         for site in _sample_sites(model_trace)
         for frame in site["cond_indep_stack"]
         if frame.name in factor_plates
     }
-    ndim = nesting + 1
-    log_w = _log_weights(model_trace, keep, ndim) - _log_weights(guide_trace, keep, ndim)
+    batch_size = batch_size or num_samples
+    log_w = []
+    for start in range(0, num_samples, batch_size):
+        rng_key, key = jax.random.split(rng_key)
+        with numpyro.plate(
+            "_discrete_bound_particles", min(batch_size, num_samples - start), dim=-nesting - 1
+        ):
+            guide_trace, model_trace = traces(key)
+        log_w.append(
+            _log_weights(model_trace, keep, nesting + 1)
+            - _log_weights(guide_trace, keep, nesting + 1)
+        )
+    log_w = jnp.concatenate(log_w, -nesting - 1)
     bound = jax.nn.logsumexp(log_w, -nesting - 1) - math.log(num_samples)
     return float(bound.sum())
 

@@ -107,9 +107,20 @@ def _log_weights(trace: poutine.Trace, keep: set[int], ndim: int) -> torch.Tenso
     return total
 
 
+def _traces(model: Callable, guide: Callable, *args, **kwargs) -> tuple:
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    return guide_trace, model_trace
+
+
 @torch.no_grad()
 def discrete_bound(
-    model: Callable, guide: Callable, *args, num_samples: int = 1, **kwargs
+    model: Callable,
+    guide: Callable,
+    *args,
+    num_samples: int = 1,
+    batch_size: int | None = None,
+    **kwargs,
 ) -> float:
     """Importance-weighted bound on ``log p(data)`` of the *discrete* model (Burda et al.
     2016, Eq. 8), with proposals from the zero-temperature limit of the relaxed guide:
@@ -119,26 +130,20 @@ def discrete_bound(
     ``K = 1`` is the discrete ELBO.  ``L_K <= log p(x)`` and ``L_K -> log p(x)`` as ``K``
     grows.  When every site lies in a common plate (a data plate with local latents), the
     bound is taken per element of that plate and summed, which is tighter and the quantity
-    reported as "test log-likelihood".  The K particles are drawn in a vectorised plate, so
+    reported as "test log-likelihood".  The particles are drawn in a vectorised plate, so
     the model and guide must be vectorisable over an extra leftmost batch dimension.
 
     :param model: the original discrete model (or any model with the guide's site names).
     :param guide: the trained relaxed guide (its Concrete-family sites are discretised).
     :param num_samples: K.
+    :param batch_size: particles per vectorised pass (default: all K at once); lower it to
+        bound memory for a large K.
     :return: the estimate, a float (nats).
     """
     discrete_guide = discretize(guide)
-    guide_trace = poutine.trace(discrete_guide).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    guide_trace, model_trace = _traces(model, discrete_guide, *args, **kwargs)
     nesting = _max_plate_nesting(guide_trace, model_trace)
     factor_plates = _factor_plates(guide_trace, model_trace)
-    with pyro.plate("_discrete_bound_particles", num_samples, dim=-nesting - 1):
-        guide_trace = poutine.trace(discrete_guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
-        )
-    guide_trace.compute_log_prob()
-    model_trace.compute_log_prob()
     keep = {-nesting - 1} | {
         frame.dim
         for site in model_trace.nodes.values()
@@ -146,9 +151,19 @@ def discrete_bound(
         for frame in site["cond_indep_stack"]
         if frame.name in factor_plates
     }
-    ndim = nesting + 1
-    log_w = _log_weights(model_trace, keep, ndim) - _log_weights(guide_trace, keep, ndim)
-    bound = log_w.logsumexp(-nesting - 1) - math.log(num_samples)
+    batch_size = batch_size or num_samples
+    log_w = []
+    for start in range(0, num_samples, batch_size):
+        size = min(batch_size, num_samples - start)
+        with pyro.plate("_discrete_bound_particles", size, dim=-nesting - 1):
+            guide_trace, model_trace = _traces(model, discrete_guide, *args, **kwargs)
+        guide_trace.compute_log_prob()
+        model_trace.compute_log_prob()
+        log_w.append(
+            _log_weights(model_trace, keep, nesting + 1)
+            - _log_weights(guide_trace, keep, nesting + 1)
+        )
+    bound = torch.cat(log_w, -nesting - 1).logsumexp(-nesting - 1) - math.log(num_samples)
     return bound.sum().item()
 
 
