@@ -36,8 +36,15 @@ def is_relaxed_site(msg: dict) -> bool:
     )
 
 
-def _is_other_sample_site(msg: dict) -> bool:
-    return msg["type"] == "sample" and not is_relaxed_site(msg)
+def _is_other_site(msg: dict) -> bool:
+    """Sites the relaxed part must not see: all but relaxed sites and plates."""
+    return msg["type"] in ("sample", "deterministic") and not is_relaxed_site(msg)
+
+
+def _is_relaxed_or_deterministic_site(msg: dict) -> bool:
+    """Sites the continuous part must not see (NumPyro's AutoGuideList rejects guide parts
+    that expose deterministic sites)."""
+    return msg["type"] == "deterministic" or is_relaxed_site(msg)
 
 
 class AutoRelaxedDiscrete(AutoGuide):
@@ -71,7 +78,12 @@ class AutoRelaxedDiscrete(AutoGuide):
         super().__init__(model, prefix=prefix, create_plates=create_plates)
 
     def _setup_prototype(self, *args, **kwargs) -> None:
-        super()._setup_prototype(*args, **kwargs)
+        # A plain trace is all this guide needs (no init values in unconstrained space, so
+        # no initialize_model, which would also reject the discrete sites it must report).
+        with block():
+            self.prototype_trace = handlers.trace(seed(self.model, numpyro.prng_key())).get_trace(
+                *args, **kwargs
+            )
         self._families: dict[str, type] = {}
         self._shapes: dict[str, tuple[tuple[int, ...], int]] = {}
         for name, site in self.prototype_trace.items():
@@ -87,7 +99,10 @@ class AutoRelaxedDiscrete(AutoGuide):
             fn = site["fn"]
             shape = list(fn.batch_shape + fn.event_shape)
             for frame in site["cond_indep_stack"]:
-                shape[frame.dim - fn.event_dim] = self._prototype_frame_full_sizes[frame.name]
+                self._prototype_frames[frame.name] = frame
+                full_size = self.prototype_trace[frame.name]["args"][0]
+                self._prototype_frame_full_sizes[frame.name] = full_size
+                shape[frame.dim - fn.event_dim] = full_size
             self._families[name] = family
             self._shapes[name] = (tuple(shape), fn.event_dim)
 
@@ -177,13 +192,11 @@ class AutoRelaxed(AutoGuideList):
     ) -> None:
         super().__init__(model, create_plates=create_plates)
         self.append(
-            AutoRelaxedDiscrete(
-                block(model, hide_fn=_is_other_sample_site), temperature, init_scale
-            )
+            AutoRelaxedDiscrete(block(model, hide_fn=_is_other_site), temperature, init_scale)
         )
         self.append(
             AutoNormal(
-                block(model, hide_fn=is_relaxed_site),
+                block(model, hide_fn=_is_relaxed_or_deterministic_site),
                 init_loc_fn=init_loc_fn,
                 init_scale=continuous_init_scale,
             )

@@ -17,8 +17,9 @@ records the log-space value ``y`` before ``RelaxMessenger``, the innermost, maps
 ``sigmoid(y)`` / ``exp(y)`` for the model.  The densities are thus counted once, in log
 space, where they are finite in float32.  Handlers applied *outside* ``relax``
 (``condition``, ``replay``) therefore see and provide log-space values;
-handlers applied to the model *inside* ``relax`` see the original discrete sites (for
-instance ``relax(condition(model, data))`` leaves observed sites untouched).
+handlers applied to the model *inside* ``relax`` see the original discrete sites, and a
+value they fix stays discrete (``relax(condition(model, data))`` leaves observed sites
+untouched).
 """
 
 import functools
@@ -81,6 +82,8 @@ class RelaxMessenger(Messenger):
 
     def _pyro_sample(self, msg: dict) -> None:
         if msg["is_observed"] or type(msg["fn"]).__name__ == "_Subsample":
+            return
+        if msg["value"] is not None:  # fixed by a handler inside relax: a discrete value
             return
         if self.sites is not None and msg["name"] not in self.sites:
             return

@@ -62,10 +62,13 @@ def _site_base(site):
     return fn
 
 
+def _param_values(trace):
+    return {name: site["value"] for name, site in trace.items() if site["type"] == "param"}
+
+
 def _params_of(guide, *args, rng_seed=0, **kwargs):
     """The guide's initial parameters (constrained), as ``svi.init`` would create them."""
-    trace = _trace(guide, *args, rng_seed=rng_seed, **kwargs)
-    return {name: site["value"] for name, site in trace.items() if site["type"] == "param"}
+    return _param_values(_trace(guide, *args, rng_seed=rng_seed, **kwargs))
 
 
 def _log_alpha(params):
@@ -234,11 +237,6 @@ def test_substitute_outside_relax_substitutes_the_params_of_the_relaxed_sites():
     assert float(z) == pytest.approx(float(expit(_np(site["value"]))), rel=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="relax reinterprets a discrete value set by an inner substitute as a log-space "
-    "value: the model receives sigmoid(1) = 0.731 instead of 1 (reported to the lead)",
-)
 def test_substitute_inside_relax_keeps_the_substituted_discrete_value():
     """``relax(substitute(model, {"z": 1.0}))``: the inner handler fixed the *discrete*
     site at 1, as ``relax(condition(...))`` does; the model must receive 1, not a value
@@ -506,27 +504,32 @@ def test_temperature_keyword_may_be_traced_under_jit_and_differentiated():
     assert float(dy) == pytest.approx(-float(values[0.5][0]) / 0.5, rel=1e-5)
 
 
-def test_a_float64_model_relaxes_to_float64_sites_and_trains_in_float64():
+def float64_model():
+    f64 = jnp.float64
+    with numpyro.plate("data", 2):
+        z = numpyro.sample("z", dist.Bernoulli(jnp.array([0.3, 0.6], f64)))
+        c = numpyro.sample("c", nc.OneHotCategorical(jnp.array(P_C, f64)))
+        mean = z + nc.select(jnp.array([-1.0, 0.0, 1.0], f64), c)
+        numpyro.sample("x", dist.Normal(mean, 1.0), obs=jnp.array([0.5, -0.5], f64))
+
+
+def test_a_float64_model_relaxes_to_float64_sites():
     with jax.enable_x64(True):
-        f64 = jnp.float64
-
-        def model():
-            with numpyro.plate("data", 2):
-                z = numpyro.sample("z", dist.Bernoulli(jnp.array([0.3, 0.6], f64)))
-                c = numpyro.sample("c", nc.OneHotCategorical(jnp.array(P_C, f64)))
-                mean = z + nc.select(jnp.array([-1.0, 0.0, 1.0], f64), c)
-                numpyro.sample("x", dist.Normal(mean, 1.0), obs=jnp.array([0.5, -0.5], f64))
-
-        relaxed = nc.relax(model)
-        trace = _trace(relaxed)
+        trace = _trace(nc.relax(float64_model))
         for name in ("z", "c"):
-            assert trace[name]["fn"].logits.dtype == f64, name
-            assert trace[name]["value"].dtype == f64, name
-        guide = nc.AutoRelaxed(relaxed)
-        svi = SVI(relaxed, guide, Adam(0.05), Trace_ELBO())
+            assert trace[name]["fn"].logits.dtype == jnp.float64, name
+            assert trace[name]["fn"].temperature.dtype == jnp.float64, name
+            assert trace[name]["value"].dtype == jnp.float64, name
+
+
+@pytest.mark.slow  # x64 recompiles everything: NumPyro's eager autoguide setup included
+def test_autorelaxed_trains_a_float64_model_in_float64():
+    with jax.enable_x64(True):
+        relaxed = nc.relax(float64_model)
+        svi = SVI(relaxed, nc.AutoRelaxed(relaxed), Adam(0.05), Trace_ELBO())
         result = svi.run(_key(0), 2, progress_bar=False)
-        assert result.losses.dtype == f64 and np.isfinite(_np(result.losses)).all()
-        assert all(value.dtype == f64 for value in result.params.values())
+        assert result.losses.dtype == jnp.float64 and np.isfinite(_np(result.losses)).all()
+        assert all(value.dtype == jnp.float64 for value in result.params.values())
 
 
 def test_discretize_outside_relax_gives_back_the_discrete_model():
@@ -675,12 +678,12 @@ def test_a_schedule_feeds_the_temperature_keyword_of_the_relaxed_model():
     assert float(trace["z"]["fn"].temperature) == pytest.approx(math.exp(-0.3), rel=1e-6)
 
 
-def test_a_temperature_schedule_through_jitted_svi_update_compiles_once(auto_guide):
+def test_a_temperature_schedule_through_jitted_svi_update_compiles_once():
     """``svi.update(state, temperature=schedule(step))`` under ``jax.jit``: the temperature
     is a traced argument, so ten steps of a decaying schedule compile once, whether the
     schedule is evaluated outside the jitted update or inside a jitted training step."""
-    relaxed, guide, _ = auto_guide
-    svi = SVI(relaxed, guide, Adam(0.05), Trace_ELBO())
+    relaxed = nc.relax(two_site_model)
+    svi = SVI(relaxed, nc.AutoRelaxed(relaxed), Adam(0.05), Trace_ELBO())
     schedule = nc.exponential_decay(1.0, 0.05, 0.3)
     state = svi.init(_key(0))
 
@@ -699,7 +702,8 @@ def test_a_temperature_schedule_through_jitted_svi_update_compiles_once(auto_gui
         assert math.isfinite(float(loss))
     assert train_step._cache_size() == 1
     # the temperature reaches the model: from the same state (and key), different ELBOs
-    losses = [float(update(state, temperature=jnp.float32(lam))[1]) for lam in (0.3, 1.0)]
+    # (jnp.asarray of a float is weakly typed, as the schedule's values: no new signature)
+    losses = [float(update(state, temperature=jnp.asarray(lam))[1]) for lam in (0.3, 1.0)]
     assert losses[0] != losses[1] and update._cache_size() == 1
 
 
@@ -854,12 +858,7 @@ def test_autorelaxed_rejects_a_non_positive_init_scale():
         nc.AutoRelaxed(nc.relax(two_site_model), init_scale=0.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AutoRelaxedDiscrete runs NumPyro's initialize_model before its own check: on "
-    "an unrelaxed model it raises NumPyro's ImportError asking to install funsor "
-    "(reported to the lead)",
-)
+@pytest.mark.filterwarnings("ignore:Some algorithms will automatically enumerate:FutureWarning")
 def test_autorelaxed_discrete_rejects_unrelaxed_discrete_sites_with_a_pointer_to_relax():
     with pytest.raises(ValueError, match="relax") as info:
         _trace(nc.AutoRelaxedDiscrete(two_site_model))
@@ -875,11 +874,6 @@ def test_autorelaxed_rejects_unrelaxed_discrete_sites_with_a_pointer_to_relax():
     assert "relax" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AutoRelaxed exposes the model's deterministic sites to its AutoRelaxedDiscrete "
-    "part, and NumPyro's AutoGuideList rejects that (reported to the lead)",
-)
 def test_autorelaxed_accepts_a_model_with_deterministic_sites():
     """``numpyro.deterministic`` sites are common in NumPyro models; NumPyro's own
     ``AutoNormal`` ignores them, and so must AutoRelaxed."""
@@ -915,10 +909,6 @@ def subsampled_guide():
     return relaxed, guide
 
 
-def _param_values(trace):
-    return {name: site["value"] for name, site in trace.items() if site["type"] == "param"}
-
-
 def test_autorelaxed_keeps_full_size_log_alpha_and_indexes_it_by_the_subsample(
     subsampled_guide,
 ):
@@ -952,49 +942,51 @@ def test_an_svi_step_on_a_subsample_updates_only_the_subsampled_log_alpha(subsam
     assert len(changed) == 10
 
 
-def test_autorelaxed_composes_inside_an_autoguidelist_with_autodelta():
-    def model():
-        scale = numpyro.sample("scale", dist.LogNormal(0.0, 1.0))
-        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
-        with numpyro.plate("data", 6):
-            z = numpyro.sample("z", dist.Bernoulli(0.5))
-            numpyro.sample("x", dist.Normal(mu * z, scale), obs=jnp.zeros(6))
+def composed_model():
+    """A continuous site with a constrained support, one unconstrained, and two relaxed
+    sites in a plate: what the AutoGuideList compositions below split between parts."""
+    scale = numpyro.sample("scale", dist.LogNormal(0.0, 1.0))
+    mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+    with numpyro.plate("data", 6):
+        z = numpyro.sample("z", dist.Bernoulli(0.5))
+        c = numpyro.sample("c", nc.OneHotCategorical(logits=jnp.zeros(3)))
+        mean = mu * z + nc.select(jnp.array([-1.0, 0.0, 1.0]), c)
+        numpyro.sample("x", dist.Normal(mean, scale), obs=jnp.zeros(6))
 
-    relaxed = nc.relax(model)
+
+def test_autorelaxed_composes_inside_an_autoguidelist_with_autodelta():
+    relaxed = nc.relax(composed_model)
     guide = AutoGuideList(relaxed)
     guide.append(nc.AutoRelaxed(handlers.block(relaxed, hide=["mu"])))
     guide.append(AutoDelta(handlers.block(relaxed, expose=["mu"])))
     trace = _trace(guide)
     assert type(_site_base(trace["z"])) is nc.LogitBinaryConcrete
-    assert trace["z"]["value"].shape == (6,)
+    assert type(_site_base(trace["c"])) is nc.ExpConcrete
+    assert trace["z"]["value"].shape == (6,) and trace["c"]["value"].shape == (6, 3)
     assert "scale_auto_loc" in trace and "scale_auto_scale" in trace  # AutoNormal
     assert type(_site_base(trace["mu"])) is dist.Delta
     params = _param_values(trace)
-    assert guide[0].probs(params)["z"].shape == (6,)
-    svi = SVI(relaxed, guide, Adam(0.05), Trace_ELBO())
-    result = svi.run(_key(0), 3, progress_bar=False)
-    assert np.isfinite(_np(result.losses)).all()
+    probs = guide[0].probs(params)
+    assert probs["z"].shape == (6,) and probs["c"].shape == (6, 3)
+    # a finite ELBO here; the slow test below trains such a composition with jitted SVI
+    loss = Trace_ELBO().loss(_key(1), params, relaxed, guide)
+    assert math.isfinite(float(loss))
 
 
 def test_autorelaxed_discrete_alone_composes_with_autodelta():
-    def model():
-        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
-        with numpyro.plate("data", 4):
-            z = numpyro.sample("z", nc.OneHotCategorical(logits=jnp.zeros(3)))
-            mean = mu + nc.select(jnp.array([-1.0, 0.0, 1.0]), z)
-            numpyro.sample("x", dist.Normal(mean, 1.0), obs=jnp.zeros(4))
-
-    relaxed = nc.relax(model)
+    relaxed = nc.relax(composed_model)
     guide = AutoGuideList(relaxed)
     # NumPyro's idiom: a part exposes the plates of its sites too
-    guide.append(nc.AutoRelaxedDiscrete(handlers.block(relaxed, expose=["z", "data"])))
-    guide.append(AutoDelta(handlers.block(relaxed, hide=["z"])))
+    guide.append(nc.AutoRelaxedDiscrete(handlers.block(relaxed, expose=["z", "c", "data"])))
+    guide.append(AutoDelta(handlers.block(relaxed, hide=["z", "c"])))
     trace = _trace(guide)
-    assert type(_site_base(trace["z"])) is nc.ExpConcrete
-    assert trace["z"]["value"].shape == (4, 3)
-    svi = SVI(relaxed, guide, Adam(0.05), Trace_ELBO())
-    result = svi.run(_key(0), 3, progress_bar=False)
-    assert np.isfinite(_np(result.losses)).all()
+    assert type(_site_base(trace["z"])) is nc.LogitBinaryConcrete
+    assert type(_site_base(trace["c"])) is nc.ExpConcrete
+    assert trace["c"]["value"].shape == (6, 3)
+    assert type(_site_base(trace["mu"])) is dist.Delta
+    assert type(_site_base(trace["scale"])) is dist.Delta
+    loss = Trace_ELBO().loss(_key(1), _param_values(trace), relaxed, guide)
+    assert math.isfinite(float(loss))
 
 
 @pytest.mark.slow
@@ -1072,7 +1064,9 @@ def test_amortized_logit_binary_concrete_guide_learns_the_known_posterior():
     """z_i ~ Bernoulli(1/2), x_i ~ Normal(2 z_i - 1, 1): p(z_i = 1 | x_i) = sigmoid(2 x_i).
     A hand-written guide with a small MLP encoder on ``numpyro.param`` weights samples the
     relaxed model's site ``z`` from LogitBinaryConcrete(POSTERIOR_T, encoder(x)) and
-    trains with Trace_ELBO under jitted SVI.run."""
+    trains with Trace_ELBO under jitted SVI.run (measured, keys 0 to 2: MAE 0.026 to 0.030
+    to the exact posterior; discrete ELBO gap 178 to 382 nats at initialisation, 3.3 to 4.0
+    after; at the paper's temperatures the MAE stalls at 0.08 to 0.10)."""
     rng = np.random.default_rng(1)
     z_true = rng.integers(0, 2, 400)
     x = 2.0 * z_true - 1.0 + rng.standard_normal(400)
@@ -1247,7 +1241,9 @@ BIG_BOUND_SCHEDULE = [(1, 60), (30, 10), (1000, 20)]
 @pytest.mark.slow
 def test_discrete_bound_of_an_untrained_guide_is_the_discrete_elbo_and_below_log_evidence():
     """Three Bernoulli sites and a OneHotCategorical (24 configurations, enumerated in
-    float64); the guide is AutoRelaxed at initialisation (q nearly uniform)."""
+    float64); the guide is AutoRelaxed at initialisation (q nearly uniform).  Measured:
+    log p(x) = -6.81, exact discrete ELBO -21.9; K = 1: -21.9 +- 2.6, K = 30: -6.70 +- 0.13,
+    K = 1000: -6.81 +- 0.03."""
     data = jnp.array(BOUND_DATA)
     log_px = float(logsumexp([row[2] for row in _small_configurations()]))
     guide = nc.AutoRelaxed(nc.relax(small_bound_model))
@@ -1265,7 +1261,9 @@ def test_discrete_bound_below_log_evidence_before_and_after_training_and_tight_a
     """Ten Bernoulli switches and a OneHotCategorical (4096 configurations, enumerated in
     float64): before and after relax + AutoRelaxed + Trace_ELBO training (jitted SVI.run),
     the bounds are never above log p(x) beyond Monte Carlo error and increase with K;
-    after training the K = 1000 bound is within 0.5 nats of log p(x)."""
+    after training the K = 1000 bound is within 0.5 nats of log p(x).  Measured:
+    log p(x) = -11.96; before, K = 1, 30, 1000 give -94.5, -30.4, -16.5 (gap 4.5);
+    after 1000 steps -33.0, -14.6, -11.97 (gap 0.01 nats)."""
     data = jnp.array(BIG_DATA, dtype=jnp.float32)
     log_joint, _ = _big_log_joint()
     log_px = float(logsumexp(log_joint))
@@ -1319,15 +1317,22 @@ def _local_guide(logits):
 def test_discrete_bound_with_the_exact_posterior_as_guide_is_log_evidence_for_every_k():
     """Local latents only: every site is in the data plate, so the bound is per element,
     log p(x) = sum_i logsumexp_k log p(x_i, z_i = k).  With the exact posterior as guide
-    the importance weights are constant: every K gives log p(x)."""
+    the importance weights are constant: every K gives log p(x), whether the particles are
+    drawn at once or in passes of ``batch_size``."""
     log_joint = _local_log_joint()
     log_px = logsumexp(log_joint, -1)
     guide = _local_guide(log_joint - log_px[:, None])
-    for k in (1, 30):
+    for k, batch_size in ((1, None), (30, None), (30, 15)):
         bound = nc.discrete_bound(
-            _key(k), local_model, guide, {}, jnp.array(_LOCAL_X), num_samples=k
+            _key(k),
+            local_model,
+            guide,
+            {},
+            jnp.array(_LOCAL_X),
+            num_samples=k,
+            batch_size=batch_size,
         )
-        assert bound == pytest.approx(log_px.sum(), abs=1e-3)
+        assert bound == pytest.approx(log_px.sum(), abs=1e-3), (k, batch_size)
 
 
 @pytest.mark.slow
@@ -1445,7 +1450,8 @@ def test_relaxed_gmm_recovers_exact_posterior_assignments_and_locations():
 
 @pytest.mark.slow
 def test_relaxed_switches_identify_the_true_support_of_a_sparse_regression():
-    """y = X (s * w) + noise, 5 nonzero of 20, s_j ~ Bernoulli(0.2) relaxed, w_j ~ N(0, 3^2)."""
+    """y = X (s * w) + noise, 5 nonzero of 20, s_j ~ Bernoulli(0.2) relaxed, w_j ~ N(0, 3^2).
+    Measured (keys 0 to 3): at least 0.88 on the support, at most 0.107 off it."""
     rng = np.random.default_rng(0)
     n, d = 100, 20
     support = np.array([1, 4, 9, 13, 17])
