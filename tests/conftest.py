@@ -12,6 +12,11 @@ for the session: that would turn every other NumPyro test, and the float32 check
 into float64 runs.  The NumPyro adapter enters ``jax.enable_x64(True)`` around each
 call on a float64 distribution instead; the fixture below checks that it never leaks.
 
+Slow under JAX: ``contract_suite.HEAVY`` (the ``heavy`` marker) tags what is cheap in
+Pyro but costs a JIT compilation per new shape in JAX; a test class that sets
+``heavy_is_slow = True`` (the NumPyro binding) gets those items marked ``slow``, so
+``-m "not slow"`` keeps one cheap parametrisation of every property there.
+
 Threads: the suite runs as ``pytest -n 2`` on two cores, so torch's intra-op pool is
 set to one thread per worker; with more, small kernels (``log_softmax`` over a short
 last dimension) spin on an oversubscribed machine and run ten times slower.
@@ -23,6 +28,22 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "heavy: cheap in Pyro, one JIT compilation per shape in JAX; slow where the test "
+        "class sets heavy_is_slow (tests/conftest.py)",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        cls = getattr(item, "cls", None)
+        if getattr(cls, "heavy_is_slow", False) and item.get_closest_marker("heavy"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

@@ -22,4 +22,4 @@ def backend():
 
 
 class TestNumpyroContract(ContractSuite):
-    pass
+    heavy_is_slow = True  # one JIT compilation per shape: see tests/conftest.py
