@@ -13,26 +13,36 @@ gradient with respect to the **encoder** (guide) parameters, on the same network
 - **score function**: ``TraceGraph_ELBO`` on the discrete model with the guide
   ``z ~ Bernoulli(logits=encoder(x))`` (REINFORCE, each image's own downstream cost);
 - **score function + baseline**: the same with Pyro's ``nn_baseline``, an input-dependent
-  baseline ``b(x)`` (an MLP 784-100-1, NVIL's control variate), its output bias started
-  at the mean cost and then fitted by ``TraceGraph_ELBO``'s own baseline loss;
+  baseline ``b(x)`` (an MLP 784-100-1, NVIL's control variate) regressing the learning
+  signal ``log p(x, z) - log q(z | x)``, its output bias started at the mean signal (about
+  -200 nats) and trained at lr ``BASELINE_LR`` by ``TraceGraph_ELBO``'s own baseline loss;
 - **Concrete, NumPyro**: the same relaxed estimator in NumPyro (``jax.vmap`` of
-  ``jax.grad`` of ``Trace_ELBO().loss``), at the same parameter values, as a cross-check.
+  ``jax.grad`` of ``Trace_ELBO().loss``), at the same parameter values, as a cross-check;
+- **reference**: a local-expectation estimator of the discrete-ELBO gradient (Titsias &
+  Lazaro-Gredilla 2015; for each latent the sum over its two values is exact given a
+  sample of the others: unbiased, low variance, 201 decoder passes per image).
 
 1. **Variance**, at two parameter points shared by every estimator: the initialisation,
-   and after a common warm-up (``WARMUP`` Adam steps of Concrete training; the baseline
-   then fitted at those fixed parameters).  On one fixed minibatch, ``R`` independent
-   single-sample gradients per estimator (interleaved, so their CPU time is comparable)
-   give the **relative variance** ``tr Cov[g] / ||E g||^2`` (total variance over squared
-   norm of the mean; ``||E g||^2`` estimated without bias as ``||mean||^2 - tr Cov / R``;
-   +- a delete-one-group jackknife standard error).  Concrete differentiates the relaxed
-   ELBO, the score function the discrete one: their means differ, which the cosine column
-   shows (between each estimator's mean and the unbiased discrete-ELBO gradient, the
-   score-function-with-baseline mean, from independent samples).
-2. **Held-out bound** after training each estimator for ``STEPS`` steps from the same
+   and after a common warm-up (``warmup`` Adam steps of Concrete training; the baseline
+   then refitted with the other networks fixed).  On one fixed minibatch, ``samples``
+   independent single-sample gradients per estimator (the Pyro ones interleaved, so their
+   CPU times are comparable) give the **relative variance** ``tr Cov[g] / ‖E g‖²`` (total
+   variance over the squared norm of the mean), +- a delete-one-group jackknife standard
+   error.  ``‖E g‖²`` is estimated without bias (``‖mean‖² - tr Cov / n``) from the
+   estimator's own samples for Concrete, whose mean is the relaxed-ELBO gradient; for the
+   score-function estimators, whose mean is the discrete-ELBO gradient and too small
+   against their variance to resolve from their own samples, from the reference.  The
+   cosine column compares each estimator's mean with the discrete-ELBO gradient (the
+   reference's mean; independent samples, bias-corrected norms): for Concrete it measures
+   the relaxation's bias, for the score function it checks the reference.
+2. **Held-out bound** after training each estimator for ``steps`` steps from the same
    initialisation on the same minibatches (Adam, lr 1e-3): ``discrete_bound`` with ``K``
    importance samples on a fixed random subset of the test images (the file is ordered by
    digit), per image, +- the standard error over equal chunks of that subset, and the
    paired difference to Concrete (Pyro) on the same chunks.
+
+Markdown tables on stdout; ``--fast``: a few hundred training images and tiny budgets (the
+NumPyro model is then used for the variance only).
 """
 
 import copy
@@ -90,7 +100,7 @@ class Moments:
     """Running sums of an estimator's gradient samples, by jackknife group."""
 
     sums: list = field(default_factory=list)  # per group: sum of g (a float64 vector)
-    squares: list = field(default_factory=list)  # per group: sum of ||g||^2
+    squares: list = field(default_factory=list)  # per group: sum of ‖g‖²
     counts: list = field(default_factory=list)
     seconds: float = 0.0  # CPU time spent drawing the samples
 
@@ -108,7 +118,7 @@ class Moments:
         return sum(self.counts)
 
     def stats(self, leave_out: int | None = None) -> tuple[float, float, np.ndarray]:
-        """(tr Cov, unbiased ``||E g||^2 = ||mean||^2 - tr Cov / n``, mean), from every
+        """(tr Cov, unbiased ``‖E g‖² = ‖mean‖² - tr Cov / n``, mean), from every
         group but ``leave_out``."""
         keep = [b for b in range(len(self.sums)) if b != leave_out]
         n = sum(self.counts[b] for b in keep)
@@ -136,9 +146,9 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def relative_variance(estimator: Moments, reference: Moments) -> tuple[float, float, bool]:
-    """``tr Cov[g] / ||E g||^2`` with ``||E g||^2`` from ``reference`` (an independent
-    estimator with the same mean, or ``estimator`` itself), its standard error, and whether
-    ``||E g||^2`` was resolved (if not: the lower bound ``tr Cov / ||mean||^2``)."""
+    """``tr Cov[g] / ‖E g‖²`` with ``‖E g‖²`` from ``reference`` (an independent estimator
+    with the same mean, or ``estimator`` itself), its standard error, and whether ``‖E g‖²``
+    was resolved (if not: the lower bound ``tr Cov / ‖mean‖²``)."""
     trace, _, _ = estimator.stats()
     _, mean_sq, mean = reference.stats()
     if mean_sq <= 0:
@@ -695,12 +705,12 @@ def main() -> None:
         )
     if not has_numpyro:
         print(f"{module}\n")
-    print("### Relative variance of the encoder gradient, tr Cov[g] / ||E g||^2\n")
+    print("### Relative variance of the encoder gradient, tr Cov[g] / ‖E g‖²\n")
     print(
         f"{b.samples} single-sample gradients per estimator (Pyro ones interleaved) and "
         f"{b.reference_samples} of the reference, on one fixed minibatch of {BATCH} training "
         f"images; +- jackknife standard error over {b.groups} groups. Lower is better. "
-        "`||E g||^2 from`: the estimator's own mean (Concrete: the relaxed-ELBO gradient), or "
+        "`‖E g‖² from`: the estimator's own mean (Concrete: the relaxed-ELBO gradient), or "
         "for the score-function rows, whose mean is the discrete-ELBO gradient, the "
         "independent local-expectation reference (an unbiased estimator of that gradient "
         "with a far smaller variance). `relaxed/this`: Concrete (Pyro)'s relative variance "
@@ -716,8 +726,8 @@ def main() -> None:
         "estimator",
         "parameters",
         "samples",
-        "tr Cov / ||E g||^2",
-        "||E g||^2 from",
+        "tr Cov / ‖E g‖²",
+        "‖E g‖² from",
         "relaxed/this",
         "relaxed/this at equal CPU time",
         "CPU ms per gradient",

@@ -180,8 +180,9 @@ def _init(svi, data) -> object:
     eager initialisation (guide prototype, ``find_valid_initial_params``) costs per new
     shape, seconds each case on this machine.  The guide keeps the traced prototype, whose
     values ``svi.update`` never reads (the parameters come from the state), and the state
-    is the same as the eager one (checked: the same losses and parameters after 100
-    steps).  Falls back to the eager ``svi.init`` if tracing it fails."""
+    is the eager one's (checked: losses equal to float32 rounding, parameters equal after
+    100 steps, relaxed and enumerated).  Falls back to the eager ``svi.init`` if tracing
+    it fails."""
     import jax
 
     key = jax.random.PRNGKey(0)
@@ -304,6 +305,60 @@ def scaling_table(timing, methods: list[str], ns, ks) -> str:
     return markdown_table(headers, rows)
 
 
+def _linear_fit(cells: list[tuple[int, int]], times: list[float]) -> tuple[float, float]:
+    """``t = a + b N K`` fitted by least squares on relative residuals ``(t - a - b N K) / t``
+    (every cell counts alike, from 300 to 10^6 point-components): (a, b)."""
+    x = np.array([n * k for n, k in cells], dtype=float)
+    t = np.array(times)
+    design = np.stack([1 / t, x / t], 1)
+    (a, b), *_ = np.linalg.lstsq(design, np.ones_like(t), rcond=None)
+    return float(a), float(b)
+
+
+def linear_table(timing, methods: list[str], ns, ks) -> str:
+    """``t = a + b N K`` per method (median over repeats of per-repeat fits), and the ratio
+    of each method's ``b`` to that of the relaxed method of its backend."""
+    fits = {}
+    for method in methods:
+        cells = [cell for cell in _cells(ns, ks) if (method, *cell) in timing.seconds]
+        if len(cells) < 2:
+            continue
+        per_repeat = zip(*(timing.seconds[(method, *cell)] for cell in cells), strict=True)
+        a, b = zip(*(_linear_fit(cells, list(ts)) for ts in per_repeat), strict=True)
+        a, b = statistics.median(a), statistics.median(b)
+        worst = max(
+            abs(a + b * n * k - timing.median((method, n, k))) / timing.median((method, n, k))
+            for n, k in cells
+        )
+        fits[method] = (a, b, worst)
+    relaxed_of = {
+        PYRO_RELAXED: PYRO_RELAXED,
+        PYRO_ENUM: PYRO_RELAXED,
+        NUMPYRO_RELAXED: NUMPYRO_RELAXED,
+        NUMPYRO_ENUM: NUMPYRO_RELAXED,
+    }
+    rows = []
+    for method, (a, b, worst) in fits.items():
+        relaxed = fits.get(relaxed_of[method])
+        rows.append(
+            [
+                method,
+                f"{1e3 * a:.2f}",
+                f"{1e9 * b:.1f}",
+                "-" if relaxed is None else f"{relaxed[1] / b:.2f}",
+                f"{100 * worst:.0f}%",
+            ]
+        )
+    headers = [
+        "method",
+        "fixed cost a (CPU ms/step)",
+        "marginal cost b (CPU ns per point x component)",
+        "b(relaxed, same backend) / b(this)",
+        "largest relative misfit (median time)",
+    ]
+    return markdown_table(headers, rows)
+
+
 def main() -> None:
     options = parse_options(__doc__.splitlines()[0])
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -358,6 +413,13 @@ def main() -> None:
         "median over repeats. 0 means fixed overhead dominates, 1 linear cost.\n"
     )
     print(scaling_table(timing, methods, ns, ks))
+    print("\n### Linear model: time per step ~ a + b N K\n")
+    print(
+        "Fit to every (N, K) cell a method ran, minimising relative residuals, per repeat; "
+        "median over repeats. `b(relaxed)/b(this)` > 1: the relaxed step's cost grows "
+        "faster with N K.\n"
+    )
+    print(linear_table(timing, methods, ns, ks))
     if options.fast:
         print(f"\n(--fast: NumPyro ran only at (N, K) = {numpyro_cells(options)})")
 
