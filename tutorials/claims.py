@@ -68,6 +68,6 @@ class Claims:
         failed = [claim for status, claim, _ in self.rows if status == "FAILS"]
         skipped = sum(status.startswith("skipped") for status, _, _ in self.rows)
         held = len(self.rows) - skipped - len(failed)
-        print(f"{held} claims hold, {len(failed)} fail, {skipped} skipped (small budget)")
+        print(f"{held} claims hold, {len(failed)} fail, {skipped} skipped (full budget only)")
         if failed:
             raise AssertionError("the text states what was not computed: " + "; ".join(failed))
