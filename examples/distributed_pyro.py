@@ -5,7 +5,8 @@ discrete ``Bernoulli`` latents, relaxed (prior at temperature 1/2, amortised gui
 and trained by ``Trace_ELBO`` in ``--devices`` processes, each on its own shard of every
 batch, with DDP averaging the gradients.  At the end each process evaluates the discrete
 model's importance-weighted bound on its shard of the test set and one ``all_reduce`` sums
-them.  Any ``pyro.infer.ELBO`` subclass can replace ``Trace_ELBO``.
+them.  Any ``pyro.infer.ELBO`` subclass with a ``differentiable_loss`` can replace
+``Trace_ELBO``: ``--elbo NAME`` looks ``NAME`` up in ``pyro_concrete``, then ``pyro.infer``.
 
 Run (2 processes on this machine's CPUs, gloo backend)::
 
@@ -21,8 +22,8 @@ import json
 import time
 
 import lightning.pytorch as pl
+import pyro.infer
 import torch
-from pyro.infer import Trace_ELBO
 from torch.utils.data import DataLoader, TensorDataset
 
 import pyro_concrete as pc
@@ -36,7 +37,8 @@ def main(args: argparse.Namespace) -> None:
     train, test = mnist["train"][: args.train_size], mnist["test"][: args.test_size]
     pixel_logits = torch.logit((train.sum(0) + 1) / (len(train) + 2))  # smoothed base rate
     net = SigmoidBeliefNet((args.latents,), hidden=None, pixel_logits=pixel_logits)
-    loss_fn = Trace_ELBO()(pc.relax(net.model, 0.5), pc.relax(net.guide, 2 / 3))
+    elbo = getattr(pc, args.elbo, None) or getattr(pyro.infer, args.elbo)
+    loss_fn = elbo()(pc.relax(net.model, 0.5), pc.relax(net.guide, 2 / 3))
     loss_fn(train[: args.batch_size])  # create the parameters on every rank before DDP
     plan = LightningSVI(loss_fn, net, lr=args.lr, seed=args.seed, num_data=len(train))
     loader = DataLoader(TensorDataset(train), args.batch_size, shuffle=True, drop_last=True)
@@ -81,6 +83,7 @@ if __name__ == "__main__":
     parser.add_argument("--test-size", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=100, help="K of the test bound")
     parser.add_argument("--window", type=int, default=100, help="steps in the loss average")
+    parser.add_argument("--elbo", default="Trace_ELBO", help="an ELBO of pyro_concrete or pyro")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", default=None, help="path prefix of per-rank results")
     main(parser.parse_args())

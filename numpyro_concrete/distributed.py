@@ -53,10 +53,11 @@ def sharded_discrete_bound(
 ) -> float:
     """:func:`~numpyro_concrete.discrete_bound` of a data set whose rows are split over the
     devices of ``mesh`` along ``axis``: each process passes its own rows as ``args`` (on
-    one host, all of them), every positional argument is split along its leading axis, and
-    the bound is computed on every device's rows and summed over devices; keyword arguments
-    are passed whole.  Returns the same value as ``discrete_bound`` of the whole data set
-    on one device with the same key.
+    one host, all of them) and every positional argument is split along its leading axis
+    (keyword arguments are passed whole).  Each device evaluates the model and guide on its
+    rows, and the per-point bounds are summed across devices: the same value as
+    ``discrete_bound`` of the whole data set on one device with the same key (for a model
+    with global sites too: the computation is one program over the whole data set).
 
     :param rng_key: a PRNG key, the same on every process.
     :param mesh: the devices (:func:`data_mesh`).

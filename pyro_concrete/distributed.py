@@ -40,6 +40,8 @@ from pyro.infer.autoguide import AutoGuide
 from pyro.infer.elbo import ELBOModule
 from torch import distributed, nn
 
+# infer's own trace helpers: the traces discrete_bound takes, to check before the collective
+# that the bound factorises over the data plate.
 from .infer import _factor_plates, _traces, discrete_bound, discretize
 
 __all__ = ["LightningSVI", "rank_seed", "sharded_discrete_bound"]
@@ -150,6 +152,12 @@ class LightningSVI(pl.LightningModule):
         if num_data is not None and not num_data > 0:
             raise ValueError(f"LightningSVI: num_data must be > 0 or None, got {num_data!r}.")
         rank_seed(seed, 0)  # validates the seed
+        if not callable(getattr(loss_fn.elbo, "differentiable_loss", None)):
+            raise ValueError(
+                f"LightningSVI: {type(loss_fn.elbo).__name__} has no differentiable_loss, the "
+                "surrogate loss whose gradient a torch optimiser (and DDP) steps with. Use an "
+                "ELBO that defines it (Trace_ELBO, TraceMeanField_ELBO, TraceEnum_ELBO, ...)."
+            )
         self.loss_fn = loss_fn
         self.modules_trained = nn.ModuleList(modules)
         self.lr = lr

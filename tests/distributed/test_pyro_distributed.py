@@ -19,7 +19,7 @@ import numpy as np
 import pyro
 import pytest
 import torch
-from pyro.infer import Trace_ELBO
+from pyro.infer import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from scipy.special import logsumexp
 from scipy.stats import norm
 from torch.utils.data import DataLoader, TensorDataset
@@ -119,6 +119,26 @@ def test_each_run_draws_the_noise_of_its_rank_seed():
         losses.setdefault(seed, []).append(plan.losses)
     assert losses[3][0] == losses[3][1]  # same start, same seed: the same run
     assert losses[3][0][0] != losses[4][0][0]  # same start, another seed: other noise
+
+
+@pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO])
+def test_any_elbo_with_a_differentiable_loss_trains(elbo):
+    net = SigmoidBeliefNet((4,), hidden=None, observed=6)
+    loss_fn = elbo()(pc.relax(net.model, 0.5), pc.relax(net.guide, 2 / 3))
+    x = torch.bernoulli(torch.full((BATCH, 6), 0.5))
+    loss_fn(x)
+    before = [p.detach().clone() for p in net.parameters()]
+    plan = LightningSVI(loss_fn, net, lr=0.01)
+    _fit(plan, DataLoader(TensorDataset(x), BATCH), steps=2)
+    assert len(plan.losses) == 2 and np.isfinite(plan.losses).all()
+    assert all(not torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))
+
+
+def test_an_elbo_without_a_differentiable_loss_is_refused():
+    net = SigmoidBeliefNet((4,), hidden=None, observed=6)
+    loss_fn = TraceGraph_ELBO()(pc.relax(net.model, 0.5), pc.relax(net.guide, 2 / 3))
+    with pytest.raises(ValueError, match="TraceGraph_ELBO has no differentiable_loss"):
+        LightningSVI(loss_fn, net)
 
 
 def test_parameters_must_exist_before_fit():
