@@ -38,20 +38,21 @@ def test_data_mesh_rejects_no_devices():
         data_mesh([])
 
 
-@pytest.fixture(scope="module")
-def sharded(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("sharded") / "results.npz"
+def _on_two_devices(*command: str) -> str:
+    """``python command`` with two host devices; its standard output."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tests/distributed/numpyro_sharded_worker.py"), str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("sharded") / "results.npz"
+    _on_two_devices(str(ROOT / "tests/distributed/numpyro_sharded_worker.py"), str(out))
     with np.load(out) as results:
         return dict(results)
 
@@ -82,3 +83,17 @@ def test_the_sharded_bound_is_the_one_device_bound(sharded):
     x = mixture_data(64, LOCS, seed=0)[1].astype(np.float64)
     log_lik = logsumexp(norm.logpdf(x[:, None], np.asarray(LOCS)), 1) - np.log(len(LOCS))
     np.testing.assert_allclose(sharded["exact_bound"], log_lik.sum(), rtol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.path.exists(os.environ.get("CONCRETE_MNIST", "")),
+    reason="needs binarized MNIST: set CONCRETE_MNIST=/path/to/binarized_mnist.npz",
+)
+def test_the_example_prints_the_same_numbers_on_two_devices_and_one():
+    small = ["--steps", "50", "--latents", "20", "--train-size", "2048", "--test-size", "200"]
+    example = [str(ROOT / "examples/distributed_numpyro.py"), *small, "--samples", "5"]
+    outputs = [_on_two_devices(*example, "--devices", n) for n in ("2", "1")]
+    assert outputs[0].startswith("2 device(s)") and outputs[1].startswith("1 device(s)")
+    results = [[line for line in out.splitlines() if "nats" in line] for out in outputs]
+    assert len(results[0]) == 2 and results[0] == results[1]
