@@ -75,9 +75,8 @@ def _check_initialised(loss_fn: ELBOModule, module: nn.Module) -> None:
             "(pyro.clear_param_store()) before building the model."
         )
     guide = loss_fn.guide
-    if (isinstance(guide, AutoGuide) and guide.prototype_trace is None) or not any(
-        True for _ in module.parameters()
-    ):
+    unbuilt = isinstance(guide, AutoGuide) and guide.prototype_trace is None
+    if unbuilt or next(module.parameters(), None) is None:
         raise ValueError(
             "LightningSVI: the model and guide have no parameters yet. Call loss_fn(*batch) "
             "once before trainer.fit, so that every rank creates them before DDP averages "
@@ -192,8 +191,9 @@ def _check_local_sites(model: Callable, guide: Callable, *args, **kwargs) -> Non
     raise ValueError(
         "sharded_discrete_bound: the bound is a sum over shards only when every sample site "
         "lies in one plate (a data plate with local latent variables); this model has a "
-        "site outside every common plate (a global variable). Condition the model on its "
-        "global variables, poutine.condition(model, data={...}), or evaluate on one process."
+        "site outside every common plate (a global variable). Fix the global variables and "
+        "leave them out of the bound, poutine.block(poutine.condition(model, data={...}), "
+        "hide=[...]), or evaluate on one process with discrete_bound."
     )
 
 
