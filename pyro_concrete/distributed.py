@@ -38,11 +38,10 @@ import torch
 from pyro import poutine
 from pyro.infer.autoguide import AutoGuide
 from pyro.infer.elbo import ELBOModule
+from pyro.poutine.util import site_is_subsample
 from torch import distributed, nn
 
-# infer's own trace helpers: the traces discrete_bound takes, to check before the collective
-# that the bound factorises over the data plate.
-from .infer import _factor_plates, _traces, discrete_bound, discretize
+from .infer import discrete_bound, discretize
 
 __all__ = ["LightningSVI", "rank_seed", "sharded_discrete_bound"]
 
@@ -185,8 +184,16 @@ class LightningSVI(pl.LightningModule):
 
 @torch.no_grad()
 def _check_local_sites(model: Callable, guide: Callable, *args, **kwargs) -> None:
-    guide_trace, model_trace = _traces(model, discretize(guide), *args, **kwargs)
-    if _factor_plates(guide_trace, model_trace):
+    """Raise unless one plate encloses every sample site of the guide and the model."""
+    guide_trace = poutine.trace(discretize(guide)).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    plates = [
+        {frame.name for frame in site["cond_indep_stack"] if frame.vectorized}
+        for trace in (guide_trace, model_trace)
+        for site in trace.nodes.values()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    ]
+    if plates and set.intersection(*plates):
         return
     raise ValueError(
         "sharded_discrete_bound: the bound is a sum over shards only when every sample site "
