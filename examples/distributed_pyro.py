@@ -6,7 +6,8 @@ and trained by ``Trace_ELBO`` in ``--devices`` processes, each on its own shard 
 batch, with DDP averaging the gradients.  At the end each process evaluates the discrete
 model's importance-weighted bound on its shard of the test set and one ``all_reduce`` sums
 them.  Any ``pyro.infer.ELBO`` subclass with a ``differentiable_loss`` can replace
-``Trace_ELBO``: ``--elbo NAME`` looks ``NAME`` up in ``pyro_concrete``, then ``pyro.infer``.
+``Trace_ELBO``: ``--elbo NAME`` looks ``NAME`` up in ``pyro_concrete``, then ``pyro.infer``;
+an estimator of the discrete objective trains the discrete model and guide (``--discrete``).
 
 Run (2 processes on this machine's CPUs, gloo backend)::
 
@@ -37,8 +38,11 @@ def main(args: argparse.Namespace) -> None:
     train, test = mnist["train"][: args.train_size], mnist["test"][: args.test_size]
     pixel_logits = torch.logit((train.sum(0) + 1) / (len(train) + 2))  # smoothed base rate
     net = SigmoidBeliefNet((args.latents,), hidden=None, pixel_logits=pixel_logits)
+    model, guide = pc.relax(net.model, 0.5), pc.relax(net.guide, 2 / 3)
+    if args.discrete:  # an estimator of the discrete objective trains the discrete pair
+        model, guide = net.model, net.guide
     elbo = getattr(pc, args.elbo, None) or getattr(pyro.infer, args.elbo)
-    loss_fn = elbo()(pc.relax(net.model, 0.5), pc.relax(net.guide, 2 / 3))
+    loss_fn = elbo()(model, guide)
     loss_fn(train[: args.batch_size])  # create the parameters on every rank before DDP
     plan = LightningSVI(loss_fn, net, lr=args.lr, seed=args.seed, num_data=len(train))
     loader = DataLoader(TensorDataset(train), args.batch_size, shuffle=True, drop_last=True)
@@ -56,7 +60,6 @@ def main(args: argparse.Namespace) -> None:
     trainer.fit(plan, loader)
     seconds = time.perf_counter() - start
     rank, world = trainer.global_rank, trainer.world_size
-    guide = pc.relax(net.guide, 2 / 3)
     bound = sharded_discrete_bound(net.model, guide, test[rank::world], num_samples=args.samples)
     if trainer.is_global_zero:
         last = sum(plan.losses[-args.window :]) / min(args.window, len(plan.losses))
@@ -84,6 +87,7 @@ if __name__ == "__main__":
     parser.add_argument("--samples", type=int, default=100, help="K of the test bound")
     parser.add_argument("--window", type=int, default=100, help="steps in the loss average")
     parser.add_argument("--elbo", default="Trace_ELBO", help="an ELBO of pyro_concrete or pyro")
+    parser.add_argument("--discrete", action="store_true", help="train the discrete pair")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", default=None, help="path prefix of per-rank results")
     main(parser.parse_args())
