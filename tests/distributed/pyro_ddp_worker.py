@@ -7,7 +7,8 @@ DDP strategy starts the other ranks by running it again.  Each rank writes
   plate indexed by the points' global positions, trained under DDP, and the exact
   posterior at the learned locations (every point, both ranks' shards);
 - ``bound``: ``sharded_discrete_bound`` of the mixture at fixed locations with the exact
-  posterior as guide, every rank passing its own shard; ``global_site_error``: the message
+  posterior as guide, every rank passing its own shard, and ``collectives``, the
+  ``all_reduce`` calls it made; ``global_site_error``: the message
   of the same call on the mixture with its global site;
 - ``refusal``: the error of an ``AutoRelaxed`` guide on a plate of the batch's size.
 """
@@ -86,7 +87,10 @@ def main(out: str, world: int) -> None:
         poutine.condition(gaussian_mixture, data={"locs": torch.tensor(LOCS)}), hide=["locs"]
     )
     shard = x[rank::world]
+    all_reduce, calls = torch.distributed.all_reduce, []
+    torch.distributed.all_reduce = lambda *a, **k: calls.append(None) or all_reduce(*a, **k)
     report["bound"] = sharded_discrete_bound(given_locs, posterior_guide, shard, num_samples=4)
+    torch.distributed.all_reduce, report["collectives"] = all_reduce, len(calls)
     try:
         sharded_discrete_bound(gaussian_mixture, posterior_guide, shard)
     except ValueError as error:

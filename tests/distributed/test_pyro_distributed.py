@@ -211,6 +211,7 @@ def test_ddp_keeps_autorelaxed_in_step_and_sums_the_bound_over_shards(tmp_path):
     reference = _mixture_log_likelihood(_mixture_x().numpy())
     for report in reports:  # the exact posterior: every particle's weight is p(x_i)
         np.testing.assert_allclose(report["bound"], reference, rtol=1e-6)
+        assert report["collectives"] == 1
         assert "sum over shards only when every sample site" in report["global_site_error"]
         assert (
             "plate 'data' (size 32, the batch size), which is not subsampled" in (report["refusal"])
