@@ -20,8 +20,6 @@ import pyro
 import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
-from scipy.special import logsumexp
-from scipy.stats import norm
 from torch.utils.data import DataLoader, TensorDataset
 
 import pyro_concrete as pc
@@ -35,6 +33,7 @@ from tests.distributed.pyro_ddp_worker import (
     indexed_plate,
     posterior_guide,
 )
+from tests.distributed.reference import mixture_log_likelihood
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,12 +43,6 @@ def _fresh_state():
     pyro.clear_param_store()
     yield
     pyro.clear_param_store()
-
-
-def _mixture_log_likelihood(x: np.ndarray) -> float:
-    """``sum_i log (1/K) sum_k N(x_i; LOCS_k, 1)`` in float64."""
-    log_lik = norm.logpdf(np.asarray(x, np.float64)[:, None], np.asarray(LOCS))
-    return float((logsumexp(log_lik, 1) - np.log(len(LOCS))).sum())
 
 
 def _given_locs():
@@ -170,7 +163,7 @@ def test_a_guide_drawing_its_own_subsample_is_refused():
 def test_the_sharded_bound_on_one_process_is_the_data_sets_bound():
     x = _mixture_x()
     bound = sharded_discrete_bound(_given_locs(), posterior_guide, x, num_samples=3)
-    np.testing.assert_allclose(bound, _mixture_log_likelihood(x.numpy()), rtol=1e-6)
+    np.testing.assert_allclose(bound, mixture_log_likelihood(x.numpy(), LOCS), rtol=1e-6)
 
 
 def test_the_sharded_bound_refuses_global_sites():
@@ -208,7 +201,7 @@ def test_ddp_keeps_autorelaxed_in_step_and_sums_the_bound_over_shards(tmp_path):
     # every point's assignment learned, whichever rank's shard it fell in
     error = np.abs(np.array(reports[0]["probs"]) - np.array(reports[0]["posterior"]))
     assert error.max(1).mean() < 0.1
-    reference = _mixture_log_likelihood(_mixture_x().numpy())
+    reference = mixture_log_likelihood(_mixture_x().numpy(), LOCS)
     for report in reports:  # the exact posterior: every particle's weight is p(x_i)
         np.testing.assert_allclose(report["bound"], reference, rtol=1e-6)
         assert report["collectives"] == 1
