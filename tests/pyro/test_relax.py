@@ -415,16 +415,6 @@ def test_relax_leaves_continuous_latent_sites_alone():
     assert torch.equal(w, tracer.trace.nodes["w"]["value"])
 
 
-def test_temperature_keyword_overrides_the_default_for_one_call():
-    relaxed = pc.relax(two_site_model, temperature=0.5)
-    for kwargs, expected in [({}, 0.5), ({"temperature": 0.1}, 0.1), ({}, 0.5)]:
-        trace = _trace(relaxed, **kwargs)
-        assert float(trace.nodes["z"]["fn"].temperature) == pytest.approx(expected)
-        assert float(trace.nodes["c"]["fn"].temperature) == pytest.approx(expected)
-    trace = _trace(relaxed, temperature=_t(0.25))
-    assert float(trace.nodes["z"]["fn"].temperature) == pytest.approx(0.25)
-
-
 def test_a_float64_model_relaxes_to_float64_sites_and_trains_in_float64():
     f64 = torch.float64
 
@@ -556,27 +546,6 @@ def test_discretize_used_as_a_context_manager():
     assert type(tracer.trace.nodes["y"]["fn"]) is dist.OneHotCategorical
 
 
-def test_exponential_decay_is_max_of_floor_and_exponential():
-    schedule = pc.exponential_decay(1.0, 1e-3, 0.5)
-    for step in [0, 1, 10, 100, 500, 693, 694, 1000, 5000, 100000]:
-        assert schedule(step) == pytest.approx(max(0.5, math.exp(-1e-3 * step)), rel=1e-12)
-    schedule = pc.exponential_decay(2.0, 0.01, 0.1)
-    for step in [0, 50, 299, 300, 1000]:
-        assert schedule(step) == pytest.approx(max(0.1, 2.0 * math.exp(-0.01 * step)), rel=1e-12)
-
-
-def test_constant_temperature_is_constant():
-    schedule = pc.constant_temperature(0.3)
-    assert [schedule(s) for s in (0, 1, 10**6)] == [0.3, 0.3, 0.3]
-
-
-def test_a_schedule_feeds_the_temperature_keyword_of_the_relaxed_model():
-    relaxed = pc.relax(two_site_model)
-    schedule = pc.exponential_decay(1.0, 1e-3, 0.5)
-    trace = _trace(relaxed, temperature=schedule(300))
-    assert float(trace.nodes["z"]["fn"].temperature) == pytest.approx(math.exp(-0.3), rel=1e-6)
-
-
 # ---------------------------------------------------------------------------------------
 # 7. AutoRelaxed
 # ---------------------------------------------------------------------------------------
@@ -650,11 +619,6 @@ def test_autorelaxed_guide_samples_the_relaxed_families_with_its_temperature():
     model_trace = _trace(poutine.replay(relaxed, trace=trace))
     for name in families:
         assert model_trace.nodes[name]["value"].shape == trace.nodes[name]["value"].shape
-    guide.temperature = 0.1
-    assert guide.temperature == 0.1
-    trace = _trace(guide)
-    assert float(_site_base(trace.nodes["cat"]).temperature) == pytest.approx(0.1)
-    assert float(_site_base(trace.nodes["scalar"]).temperature) == pytest.approx(0.1)
 
 
 def test_autorelaxed_median_is_log_alpha_over_temperature_in_log_space():
@@ -1096,20 +1060,6 @@ def test_discrete_bound_per_element_of_an_enclosing_plate_with_a_uniform_guide(b
     big = _bound_estimates(local_model, guide, data, 300, range(10), batch_size)
     se = big.std(ddof=1) / math.sqrt(len(big))
     assert log_px - 0.05 - 4 * se < big.mean() < log_px + 4 * se
-
-
-def test_discrete_bound_rejects_a_model_not_vectorisable_over_particles():
-    def model(x):
-        z = pyro.sample("z", dist.Bernoulli(0.5))
-        with pyro.plate("obs", len(x)):
-            # the unsqueeze adds a batch dimension that no plate declares
-            pyro.sample("x", dist.Normal(z.unsqueeze(-1), 1.0), obs=x)
-
-    def guide(x):
-        pyro.sample("z", pc.LogitBinaryConcrete(0.5, logits=_t(0.0)))
-
-    with pytest.raises(ValueError):
-        pc.discrete_bound(model, guide, _t([0.1, 0.5, 1.2]), num_samples=1000)
 
 
 def test_discrete_bound_uses_hard_samples_of_the_relaxed_guide():
