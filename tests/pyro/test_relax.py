@@ -18,7 +18,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import SVI, Trace_ELBO
+from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoGuideList
 from pyro.optim import Adam, ClippedAdam
 from scipy import stats
@@ -1259,3 +1259,27 @@ def test_torch_relaxed_one_hot_categorical_scores_many_own_samples_as_nan_at_t_0
     assert nan_fraction > 0.9
     ours = pc.ExpConcrete(LOW_T, logits=torch_fn.logits)
     assert torch.isfinite(ours.log_prob(ours.rsample())).all()
+
+
+def test_jit_trace_elbo_traces_once_per_distinct_step_and_is_silent_when_asked():
+    """``JitTrace_ELBO`` treats keywords as static: a stepwise schedule of the
+    ``relax_step`` keyword (two distinct steps here) compiles two traces, and with
+    ``ignore_jit_warnings=True`` no ``TracerWarning`` reaches the user."""
+
+    def model(x):
+        with pyro.plate("data", 3):
+            z = pyro.sample("z", dist.Bernoulli(0.3))
+            c = pyro.sample("c", dist.OneHotCategorical(_t(P_C)))
+            pyro.sample("x", dist.Normal(z + pc.select(_t([-1.0, 0.0, 2.0]), c), 1.0), obs=x)
+
+    relaxed = pc.relax(model, temperature=pc.exponential_decay(1.0, 0.05, 0.3))
+    guide = pc.AutoRelaxed(relaxed, temperature=pc.exponential_decay(2.0, 0.05, 0.5))
+    elbo = JitTrace_ELBO(ignore_jit_warnings=True)
+    svi = SVI(relaxed, guide, Adam({"lr": 0.05}), elbo)
+    x = _t([0.5, -1.0, 2.0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        losses = [svi.step(x, relax_step=step // 3 * 3) for step in range(6)]
+    assert all(math.isfinite(loss) for loss in losses)
+    assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    assert len(elbo._loss_and_surrogate_loss.compiled) == 2
