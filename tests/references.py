@@ -39,6 +39,8 @@ __all__ = [
     "log_simplex_from_chart",
     "logistic_entropy",
     "logit_binary_concrete_log_density",
+    "mixture_map_locations",
+    "mixture_posterior",
     "softmax",
     "subset_regression_log_joint",
 ]
@@ -275,3 +277,20 @@ def subset_regression_log_joint(X, y, weights, prior, scale):
     mean = (gammas * weights) @ X.T
     log_lik = (-0.5 * ((y - mean) / scale) ** 2 - np.log(scale * np.sqrt(2 * np.pi))).sum(1)
     return gammas, log_prior + log_lik
+
+
+def mixture_posterior(x, locs):
+    """``p(z_i = k | x_i, locs)`` of a mixture of ``N(locs_k, 1)`` with equal weights."""
+    x, locs = _f64(x, locs)
+    return softmax(-0.5 * (x[:, None] - locs[None, :]) ** 2, axis=-1)
+
+
+def mixture_map_locations(x, prior_scale=10.0, iters=500):
+    """The MAP of the mixture's locations under ``N(0, prior_scale^2)`` priors, the
+    assignments summed out, by EM from ``(-1, 0, 1)``."""
+    x = _f64(x)[0]
+    locs = np.array([-1.0, 0.0, 1.0])
+    for _ in range(iters):
+        r = mixture_posterior(x, locs)
+        locs = (r * x[:, None]).sum(0) / (r.sum(0) + 1 / prior_scale**2)
+    return locs

@@ -54,8 +54,24 @@ class RelaxBackend(abc.ABC):
         """A backend array as a float64 numpy array."""
 
     @abc.abstractmethod
+    def index(self, x):
+        """An integer backend array."""
+
+    @abc.abstractmethod
+    def mask(self, x):
+        """A boolean backend array."""
+
     def trace(self, fn, *args, seed=0, **kwargs) -> dict:
         """``{name: site}`` of one run of ``fn`` (sites as the backend's trace holds them)."""
+        return self.run(fn, *args, seed=seed, **kwargs)[1]
+
+    @abc.abstractmethod
+    def run(self, fn, *args, seed=0, **kwargs) -> tuple:
+        """``(what fn returns, {name: site})`` of one run of ``fn``."""
+
+    @abc.abstractmethod
+    def log_joint(self, fn, *args, seed=0) -> tuple:
+        """``(log p of one run of fn, a float; {name: site})``."""
 
     def latent_sites(self, trace: dict) -> dict:
         """The latent sample sites of a trace (no plates, no observed sites)."""
@@ -70,9 +86,19 @@ class RelaxBackend(abc.ABC):
         return False
 
     @abc.abstractmethod
-    def fit(self, model, guide, *args, steps, lr=0.05, seed=0, step_kwargs=None):
-        """Train with ``Trace_ELBO`` and Adam for ``steps`` steps, passing
-        ``step_kwargs(step)`` as extra keywords to each step; ``(params, losses)``."""
+    def fit(self, model, guide, *args, steps, lr=0.05, lr_decay=None, seed=0, step_kwargs=None):
+        """Train with ``Trace_ELBO`` for ``steps`` steps, passing ``step_kwargs(step)`` as
+        extra keywords to each step; Adam, or with ``lr_decay`` Pyro's ``ClippedAdam``
+        (gradients clipped to 10, the step size times ``lr_decay`` every step).
+        ``(params, losses)``."""
+
+    @abc.abstractmethod
+    def init_params(self, guide, *args) -> dict:
+        """The parameters of ``guide`` at initialisation (as ``svi.init`` makes them)."""
+
+    @abc.abstractmethod
+    def median(self, guide, params, *args) -> dict:
+        """``guide.median`` as numpy."""
 
     @abc.abstractmethod
     def probs(self, guide, params, *args) -> dict:
@@ -92,7 +118,9 @@ class RelaxBackend(abc.ABC):
         as numpy."""
 
     @abc.abstractmethod
-    def discrete_bound(self, model, guide, params, *args, num_samples, seed=0) -> float:
+    def discrete_bound(
+        self, model, guide, params, *args, num_samples, batch_size=None, seed=0
+    ) -> float:
         """``discrete_bound(...)`` with the backend's signature."""
 
     @staticmethod
@@ -129,7 +157,8 @@ class PyroRelaxBackend(RelaxBackend):
         self.sample, self.plate, self.param = pyro.sample, pyro.plate, pyro.param
         self.deterministic = pyro.deterministic
         self.Bernoulli, self.OneHotCategorical = dist.Bernoulli, dist.OneHotCategorical
-        self.Normal, self.Poisson = dist.Normal, dist.Poisson
+        self.Normal, self.Poisson, self.Categorical = dist.Normal, dist.Poisson, dist.Categorical
+        self.BernoulliLogits = "Bernoulli"  # the class name of a discretized binary site
 
     def _array(self, x):
         return self.torch.as_tensor(x)
@@ -144,23 +173,42 @@ class PyroRelaxBackend(RelaxBackend):
     def numpy(x):
         return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, np.float64)
 
-    def trace(self, fn, *args, seed=0, **kwargs):
-        self.pyro.set_rng_seed(seed)
-        return dict(self.pyro.poutine.trace(fn).get_trace(*args, **kwargs).nodes)
+    def index(self, x):
+        return self.torch.as_tensor(np.asarray(x))
 
-    def fit(self, model, guide, *args, steps, lr=0.05, seed=0, step_kwargs=None):
+    def mask(self, x):
+        return self.torch.as_tensor(np.asarray(x, bool))
+
+    def run(self, fn, *args, seed=0, **kwargs):
+        self.pyro.set_rng_seed(seed)
+        tracer = self.pyro.poutine.trace(fn)
+        return tracer(*args, **kwargs), dict(tracer.trace.nodes)
+
+    def log_joint(self, fn, *args, seed=0):
+        self.pyro.set_rng_seed(seed)
+        trace = self.pyro.poutine.trace(fn).get_trace(*args)
+        return float(trace.log_prob_sum()), dict(trace.nodes)
+
+    def fit(self, model, guide, *args, steps, lr=0.05, lr_decay=None, seed=0, step_kwargs=None):
         from pyro.infer import SVI, Trace_ELBO
-        from pyro.optim import Adam
+        from pyro.optim import Adam, ClippedAdam
 
-        self.pyro.clear_param_store()
         self.pyro.set_rng_seed(seed)
-        svi = SVI(model, guide, Adam({"lr": lr}), Trace_ELBO())
+        optim = Adam({"lr": lr}) if lr_decay is None else ClippedAdam({"lr": lr, "lrd": lr_decay})
+        svi = SVI(model, guide, optim, Trace_ELBO())
         losses = [svi.step(*args, **_kwargs_at(step_kwargs, step)) for step in range(steps)]
         params = {k: v.detach().clone() for k, v in self.pyro.get_param_store().items()}
         return params, np.array(losses)
 
+    def init_params(self, guide, *args):
+        guide(*args)
+        return {k: v.detach().clone() for k, v in self.pyro.get_param_store().items()}
+
     def probs(self, guide, params, *args):
         return {k: self.numpy(v) for k, v in guide.probs(*args).items()}
+
+    def median(self, guide, params, *args):
+        return {k: self.numpy(v) for k, v in guide.median(*args).items()}
 
     def quantiles(self, guide, params, quantiles, *args):
         return guide.quantiles(quantiles, *args)
@@ -180,9 +228,11 @@ class PyroRelaxBackend(RelaxBackend):
         samples = predictive(*args)
         return {k: self.numpy(v) for k, v in samples.items()}
 
-    def discrete_bound(self, model, guide, params, *args, num_samples, seed=0):
+    def discrete_bound(self, model, guide, params, *args, num_samples, batch_size=None, seed=0):
         self.pyro.set_rng_seed(seed)
-        return self.pc.discrete_bound(model, guide, *args, num_samples=num_samples)
+        return self.pc.discrete_bound(
+            model, guide, *args, num_samples=num_samples, batch_size=batch_size
+        )
 
     def hmm(self, form, locs, trans, init):
         pyro, dist = self.pyro, self.pyro.distributions
@@ -226,7 +276,8 @@ class NumpyroRelaxBackend(RelaxBackend):
         self.sample, self.plate, self.param = numpyro.sample, numpyro.plate, numpyro.param
         self.deterministic = numpyro.deterministic
         self.Bernoulli, self.OneHotCategorical = dist.Bernoulli, numpyro_concrete.OneHotCategorical
-        self.Normal, self.Poisson = dist.Normal, dist.Poisson
+        self.Normal, self.Poisson, self.Categorical = dist.Normal, dist.Poisson, dist.Categorical
+        self.BernoulliLogits = "BernoulliLogits"  # the class name of a discretized binary site
 
     def _array(self, x):
         return self.jnp.asarray(x)
@@ -235,16 +286,35 @@ class NumpyroRelaxBackend(RelaxBackend):
     def numpy(x):
         return np.asarray(x, np.float64)
 
-    def trace(self, fn, *args, seed=0, **kwargs):
+    def index(self, x):
+        return self.jnp.asarray(np.asarray(x))
+
+    def mask(self, x):
+        return self.jnp.asarray(np.asarray(x, bool))
+
+    def run(self, fn, *args, seed=0, **kwargs):
         from numpyro import handlers
 
-        return dict(handlers.trace(handlers.seed(fn, rng_seed=seed)).get_trace(*args, **kwargs))
+        tracer = handlers.trace(handlers.seed(fn, rng_seed=seed))
+        return tracer(*args, **kwargs), dict(tracer.trace)
 
-    def fit(self, model, guide, *args, steps, lr=0.05, seed=0, step_kwargs=None):
+    def log_joint(self, fn, *args, seed=0):
+        from numpyro import handlers
+        from numpyro.infer.util import log_density
+
+        log_p, trace = log_density(handlers.seed(fn, rng_seed=seed), args, {}, {})
+        return float(log_p), dict(trace)
+
+    def fit(self, model, guide, *args, steps, lr=0.05, lr_decay=None, seed=0, step_kwargs=None):
+        from jax.example_libraries.optimizers import exponential_decay
         from numpyro.infer import SVI, Trace_ELBO
-        from numpyro.optim import Adam
+        from numpyro.optim import Adam, ClippedAdam
 
-        svi = SVI(model, guide, Adam(lr), Trace_ELBO())
+        if lr_decay is None:
+            optim = Adam(lr)
+        else:
+            optim = ClippedAdam(exponential_decay(lr, 1, lr_decay), clip_norm=10.0)
+        svi = SVI(model, guide, optim, Trace_ELBO())
         if step_kwargs is None:
             result = svi.run(self.jax.random.PRNGKey(seed), steps, *args, progress_bar=False)
             return result.params, np.asarray(result.losses, np.float64)
@@ -255,8 +325,15 @@ class NumpyroRelaxBackend(RelaxBackend):
             losses.append(float(loss))
         return svi.get_params(state), np.array(losses)
 
+    def init_params(self, guide, *args):
+        trace = self.trace(guide, *args)
+        return {name: site["value"] for name, site in trace.items() if site["type"] == "param"}
+
     def probs(self, guide, params, *args):
         return {k: self.numpy(v) for k, v in guide.probs(params, *args).items()}
+
+    def median(self, guide, params, *args):
+        return {k: self.numpy(v) for k, v in guide.median(params).items()}
 
     def quantiles(self, guide, params, quantiles, *args):
         return guide.quantiles(params, quantiles)
@@ -273,9 +350,11 @@ class NumpyroRelaxBackend(RelaxBackend):
         samples = predictive(self.jax.random.PRNGKey(seed), *args)
         return {k: self.numpy(v) for k, v in samples.items()}
 
-    def discrete_bound(self, model, guide, params, *args, num_samples, seed=0):
+    def discrete_bound(self, model, guide, params, *args, num_samples, batch_size=None, seed=0):
         key = self.jax.random.PRNGKey(seed)
-        return self.pc.discrete_bound(key, model, guide, params, *args, num_samples=num_samples)
+        return self.pc.discrete_bound(
+            key, model, guide, params, *args, num_samples=num_samples, batch_size=batch_size
+        )
 
     def hmm(self, form, locs, trans, init):
         from numpyro.contrib.control_flow import scan
