@@ -93,8 +93,16 @@ class RelaxBackend(abc.ABC):
         ``(params, losses)``."""
 
     @abc.abstractmethod
-    def init_params(self, guide, *args) -> dict:
+    def init_params(self, guide, *args, seed=7) -> dict:
         """The parameters of ``guide`` at initialisation (as ``svi.init`` makes them)."""
+
+    @abc.abstractmethod
+    def log_alpha(self, params) -> dict:
+        """The relaxed autoguide's ``log_alpha`` of each site, as numpy."""
+
+    @abc.abstractmethod
+    def replay(self, fn, trace):
+        """``replay(fn, trace)`` of a trace as ``trace`` returns it."""
 
     @abc.abstractmethod
     def median(self, guide, params, *args) -> dict:
@@ -200,9 +208,20 @@ class PyroRelaxBackend(RelaxBackend):
         params = {k: v.detach().clone() for k, v in self.pyro.get_param_store().items()}
         return params, np.array(losses)
 
-    def init_params(self, guide, *args):
+    def init_params(self, guide, *args, seed=7):
+        self.pyro.set_rng_seed(seed)
         guide(*args)
         return {k: v.detach().clone() for k, v in self.pyro.get_param_store().items()}
+
+    def log_alpha(self, params):
+        return {
+            k.rsplit(".", 1)[-1]: self.numpy(v) for k, v in params.items() if ".log_alpha." in k
+        }
+
+    def replay(self, fn, trace):
+        replayed = self.pyro.poutine.Trace()
+        replayed.nodes.update(trace)
+        return self.pyro.poutine.replay(fn, trace=replayed)
 
     def probs(self, guide, params, *args):
         return {k: self.numpy(v) for k, v in guide.probs(*args).items()}
@@ -325,9 +344,18 @@ class NumpyroRelaxBackend(RelaxBackend):
             losses.append(float(loss))
         return svi.get_params(state), np.array(losses)
 
-    def init_params(self, guide, *args):
-        trace = self.trace(guide, *args)
+    def init_params(self, guide, *args, seed=7):
+        trace = self.trace(guide, *args, seed=seed)
         return {name: site["value"] for name, site in trace.items() if site["type"] == "param"}
+
+    def log_alpha(self, params):
+        suffix = "_auto_log_alpha"
+        return {k[: -len(suffix)]: self.numpy(v) for k, v in params.items() if k.endswith(suffix)}
+
+    def replay(self, fn, trace):
+        from numpyro import handlers
+
+        return handlers.replay(fn, trace=trace)
 
     def probs(self, guide, params, *args):
         return {k: self.numpy(v) for k, v in guide.probs(params, *args).items()}

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
-from scipy.special import expit, logit, logsumexp, softmax
+from scipy.special import expit, log_softmax, logit, logsumexp, softmax
 
 from . import references as R
 from .relax_backends import backend
@@ -308,6 +308,75 @@ class RelaxSuite:
         (z, c), trace = b.run(b.pc.discretize(b.pc.relax(model)))
         assert not _is_relaxed(b, trace["z"]) and not _is_relaxed(b, trace["c"])
         assert float(z) in (0.0, 1.0) and sorted(b.numpy(c).tolist()) == [0.0, 0.0, 1.0]
+
+    # --- AutoRelaxed -------------------------------------------------------------------------
+
+    @pytest.fixture(scope="class")
+    def auto(self, b):
+        """``(relaxed auto_model at prior temperature 0.5, AutoRelaxed with its defaults, its
+        initial parameters)``, built once, never mutated by the tests."""
+        relaxed = b.pc.relax(auto_model(b), temperature=0.5)
+        guide = b.pc.AutoRelaxed(relaxed)
+        return relaxed, guide, b.init_params(guide)
+
+    def test_autorelaxed_probs_have_the_discrete_shapes_and_values(self, b, auto):
+        _, guide, params = auto
+        probs, log_alpha = b.probs(guide, params), b.log_alpha(params)
+        assert {k: v.shape for k, v in probs.items()} == AUTO_SHAPES
+        for name, family in AUTO_FAMILIES.items():
+            expected = (
+                expit(log_alpha[name]) if family == "binary" else softmax(log_alpha[name], -1)
+            )
+            np.testing.assert_allclose(probs[name], expected, rtol=1e-5)
+
+    def test_autorelaxed_guide_samples_the_relaxed_families_with_its_temperature(self, b, auto):
+        relaxed, guide, _ = auto
+        trace = b.trace(guide)
+        for name, family in AUTO_FAMILIES.items():
+            expected = b.pc.LogitBinaryConcrete if family == "binary" else b.pc.ExpConcrete
+            assert type(_base(trace[name]["fn"])) is expected, name
+            assert _site_temperature(b, trace[name]) == pytest.approx(2 / 3)
+        assert tuple(trace["vector"]["fn"].event_shape) == (2,)
+        model_trace = b.trace(b.replay(relaxed, trace))
+        for name in AUTO_FAMILIES:
+            assert model_trace[name]["value"].shape == trace[name]["value"].shape
+
+    def test_autorelaxed_median_is_log_alpha_over_temperature_in_log_space(self, b, auto):
+        _, guide, params = auto
+        median, log_alpha = b.median(guide, params), b.log_alpha(params)
+        np.testing.assert_allclose(median["local"], log_alpha["local"] / (2 / 3), rtol=1e-5)
+        expected = log_softmax(log_alpha["cat"] / (2 / 3), -1)
+        np.testing.assert_allclose(median["cat"], expected, rtol=1e-5, atol=1e-6)
+        assert "w" in median
+
+    @pytest.mark.parametrize("init_scale", [None, 0.5])
+    def test_autorelaxed_initialises_log_alpha_from_normal_zero_init_scale(
+        self, b, auto, init_scale
+    ):
+        """``None``: the default, ``Normal(0, 0.01)``."""
+        relaxed, _, params = auto
+        if init_scale is not None:
+            params = b.init_params(b.pc.AutoRelaxed(relaxed, init_scale=init_scale), seed=8)
+        log_alpha = b.log_alpha(params)
+        assert {k: v.shape for k, v in log_alpha.items()} == AUTO_SHAPES
+        scale = 0.01 if init_scale is None else init_scale
+        for values in (log_alpha["local"], log_alpha["local_cat"].ravel()):
+            assert stats.kstest(values, stats.norm(0.0, scale).cdf).pvalue > 1e-3
+
+    def test_autorelaxed_rejects_a_non_positive_init_scale(self, b):
+        with pytest.raises(ValueError, match="init_scale"):
+            b.pc.AutoRelaxed(b.pc.relax(auto_model(b)), init_scale=0.0)
+
+    @pytest.mark.filterwarnings("ignore:Some algorithms will automatically enumerate")
+    @pytest.mark.parametrize("guide", ["AutoRelaxed", "AutoRelaxedDiscrete"])
+    def test_relaxed_autoguides_reject_unrelaxed_discrete_sites_with_a_pointer_to_relax(
+        self, b, guide
+    ):
+        def model():
+            b.sample("z", b.Bernoulli(0.5))
+
+        with pytest.raises(ValueError, match=r"'z'.*relax"):
+            b.trace(getattr(b.pc, guide)(model))
 
     # --- temperatures -------------------------------------------------------------------
 
@@ -728,6 +797,38 @@ class RelaxSuite:
 #: than posterior shrinks that bias (0.022).
 PRIOR_T, POSTERIOR_T = 0.2, 0.5
 GMM_LOCS = np.array([-5.0, 0.0, 5.0])
+
+AUTO_N = 200  # elements of the local sites: enough for a test of the initial distribution
+AUTO_FAMILIES = {
+    "scalar": "binary",
+    "vector": "binary",
+    "local": "binary",
+    "cat": "categorical",
+    "local_cat": "categorical",
+}
+AUTO_SHAPES = {
+    "scalar": (),
+    "vector": (2,),
+    "cat": (4,),
+    "local": (AUTO_N,),
+    "local_cat": (AUTO_N, 3),
+}
+
+
+def auto_model(b):
+    """Relaxable sites of every shape AutoRelaxed handles, and a continuous one."""
+
+    def model():
+        b.sample("scalar", b.Bernoulli(0.5))
+        b.sample("vector", b.Bernoulli(0.5).expand([2]).to_event(1))
+        b.sample("cat", b.OneHotCategorical(logits=b.array(np.zeros(4))))
+        b.sample("w", b.Normal(0.0, 1.0))
+        with b.plate("data", AUTO_N):
+            b.sample("local", b.Bernoulli(0.5))
+            b.sample("local_cat", b.OneHotCategorical(logits=b.array(np.zeros(3))))
+
+    return model
+
 
 # --- the enumerable models of the bound tests, and their float64 enumerations ------------
 

@@ -30,7 +30,7 @@ from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import log_density
 from numpyro.optim import Adam, ClippedAdam
 from scipy import stats
-from scipy.special import expit, log_softmax, logsumexp, softmax
+from scipy.special import expit, logsumexp, softmax
 
 import numpyro_concrete as nc
 from tests.references import exp_concrete_log_density, logit_binary_concrete_log_density
@@ -435,13 +435,6 @@ def auto_model():
         numpyro.sample("local_cat", nc.OneHotCategorical(logits=jnp.zeros(3)))
 
 
-AUTO_FAMILIES = {
-    "scalar": nc.LogitBinaryConcrete,
-    "vector": nc.LogitBinaryConcrete,
-    "local": nc.LogitBinaryConcrete,
-    "cat": nc.ExpConcrete,
-    "local_cat": nc.ExpConcrete,
-}
 AUTO_SHAPES = {
     "scalar": (),
     "vector": (2,),
@@ -461,19 +454,6 @@ def auto_guide():
     return relaxed, guide, _params_of(guide, rng_seed=7)
 
 
-def test_autorelaxed_probs_have_the_discrete_shapes_and_values(auto_guide):
-    _, guide, params = auto_guide
-    probs = guide.probs(params)
-    assert set(probs) == set(AUTO_FAMILIES)
-    assert {k: tuple(v.shape) for k, v in probs.items()} == AUTO_SHAPES
-    log_alpha = _log_alpha(params)
-    for name in ("scalar", "vector", "local"):
-        np.testing.assert_allclose(_np(probs[name]), expit(log_alpha[name]), rtol=1e-6)
-    for name in ("cat", "local_cat"):
-        np.testing.assert_allclose(_np(probs[name]), softmax(log_alpha[name], -1), rtol=1e-5)
-        np.testing.assert_allclose(_np(probs[name].sum(-1)), 1.0, rtol=1e-6)
-
-
 def test_autorelaxed_probs_are_a_pure_function_of_params_that_jits(auto_guide):
     """``probs(params)`` reads the parameters given, not a store: it works under ``jit``
     and on parameters the guide never produced."""
@@ -483,37 +463,6 @@ def test_autorelaxed_probs_are_a_pure_function_of_params_that_jits(auto_guide):
     log_alpha = _log_alpha(params)
     np.testing.assert_allclose(_np(probs["local"]), expit(log_alpha["local"] + 1.0), rtol=1e-6)
     np.testing.assert_allclose(_np(probs["cat"]), softmax(log_alpha["cat"] + 1.0), rtol=1e-5)
-
-
-def test_autorelaxed_guide_samples_the_relaxed_families_with_its_temperature(auto_guide):
-    relaxed, guide, params = auto_guide
-    trace = _trace(handlers.substitute(guide, data=params))
-    for name, family in AUTO_FAMILIES.items():
-        base = _site_base(trace[name])
-        assert type(base) is family, name
-        assert float(_np(base.temperature).ravel()[0]) == pytest.approx(2 / 3), name
-        log_alpha = _log_alpha(params)[name]
-        if family is nc.ExpConcrete:  # logits are normalised: compare log-probabilities
-            log_alpha = log_softmax(log_alpha, -1)
-        np.testing.assert_allclose(_np(base.logits), log_alpha, rtol=1e-5, atol=1e-6)
-    assert trace["vector"]["fn"].event_shape == (2,)
-    # the continuous site goes to AutoNormal: a Normal (its support is the real line)
-    assert type(_site_base(trace["w"])) is dist.Normal
-    model_trace = _trace(handlers.replay(relaxed, trace=trace))
-    for name in AUTO_FAMILIES:
-        assert model_trace[name]["value"].shape == trace[name]["value"].shape, name
-
-
-def test_autorelaxed_median_is_log_alpha_over_temperature_in_log_space(auto_guide):
-    _, guide, params = auto_guide
-    median = guide.median(params)
-    log_alpha = _log_alpha(params)
-    lam = 2 / 3
-    np.testing.assert_allclose(_np(median["local"]), log_alpha["local"] / lam, rtol=1e-5)
-    np.testing.assert_allclose(
-        _np(median["cat"]), log_softmax(log_alpha["cat"] / lam, -1), rtol=1e-5, atol=1e-6
-    )
-    assert float(median["w"]) == pytest.approx(float(params["w_auto_loc"]))
 
 
 def test_autorelaxed_sample_posterior_draws_hard_samples_of_the_discrete_posterior(auto_guide):
@@ -537,40 +486,6 @@ def test_autorelaxed_sample_posterior_draws_hard_samples_of_the_discrete_posteri
     counts = yc.mean(0)
     expected = softmax([0.5, -0.5, 0.0, 1.0])
     np.testing.assert_allclose(counts, expected, atol=4 * math.sqrt(0.25 / n))
-
-
-@pytest.mark.parametrize("init_scale", [None, 0.5])
-def test_autorelaxed_initialises_log_alpha_from_normal_zero_init_scale(auto_guide, init_scale):
-    """``None``: the default, ``Normal(0, 0.01)`` (design.md section 4)."""
-    relaxed, _, params = auto_guide
-    if init_scale is not None:
-        params = _params_of(nc.AutoRelaxed(relaxed, init_scale=init_scale), rng_seed=8)
-    scale = 0.01 if init_scale is None else init_scale
-    log_alpha = _log_alpha(params)
-    assert {k: v.shape for k, v in log_alpha.items()} == AUTO_SHAPES
-    for values in (log_alpha["local"], log_alpha["local_cat"].ravel()):
-        assert stats.kstest(values, stats.norm(0.0, scale).cdf).pvalue > 1e-3
-
-
-def test_autorelaxed_rejects_a_non_positive_init_scale():
-    with pytest.raises(ValueError, match="init_scale"):
-        nc.AutoRelaxed(nc.relax(two_site_model), init_scale=0.0)
-
-
-@pytest.mark.filterwarnings("ignore:Some algorithms will automatically enumerate:FutureWarning")
-def test_autorelaxed_discrete_rejects_unrelaxed_discrete_sites_with_a_pointer_to_relax():
-    with pytest.raises(ValueError, match="relax") as info:
-        _trace(nc.AutoRelaxedDiscrete(two_site_model))
-    assert "'z'" in str(info.value)
-
-
-def test_autorelaxed_rejects_unrelaxed_discrete_sites_with_a_pointer_to_relax():
-    """AutoRelaxed on a model that was not relaxed must say what to do: relax it first.
-    (NumPyro's AutoNormal would otherwise complain about discrete sites and enumeration,
-    which AutoRelaxed does not do.)"""
-    with pytest.raises(ValueError, match="'z'") as info:
-        _trace(nc.AutoRelaxed(two_site_model))
-    assert "relax" in str(info.value)
 
 
 def test_autorelaxed_accepts_a_model_with_deterministic_sites():

@@ -21,7 +21,7 @@ from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoGuideList
 from pyro.optim import Adam, ClippedAdam
 from scipy import stats
-from scipy.special import expit, log_softmax, logsumexp, softmax
+from scipy.special import expit, logsumexp
 
 import pyro_concrete as pc
 from tests.references import exp_concrete_log_density, logit_binary_concrete_log_density
@@ -255,27 +255,6 @@ def shapes_model():
         pyro.sample("local_cat", dist.OneHotCategorical(logits=torch.zeros(3)))
 
 
-def test_autorelaxed_probs_have_the_discrete_shapes_and_values():
-    guide = pc.AutoRelaxed(pc.relax(shapes_model))
-    guide()
-    probs = guide.probs()
-    assert set(probs) == {"scalar", "vector", "cat", "local", "local_cat"}
-    expected_shapes = {
-        "scalar": (),
-        "vector": (2,),
-        "cat": (4,),
-        "local": (5,),
-        "local_cat": (5, 3),
-    }
-    assert {k: tuple(v.shape) for k, v in probs.items()} == expected_shapes
-    log_alpha = _log_alpha_params()
-    for name in ("scalar", "vector", "local"):
-        np.testing.assert_allclose(_np(probs[name]), expit(_np(log_alpha[name])), rtol=1e-6)
-    for name in ("cat", "local_cat"):
-        np.testing.assert_allclose(_np(probs[name]), softmax(_np(log_alpha[name]), -1), 1e-6)
-        np.testing.assert_allclose(_np(probs[name].sum(-1)), 1.0, rtol=1e-6)
-
-
 def test_autorelaxed_probs_are_plain_tensors_without_autograd_history():
     """``probs()`` is a ``no_grad`` read-out: a user must be able to call ``.numpy()``."""
     guide = pc.AutoRelaxed(pc.relax(shapes_model))
@@ -283,75 +262,6 @@ def test_autorelaxed_probs_are_plain_tensors_without_autograd_history():
     for name, p in guide.probs().items():
         assert not p.requires_grad, name
         p.numpy()
-
-
-def test_autorelaxed_guide_samples_the_relaxed_families_with_its_temperature():
-    relaxed = pc.relax(shapes_model, temperature=0.5)
-    guide = pc.AutoRelaxed(relaxed)
-    trace = _trace(guide)
-    families = {
-        "scalar": pc.LogitBinaryConcrete,
-        "vector": pc.LogitBinaryConcrete,
-        "local": pc.LogitBinaryConcrete,
-        "cat": pc.ExpConcrete,
-        "local_cat": pc.ExpConcrete,
-    }
-    for name, family in families.items():
-        assert type(_site_base(trace.nodes[name])) is family, name
-        assert float(_site_base(trace.nodes[name]).temperature.flatten()[0]) == pytest.approx(2 / 3)
-    assert trace.nodes["vector"]["fn"].event_shape == (2,)
-    # the continuous site goes to AutoNormal: a Normal in unconstrained space
-    assert type(_site_base(trace.nodes["w_unconstrained"])) is dist.Normal
-    model_trace = _trace(poutine.replay(relaxed, trace=trace))
-    for name in families:
-        assert model_trace.nodes[name]["value"].shape == trace.nodes[name]["value"].shape
-
-
-def test_autorelaxed_median_is_log_alpha_over_temperature_in_log_space():
-    guide = pc.AutoRelaxed(pc.relax(shapes_model), temperature=0.5)
-    guide()
-    median = guide.median()
-    log_alpha = _log_alpha_params()
-    np.testing.assert_allclose(_np(median["local"]), _np(log_alpha["local"]) / 0.5, rtol=1e-6)
-    np.testing.assert_allclose(
-        _np(median["cat"]), log_softmax(_np(log_alpha["cat"]) / 0.5, -1), rtol=1e-5, atol=1e-6
-    )
-    assert "w" in median
-
-
-@pytest.mark.parametrize("init_scale", [0.01, 0.5])
-def test_autorelaxed_initialises_log_alpha_from_normal_zero_init_scale(init_scale):
-    def model():
-        with pyro.plate("data", 1000):
-            pyro.sample("z", dist.Bernoulli(0.5))
-            pyro.sample("c", dist.OneHotCategorical(logits=torch.zeros(3)))
-
-    pyro.set_rng_seed(7)
-    guide = pc.AutoRelaxed(pc.relax(model), init_scale=init_scale)
-    guide()
-    log_alpha = _log_alpha_params()
-    assert log_alpha["z"].shape == (1000,) and log_alpha["c"].shape == (1000, 3)
-    for values in (_np(log_alpha["z"]), _np(log_alpha["c"]).ravel()):
-        assert stats.kstest(values, stats.norm(0.0, init_scale).cdf).pvalue > 1e-3
-
-
-def test_autorelaxed_rejects_a_non_positive_init_scale():
-    with pytest.raises(ValueError, match="init_scale"):
-        pc.AutoRelaxed(pc.relax(two_site_model), init_scale=0.0)
-
-
-def test_autorelaxed_discrete_rejects_unrelaxed_discrete_sites_with_a_pointer_to_relax():
-    with pytest.raises(ValueError, match="relax") as info:
-        pc.AutoRelaxedDiscrete(two_site_model)()
-    assert "'z'" in str(info.value)
-
-
-def test_autorelaxed_rejects_unrelaxed_discrete_sites_with_a_pointer_to_relax():
-    """AutoRelaxed on a model that was not relaxed must say what to do: relax it first.
-    (A message that suggests enumeration, which AutoRelaxed does not do, is not clear.)"""
-    with pytest.raises(ValueError, match="'z'") as info:
-        pc.AutoRelaxed(two_site_model)()
-    assert "relax" in str(info.value)
 
 
 def subsampled_model(data):
