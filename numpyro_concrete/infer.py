@@ -165,7 +165,7 @@ def discrete_bound(
         guide_trace, model_trace = traces(key)
         return _log_weights(model_trace, keep) - _log_weights(guide_trace, keep)
 
-    particles = jax.jit(jax.vmap(log_weight))
+    particles = jax.vmap(log_weight)  # eager, like the model: no compilation per call
     keys = jax.random.split(rng_key, num_samples)
     batch_size = batch_size or num_samples
     log_w = jnp.concatenate(

@@ -25,8 +25,8 @@ untouched).  A *hard* value given from outside (an integer array, or an exact on
 vector, which is never a point of the log-simplex) reaches the model unchanged, so
 ``Predictive(relax(model), guide=discretize(guide))`` runs the model on hard values.
 
-``numpyro.contrib.control_flow.scan`` runs its body under ``block``: ``RelaxMessenger``
-relaxes the body itself (``_relax_scan_body``).
+``numpyro.contrib.control_flow.scan`` and ``cond`` run their bodies under ``block``:
+``RelaxMessenger`` relaxes the bodies themselves (``_relax_control_flow_bodies``).
 
 Temperatures: a constant, or a schedule ``step -> temperature`` evaluated at the
 reserved keyword ``relax_step`` of each call (``RELAX_STEP``), which ``relax`` and the
@@ -137,7 +137,7 @@ class RelaxMessenger(Messenger):
 
     def process_message(self, msg: dict) -> None:
         if msg["type"] == "control_flow":
-            _relax_scan_body(msg, self.temperature, self.sites)
+            _relax_control_flow_bodies(msg, self.temperature, self.sites)
             return
         if msg["type"] != "sample" or msg["is_observed"]:
             return
@@ -165,14 +165,20 @@ class RelaxMessenger(Messenger):
             msg["value"] = to_model(msg["value"])
 
 
-def _relax_scan_body(msg: dict, temperature: ArrayLike, sites: frozenset | None) -> None:
-    """Relax the body of a ``scan``.  ``scan`` runs its body under ``block`` and replays
-    the recorded sites to the enclosing handlers only afterwards, with their values
-    fixed; NumPyro has no public hook into the body (``reparam`` is not applied there
-    either), so this wraps the body function, which the ``control_flow`` message
-    carries as its first argument."""
-    body, *rest = msg["args"]
-    msg["args"] = (RelaxMessenger(body, temperature, sites), *rest)
+def _relax_control_flow_bodies(msg: dict, temperature: ArrayLike, sites) -> None:
+    """Relax the bodies of ``scan`` and ``cond``.  They run under ``block`` and replay the
+    recorded sites to the enclosing handlers only afterwards, with their values fixed;
+    NumPyro has no public hook into a body (``handlers.reparam`` is not applied there
+    either), so this wraps the body functions that the ``control_flow`` message carries
+    among its arguments: ``scan``'s first, ``cond``'s second and third."""
+    from numpyro.contrib.control_flow.cond import cond_wrapper
+    from numpyro.contrib.control_flow.scan import scan_wrapper
+
+    bodies = {scan_wrapper: (0,), cond_wrapper: (1, 2)}.get(msg["fn"], ())
+    msg["args"] = tuple(
+        RelaxMessenger(arg, temperature, sites) if i in bodies else arg
+        for i, arg in enumerate(msg["args"])
+    )
 
 
 def _not_relaxable_message(name: str, base: dist.Distribution) -> str:

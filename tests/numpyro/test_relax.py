@@ -1,14 +1,12 @@
-"""Specification of the relaxation layer of ``numpyro_concrete`` (design.md sections 2-4).
+"""What is NumPyro's own in the relaxation layer of ``numpyro_concrete``.
 
-The NumPyro mirror of ``tests/pyro/test_relax.py``: the same requirements under the same
-test names where they apply, in NumPyro's idiom (PRNG keys, ``handlers.seed``/``trace``/
-``substitute``/``condition``/``replay``, ``numpyro.plate`` with ``subsample_size``, jitted
-``SVI.run``/``svi.update``, ``guide.probs(params)``, ``discrete_bound(rng_key, model,
-guide, params, ...)``).  Every expectation is computed independently of the code under
-test: closed forms, enumeration of the discrete model in float64 (numpy/scipy), EM in
-float64, or the float64 reference densities of ``tests/references.py``.  Seeds are fixed;
-statistical and end-to-end tests are marked ``slow``.  Sections are numbered as the issue
-lists the requirements.
+The workflow both backends share is stated once, in ``tests/relax_suite.py``; here are
+NumPyro's handlers (``seed``, ``substitute``, ``condition``, ``replay``) around and inside
+``relax``, ``Predictive`` in parallel, ``jit`` of temperatures and schedules, ``scan``
+with a hand-written guide, ``sample_posterior``, autoguides in an ``AutoGuideList``, and
+float64 (under ``jax.enable_x64``).  Every expectation is computed independently of the
+code under test (closed forms, the float64 references of ``tests/references.py``); seeds
+are fixed; statistical and end-to-end tests are marked ``slow``.
 
 Cost: JAX compiles every primitive the first time it runs eagerly with a given shape,
 and every jitted SVI loop once; the tests reuse shapes and share what they can.
@@ -723,3 +721,21 @@ def test_amortized_logit_binary_concrete_guide_learns_the_known_posterior():
     elbo_after, _ = _two_class_discrete_elbo(x, learned)
     assert log_px - elbo_before > 100
     assert log_px - elbo_after < 10
+
+
+def test_the_branches_of_cond_are_relaxed():
+    from numpyro.contrib.control_flow import cond
+
+    def model(flag):
+        return cond(
+            flag,
+            lambda _: numpyro.sample("z", dist.Bernoulli(0.3)),
+            lambda _: numpyro.sample("z", dist.Bernoulli(0.6)),
+            None,
+        )
+
+    for flag, p in ((True, 0.3), (False, 0.6)):
+        z, trace = _run_traced(nc.relax(model, temperature=0.4), jnp.array(flag))
+        assert type(trace["z"]["fn"]) is nc.LogitBinaryConcrete
+        assert float(trace["z"]["fn"].logits) == pytest.approx(math.log(p / (1 - p)), 1e-5)
+        assert float(z) == pytest.approx(float(expit(_np(trace["z"]["value"]))), rel=1e-6)

@@ -1,11 +1,12 @@
-"""Specification of the relaxation layer of ``pyro_concrete`` (design.md sections 2-4).
+"""What is Pyro's own in the relaxation layer of ``pyro_concrete``.
 
-``relax``, ``select``, ``AutoRelaxed``/``AutoRelaxedDiscrete``, ``discretize``,
-``discrete_bound`` and the temperature schedules.  Every expectation is computed
-independently of the code under test: closed forms, enumeration of the discrete model in
-float64 (numpy/scipy), EM in float64, or the float64 reference densities of
-``tests/references.py``.  Seeds are fixed; statistical and end-to-end tests are marked
-``slow``.  Sections are numbered as the issue lists the requirements.
+The workflow both backends share is stated once, in ``tests/relax_suite.py``; here are
+Pyro's handlers (``condition``, ``replay``, ``substitute``, ``seed``) around and inside
+``relax``, ``Trace_ELBO`` with vectorised particles, ``JitTrace_ELBO``, autoguides in an
+``AutoGuideList``, float64, and torch's simplex-space class next to the log-space node.
+Every expectation is computed independently of the code under test (closed forms, the
+float64 references of ``tests/references.py``); seeds are fixed; statistical and
+end-to-end tests are marked ``slow``.
 """
 
 import math
@@ -488,7 +489,7 @@ def test_torch_relaxed_one_hot_categorical_sites_give_nan_elbo_gradients_at_the_
 
 
 def test_torch_relaxed_one_hot_categorical_scores_many_own_samples_as_nan_at_t_0_1():
-    """logits ~ N(0, 3^2) (design.md section 5): in float32 at T = 0.1, torch's simplex-space
+    """logits ~ N(0, 3^2): in float32 at T = 0.1, torch's simplex-space
     class scores almost every one of its own 50-category samples as NaN (about 99%; 42% with
     10 categories), while ExpConcrete scores all of them finitely."""
     pyro.set_rng_seed(0)
