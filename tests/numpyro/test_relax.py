@@ -32,6 +32,8 @@ from scipy.special import expit, logsumexp, softmax
 
 import numpyro_concrete as nc
 from tests.references import exp_concrete_log_density, logit_binary_concrete_log_density
+from tests.relax_backends import backend
+from tests.relax_suite import AUTO_SHAPES, auto_model
 
 
 def _np(x):
@@ -392,8 +394,6 @@ def test_a_hmm_written_with_scan_trains_with_a_hand_written_guide_that_uses_scan
     model's ``scan`` (one site ``"z"`` of shape ``(T, 2)`` in both) and trains."""
     from numpyro.contrib.control_flow import scan
 
-    from tests.relax_backends import backend
-
     b = backend("numpyro")
     ys = jnp.array([-2.1, -1.5, 2.2, 1.9, 2.5, -1.8])
     model = b.hmm("scan", [-2.0, 2.0], [[0.9, 0.1], [0.15, 0.85]], [0.5, 0.5])
@@ -419,35 +419,12 @@ def test_a_hmm_written_with_scan_trains_with_a_hand_written_guide_that_uses_scan
 # ---------------------------------------------------------------------------------------
 
 
-AUTO_N = 200  # elements of the local sites: enough for a test of the initial distribution
-
-
-def auto_model():
-    """Relaxable sites of every shape AutoRelaxed handles, and a continuous one."""
-    numpyro.sample("scalar", dist.Bernoulli(0.5))
-    numpyro.sample("vector", dist.Bernoulli(0.5).expand([2]).to_event(1))
-    numpyro.sample("cat", nc.OneHotCategorical(logits=jnp.zeros(4)))
-    numpyro.sample("w", dist.Normal(0.0, 1.0))
-    with numpyro.plate("data", AUTO_N):
-        numpyro.sample("local", dist.Bernoulli(0.5))
-        numpyro.sample("local_cat", nc.OneHotCategorical(logits=jnp.zeros(3)))
-
-
-AUTO_SHAPES = {
-    "scalar": (),
-    "vector": (2,),
-    "cat": (4,),
-    "local": (AUTO_N,),
-    "local_cat": (AUTO_N, 3),
-}
-
-
 @pytest.fixture(scope="module")
 def auto_guide():
     """``(relaxed auto_model at prior temperature 0.5, AutoRelaxed with its defaults, its
     initial parameters)``; built once (the first call of an autoguide runs NumPyro's
     ``initialize_model``, expensive eagerly), never mutated by the tests."""
-    relaxed = nc.relax(auto_model, temperature=0.5)
+    relaxed = nc.relax(auto_model(backend("numpyro")), temperature=0.5)
     guide = nc.AutoRelaxed(relaxed)
     return relaxed, guide, _params_of(guide, rng_seed=7)
 
