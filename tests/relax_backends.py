@@ -166,7 +166,7 @@ class PyroRelaxBackend(RelaxBackend):
         self.deterministic = pyro.deterministic
         self.Bernoulli, self.OneHotCategorical = dist.Bernoulli, dist.OneHotCategorical
         self.Normal, self.Poisson, self.Categorical = dist.Normal, dist.Poisson, dist.Categorical
-        self.BernoulliLogits = "Bernoulli"  # the class name of a discretized binary site
+        self.DISCRETE_BINARY = "Bernoulli"  # the class of a discretized binary site
 
     def _array(self, x):
         return self.torch.as_tensor(x)
@@ -296,7 +296,7 @@ class NumpyroRelaxBackend(RelaxBackend):
         self.deterministic = numpyro.deterministic
         self.Bernoulli, self.OneHotCategorical = dist.Bernoulli, numpyro_concrete.OneHotCategorical
         self.Normal, self.Poisson, self.Categorical = dist.Normal, dist.Poisson, dist.Categorical
-        self.BernoulliLogits = "BernoulliLogits"  # the class name of a discretized binary site
+        self.DISCRETE_BINARY = "BernoulliLogits"  # the class of a discretized binary site
 
     def _array(self, x):
         return self.jnp.asarray(x)

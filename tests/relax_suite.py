@@ -282,7 +282,7 @@ class RelaxSuite:
 
         value, trace = b.run(b.pc.discretize(model))
         fn, value = _base(trace["s"]["fn"]), b.numpy(value)
-        assert type(fn).__name__ == ("OneHotCategorical" if categorical else b.BernoulliLogits)
+        assert type(fn).__name__ == ("OneHotCategorical" if categorical else b.DISCRETE_BINARY)
         expected = softmax(logits, -1) if categorical else expit(logits)
         np.testing.assert_allclose(b.numpy(fn.probs), expected, rtol=1e-5)
         assert value.shape == logits.shape and _is_hard_binary(value)
@@ -296,7 +296,7 @@ class RelaxSuite:
 
         trace = b.trace(b.pc.discretize(guide))
         assert tuple(trace["a"]["fn"].event_shape) == (4,)
-        assert type(_base(trace["a"]["fn"])).__name__ == b.BernoulliLogits
+        assert type(_base(trace["a"]["fn"])).__name__ == b.DISCRETE_BINARY
         assert _is_hard_binary(b.numpy(trace["a"]["value"]))
         assert type(trace["w"]["fn"]) is b.Normal and not _is_relaxed(b, trace["k"])
 
