@@ -438,6 +438,7 @@ class RelaxSuite:
         for step in [0, 50, 299, 300, 1000]:
             expected = max(0.1, 2.0 * math.exp(-0.01 * step))
             assert float(schedule(step)) == pytest.approx(expected, rel=1e-6)
+            assert float(schedule(b.index(step))) == pytest.approx(expected, rel=1e-6)
         assert [b.pc.constant_temperature(0.3)(s) for s in (0, 10**6)] == [0.3, 0.3]
 
     # --- predictions ----------------------------------------------------------------------
