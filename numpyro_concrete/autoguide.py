@@ -63,8 +63,8 @@ def _discrete_site_message(owner: str, name: str, base: dist.Distribution) -> st
     family = type(base).__name__
     if type(base) in _RELAXATIONS:
         return (
-            f"{owner}: site {name!r} is a discrete {family} site. Relax the model first: "
-            f"{owner}(numpyro_concrete.relax(model))."
+            f"{owner}: site {name!r} is a discrete {family} site. Relax the model first, "
+            f"{owner}(numpyro_concrete.relax(model)), with the site among relax's sites= if given."
         )
     return (
         f"{owner}: site {name!r} is a {family}, which relax() leaves discrete: only "

@@ -50,8 +50,8 @@ def _discrete_site_message(owner: str, name: str, base: dist.TorchDistribution) 
     family = type(base).__name__
     if type(base) in _RELAXATIONS:
         return (
-            f"{owner}: site {name!r} is a discrete {family} site. Relax the model first: "
-            f"{owner}(pyro_concrete.relax(model))."
+            f"{owner}: site {name!r} is a discrete {family} site. Relax the model first, "
+            f"{owner}(pyro_concrete.relax(model)), with the site among relax's sites= if given."
         )
     return (
         f"{owner}: site {name!r} is a {family}, which relax() leaves discrete: only "
