@@ -14,6 +14,7 @@ from .distributions import (
     LogitBinaryConcrete,
 )
 from .infer import (
+    JitTrace_ELBO,
     constant_temperature,
     discrete_bound,
     discretize,
@@ -33,6 +34,7 @@ __all__ = [
     "ExpConcrete",
     "HardConcrete",
     "HardSample",
+    "JitTrace_ELBO",
     "LogSimplexTransform",
     "LogitBinaryConcrete",
     "Relaxed",

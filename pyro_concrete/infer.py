@@ -27,10 +27,11 @@ from .distributions import (
     HardConcrete,
     LogitBinaryConcrete,
 )
-from .relax import base_of, map_base
+from .relax import RELAX_STEP, base_of, map_base
 
 __all__ = [
     "DiscretizeMessenger",
+    "JitTrace_ELBO",
     "constant_temperature",
     "discrete_bound",
     "discretize",
@@ -200,6 +201,35 @@ def discrete_bound(
 
 def _chunks(total: int, size: int) -> list[int]:
     return [min(size, total - start) for start in range(0, total, size)]
+
+
+class _StepFromLastArgument:
+    """Calls ``fn`` with its last positional argument as the ``relax_step`` keyword."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        *args, step = args
+        return self.fn(*args, **{RELAX_STEP: step}, **kwargs)
+
+
+class JitTrace_ELBO(pyro.infer.JitTrace_ELBO):
+    """Pyro's ``JitTrace_ELBO``, with the ``relax_step`` keyword given to the compiled
+    function as a tensor input, so that one trace serves a whole temperature schedule.
+    Pyro's JIT takes tensor inputs only from positional arguments and compiles once per
+    distinct keyword value; this moves the step to the end of the positional arguments
+    and back to its keyword in front of the model and the guide."""
+
+    def loss_and_surrogate_loss(self, model, guide, *args, **kwargs):
+        if RELAX_STEP not in kwargs:
+            return super().loss_and_surrogate_loss(model, guide, *args, **kwargs)
+        step = torch.as_tensor(kwargs.pop(RELAX_STEP))
+        cached = getattr(self, "_step_callables", None)
+        if cached is None or cached[0] is not model or cached[1] is not guide:
+            wrapped = _StepFromLastArgument(model), _StepFromLastArgument(guide)
+            cached = self._step_callables = (model, guide, *wrapped)
+        return super().loss_and_surrogate_loss(cached[2], cached[3], *args, step, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
+from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoGuideList
 from pyro.optim import Adam, ClippedAdam
 from scipy import stats
@@ -501,9 +501,11 @@ def test_torch_relaxed_one_hot_categorical_scores_many_own_samples_as_nan_at_t_0
     assert torch.isfinite(ours.log_prob(ours.rsample())).all()
 
 
-def test_jit_trace_elbo_traces_once_per_distinct_step_and_is_silent_when_asked():
-    """``JitTrace_ELBO`` treats keywords as static: a stepwise schedule of the
-    ``relax_step`` keyword (two distinct steps here) compiles two traces, and with
+def test_jit_trace_elbo_traces_a_whole_schedule_once_and_is_silent_when_asked():
+    """``pyro_concrete.JitTrace_ELBO`` hands the ``relax_step`` keyword to the compiled
+    function as a tensor: six steps of both schedules compile one trace (Pyro's own
+    ``JitTrace_ELBO`` compiles one per distinct keyword value), the temperatures follow the
+    step (from one parameter state and seed, the loss changes with it), and with
     ``ignore_jit_warnings=True`` no ``TracerWarning`` reaches the user."""
 
     def model(x):
@@ -514,12 +516,17 @@ def test_jit_trace_elbo_traces_once_per_distinct_step_and_is_silent_when_asked()
 
     relaxed = pc.relax(model, temperature=pc.exponential_decay(1.0, 0.05, 0.3))
     guide = pc.AutoRelaxed(relaxed, temperature=pc.exponential_decay(2.0, 0.05, 0.5))
-    elbo = JitTrace_ELBO(ignore_jit_warnings=True)
+    elbo = pc.JitTrace_ELBO(ignore_jit_warnings=True)
     svi = SVI(relaxed, guide, Adam({"lr": 0.05}), elbo)
     x = _t([0.5, -1.0, 2.0])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        losses = [svi.step(x, relax_step=step // 3 * 3) for step in range(6)]
-    assert all(math.isfinite(loss) for loss in losses)
+        losses = [svi.step(x, relax_step=step) for step in range(6)]
+        assert all(math.isfinite(loss) for loss in losses)
+        seeded = []
+        for step in (0, 0, 30):
+            pyro.set_rng_seed(0)
+            seeded.append(float(elbo.differentiable_loss(relaxed, guide, x, relax_step=step)))
     assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
-    assert len(elbo._loss_and_surrogate_loss.compiled) == 2
+    assert len(elbo._loss_and_surrogate_loss.compiled) == 1
+    assert seeded[0] == seeded[1] != seeded[2]
