@@ -13,10 +13,18 @@ from .distributions import (
     HardSample,
     LogitBinaryConcrete,
 )
-from .infer import constant_temperature, discrete_bound, discretize, exponential_decay
-from .relax import relax, select
+from .infer import (
+    JitTrace_ELBO,
+    constant_temperature,
+    discrete_bound,
+    discretize,
+    exponential_decay,
+    zero_temperature_limit,
+)
+from .relax import RELAX_STEP, Relaxed, relax, select
 
 __all__ = [
+    "RELAX_STEP",
     "AutoRelaxed",
     "AutoRelaxedDiscrete",
     "BinaryConcrete",
@@ -26,8 +34,10 @@ __all__ = [
     "ExpConcrete",
     "HardConcrete",
     "HardSample",
+    "JitTrace_ELBO",
     "LogSimplexTransform",
     "LogitBinaryConcrete",
+    "Relaxed",
     "constant_temperature",
     "discrete_bound",
     "discretize",
@@ -36,4 +46,5 @@ __all__ = [
     "log_simplex",
     "relax",
     "select",
+    "zero_temperature_limit",
 ]
