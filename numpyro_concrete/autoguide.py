@@ -136,6 +136,13 @@ class AutoRelaxedDiscrete(AutoGuide):
                 shape[frame.dim - fn.event_dim] = self._prototype_frame_full_sizes[frame.name]
             self._families[name] = family
             self._shapes[name] = (tuple(shape), fn.event_dim)
+        # Drawn once, here, as AutoNormal draws its initial locations: a param initialiser
+        # that asked for its own key would see a different key on the second ``svi.init``.
+        keys = jax.random.split(numpyro.prng_key(), max(len(self._shapes), 1))
+        self._init_values = {
+            name: self._init_scale * jax.random.normal(key, shape)
+            for key, (name, (shape, _)) in zip(keys, self._shapes.items(), strict=False)
+        }
 
     def _ensure_prototype(self, *args, **kwargs) -> None:
         """Trace the model once if the guide has not yet seen it (a fresh guide)."""
@@ -158,14 +165,12 @@ class AutoRelaxedDiscrete(AutoGuide):
         step = kwargs.get(RELAX_STEP, 0)
         plates = self._create_plates(*args, **kwargs)
         result = {}
-        for name, (shape, event_dim) in self._shapes.items():
+        for name, (_, event_dim) in self._shapes.items():
             with ExitStack() as stack:
                 for frame in self.prototype_trace[name]["cond_indep_stack"]:
                     stack.enter_context(plates[frame.name])
                 log_alpha = numpyro.param(
-                    self._param_name(name),
-                    lambda key, shape=shape: self._init_scale * jax.random.normal(key, shape),
-                    event_dim=event_dim,
+                    self._param_name(name), self._init_values[name], event_dim=event_dim
                 )
                 temperature = temperature_at(self._temperature, step)
                 fn = self._guide_fn(name, event_dim, log_alpha, temperature)

@@ -388,6 +388,25 @@ def test_a_fresh_guide_reads_the_probabilities_of_saved_parameters():
     np.testing.assert_allclose(_np(probs["z"]), expit([-1.0, 0.0, 2.0]), rtol=1e-6)
 
 
+def test_svi_init_with_the_same_key_gives_the_same_parameters_every_time():
+    """A second ``svi.init`` on the same guide, after its prototype exists, starts from the
+    same ``log_alpha`` as the first, as a new guide given that key does; as in NumPyro's
+    ``AutoNormal``, the initial values are drawn once, with the guide's prototype."""
+    model = nc.relax(two_site_model)
+
+    def init(guide, seed):
+        svi = SVI(model, guide, Adam(0.1), Trace_ELBO())
+        return {k: _np(v) for k, v in svi.get_params(svi.init(_key(seed))).items()}
+
+    guide = nc.AutoRelaxed(model)
+    first, again = init(guide, 3), init(guide, 3)
+    fresh, other = init(nc.AutoRelaxed(model), 3), init(nc.AutoRelaxed(model), 4)
+    for name, value in first.items():
+        np.testing.assert_array_equal(again[name], value)
+        np.testing.assert_array_equal(fresh[name], value)
+    assert not np.array_equal(other["z_auto_log_alpha"], first["z_auto_log_alpha"])
+
+
 def test_a_hmm_written_with_scan_trains_with_a_hand_written_guide_that_uses_scan():
     """The guide's own ``scan`` samples ``ExpConcrete`` nodes step by step, with
     per-step logits from ``numpyro.param``: ``Trace_ELBO`` replays them into the relaxed
