@@ -38,3 +38,19 @@ format: venv
 
 bench: venv
 	$(PY) benchmarks/run_all.py
+
+# The paper's tables (benchmarks/paper/README.md): `make paper` runs the CPU preset (hours),
+# `make paper-small` a few steps of every row of both tables (minutes), `make paper-table`
+# prints the markdown table and draws the figure from the results so far.
+.PHONY: paper paper-small paper-table
+paper: venv
+	$(PY) -m benchmarks.paper.run --preset cpu
+	$(MAKE) paper-table
+
+paper-small: venv
+	$(PY) -m benchmarks.paper.run --preset small
+	$(MAKE) paper-table
+
+paper-table: venv
+	$(PY) -m benchmarks.paper.table
+	$(PY) -m benchmarks.paper.plot
