@@ -168,8 +168,9 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
         losses.append(trainer.run(n))
         elapsed = time.perf_counter() - start
         train_seconds += elapsed
-        cpu_seconds += time.process_time() - cpu_start
-        first_chunk = first_chunk or (n, elapsed)
+        cpu_elapsed = time.process_time() - cpu_start
+        cpu_seconds += cpu_elapsed
+        first_chunk = first_chunk or (n, elapsed, cpu_elapsed)
         bar.update(n)
         if trainer.steps % eval_every == 0 or trainer.steps == steps:
             point = _evaluate(trainer, problem.model, problem.guide, curve_images,
@@ -196,10 +197,10 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
     train_eval = _evaluate(
         trainer, problem.model, problem.guide, train_subset, eval_k, args.seed + 3
     )
-    later_steps = steps - first_chunk[0]
-    per_step = (
-        (train_seconds - first_chunk[1]) / later_steps if later_steps > 0 else train_seconds / steps
-    )
+    # per step after the first chunk, which pays for compilation (all steps if it is all)
+    later = steps - first_chunk[0]
+    per_step = (train_seconds - first_chunk[1]) / later if later else train_seconds / steps
+    cpu_per_step = (cpu_seconds - first_chunk[2]) / later if later else cpu_seconds / steps
     record = {
         "table": arch.table,
         "arch": row.arch,
@@ -220,8 +221,9 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
         "device": backend.device(),
         "train_seconds": train_seconds,
         "seconds_per_step": per_step,
+        "cpu_seconds_per_step": cpu_per_step,
         "train_cpu_seconds": cpu_seconds,
-        "first_chunk": {"steps": first_chunk[0], "seconds": first_chunk[1]},
+        "first_chunk": dict(zip(("steps", "seconds", "cpu_seconds"), first_chunk, strict=True)),
         "test": test_eval,
         "train": train_eval,
         "curve": curve,
