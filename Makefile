@@ -39,13 +39,15 @@ format: venv
 bench: venv
 	$(PY) benchmarks/run_all.py
 
-# The paper's tables (benchmarks/paper/README.md): `make paper` runs the CPU preset (hours),
-# `make paper-small` a few steps of every row of both tables (minutes), `make paper-table`
+# The paper's tables (benchmarks/paper/README.md): `make paper` runs the CPU preset (two
+# processes, one per core, then the table; non-zero if a row failed), `make paper-small` a few steps of every row of both tables (minutes), `make paper-table`
 # prints the markdown table and draws the figure from the results so far.
 .PHONY: paper paper-small paper-table
 paper: venv
-	$(PY) -m benchmarks.paper.run --preset cpu
-	$(MAKE) paper-table
+	$(PY) -m benchmarks.paper.run --preset cpu --shard 0/2 & first=$$!; \
+	$(PY) -m benchmarks.paper.run --preset cpu --shard 1/2; second=$$?; \
+	wait $$first; status=$$?; \
+	$(MAKE) paper-table; exit $$((status | second))
 
 paper-small: venv
 	$(PY) -m benchmarks.paper.run --preset small

@@ -67,6 +67,10 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-eval-images", type=int, help="training images evaluated")
     parser.add_argument("--chunk", type=int, help="steps per jitted scan")
     parser.add_argument(
+        "--shard",
+        help="K/N: run only rows K, K+N, K+2N, ... of a preset (N processes share the cores)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -272,6 +276,11 @@ def main(argv=None) -> int:
         raise SystemExit("--steps is required for a single row (or use --preset)")
     else:
         rows = (Row(args.arch, args.method, args.m),)
+    if args.shard:
+        index, count = (int(v) for v in args.shard.split("/"))
+        if not 0 <= index < count:
+            raise SystemExit(f"--shard K/N needs 0 <= K < N, got {args.shard!r}")
+        rows = rows[index::count]
     out_subdir = options.pop("out_subdir", None)
     for key, value in options.items():
         if getattr(args, key) is None:
