@@ -105,11 +105,16 @@ def _evaluate(trainer, model, guide, images, k, seed) -> dict:
     mean, se = _mean_se(chunk_means, sizes)
     return {
         "nll": -mean,
-        "se": se,
+        "se": None if math.isnan(se) else se,
         "images": len(images),
         "k": k,
         "seconds": time.perf_counter() - start,
     }
+
+
+def _nats(entry: dict) -> str:
+    """``nll +- se`` (``se`` is ``None`` for a single chunk)."""
+    return f"{entry['nll']:.2f}" + ("" if entry["se"] is None else f" +- {entry['se']:.2f}")
 
 
 def _versions(backend) -> dict:
@@ -304,8 +309,7 @@ def main(argv=None) -> int:
             continue
         print(
             f"{row.arch} {record['label']} m={row.m} ({backend.name}, {args.steps} steps): "
-            f"test {record['test']['nll']:.2f} +- {record['test']['se']:.2f}, "
-            f"train {record['train']['nll']:.2f} +- {record['train']['se']:.2f} nats; "
+            f"test {_nats(record['test'])}, train {_nats(record['train'])} nats; "
             f"{1e3 * record['seconds_per_step']:.2f} ms/step"
         )
     return 1 if failed else 0

@@ -11,7 +11,6 @@ RELAX and DisARM came after the paper and have none.
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from ..common import markdown_table
@@ -38,7 +37,7 @@ def load_records(paths: list[Path]) -> list[dict]:
 
 def _bound(entry: dict) -> str:
     se = entry["se"]
-    return f"{entry['nll']:.2f}" + ("" if se is None or math.isnan(se) else f" ± {se:.2f}")
+    return f"{entry['nll']:.2f}" + ("" if se is None else f" ± {se:.2f}")
 
 
 def _paper(record: dict, index: int) -> str:
