@@ -115,6 +115,8 @@ def test_a_rerun_resumes_from_the_checkpoint(tmp_path):
     assert second["curve"] == first["curve"]  # no step was trained again
     assert second["train_seconds"] == first["train_seconds"]
     assert second["test"]["nll"] == first["test"]["nll"]  # the same parameters, restored
+    with pytest.raises(SystemExit, match="no-resume"):  # another learning rate: refused
+        _run(tmp_path, "200H~784V", "concrete", 1, extra=("--lr", "0.01"))
 
 
 def test_table_and_plot_show_ours_beside_the_papers(tmp_path):

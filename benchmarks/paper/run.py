@@ -161,10 +161,17 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
     trainer = backend.trainer(model, guide, loss, lr, args.seed, train)
     name = run_id(row, backend.name, steps, args.seed)
     checkpoint = args.out / "checkpoints" / f"{name}.pkl"
+    # what a checkpoint must share with this run to be resumed by it
+    identity = {"lr": lr, "train_images": args.train_images, "batch": BATCH}
     curve, train_seconds, cpu_seconds, first_chunk = [], 0.0, 0.0, None
     if checkpoint.exists() and not args.no_resume:
         with checkpoint.open("rb") as f:
             saved = pickle.load(f)
+        if saved.get("identity") != identity:
+            raise SystemExit(
+                f"{checkpoint} was trained with {saved.get('identity')}, this run asks for "
+                f"{identity}: pass --no-resume to start afresh, or another --out"
+            )
         trainer.load_state(saved["trainer"])
         curve, first_chunk = saved["curve"], saved["first"]
         train_seconds, cpu_seconds = saved["seconds"], saved["cpu_seconds"]
@@ -198,7 +205,7 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
             with checkpoint.open("wb") as f:
                 pickle.dump(
                     {"trainer": trainer.state(), "curve": curve, "seconds": train_seconds,
-                     "cpu_seconds": cpu_seconds, "first": first_chunk}, f,
+                     "cpu_seconds": cpu_seconds, "first": first_chunk, "identity": identity}, f,
                 )  # fmt: skip
     bar.close()
     test_eval = _evaluate(trainer, problem.model, problem.guide, test, eval_k, args.seed + 1)
