@@ -184,9 +184,9 @@ class PyroBackend:
         )
 
     def make_loss(self, cls: type, m: int):
-        if m > 1:
-            return cls(num_particles=m, vectorize_particles=True, max_plate_nesting=1)
-        return cls(max_plate_nesting=1)
+        """The estimators' documented constructor arguments only (the number of plates
+        is guessed once, as Pyro's ELBOs do)."""
+        return cls(num_particles=m, vectorize_particles=True) if m > 1 else cls()
 
     def trainer(self, model, guide, loss, lr: float, seed: int, train: np.ndarray):
         return _PyroTrainer(self, model, guide, loss, lr, seed, train)
