@@ -43,3 +43,22 @@ bench: venv
 # cell of each notebook checks the numbers its text states, so a change that breaks one fails here.
 tutorials: venv
 	CONCRETE_TUTORIAL_BUDGET=full $(PY) -m pytest -p no:xdist -m slow tests/tutorials -k runs_top_to_bottom
+
+# The paper's tables (benchmarks/paper/README.md): `make paper` runs the CPU preset (two
+# processes, one per core, then the table; non-zero if a row failed), `make paper-small` a
+# few steps of every row of both tables (minutes), `make paper-table` prints the markdown
+# table and draws the figure from the results so far.
+.PHONY: paper paper-small paper-table
+paper: venv
+	$(PY) -m benchmarks.paper.run --preset cpu --shard 0/2 & first=$$!; \
+	$(PY) -m benchmarks.paper.run --preset cpu --shard 1/2; second=$$?; \
+	wait $$first; status=$$?; \
+	$(MAKE) paper-table; exit $$((status | second))
+
+paper-small: venv
+	$(PY) -m benchmarks.paper.run --preset small
+	$(MAKE) paper-table
+
+paper-table: venv
+	$(PY) -m benchmarks.paper.table
+	$(PY) -m benchmarks.paper.plot

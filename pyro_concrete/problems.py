@@ -15,6 +15,10 @@ of the discrete objective.
   each layer's logits an affine (``hidden=None``: "200H-784V") or two-tanh-layer MLP
   (``hidden=200``: "200H~784V") function of the layer above, and a mirrored amortised
   guide ``q(z_1 | x) q(z_2 | z_1) ...``.
+- :class:`StructuredPredictionNet`: the structured-output models of Maddison et al. (2017,
+  Sec. 5.3; "392V-240H-240H-392V"): predict the bottom half of an image from its top half
+  through layers of binary units; its "guide" is the conditional prior itself, so the
+  importance-weighted bound of the pair is the paper's ``L^SP_m``.
 """
 
 import itertools
@@ -28,7 +32,13 @@ from torch import nn
 
 from .relax import select
 
-__all__ = ["SigmoidBeliefNet", "gaussian_mixture", "mixture_data", "mixture_posterior"]
+__all__ = [
+    "SigmoidBeliefNet",
+    "StructuredPredictionNet",
+    "gaussian_mixture",
+    "mixture_data",
+    "mixture_posterior",
+]
 
 
 def mixture_data(
@@ -129,3 +139,66 @@ class SigmoidBeliefNet(nn.Module):
             h = x
             for layer, encoder in enumerate(self.encoder, start=1):
                 h = pyro.sample(f"z{layer}", dist.Bernoulli(logits=encoder(h)).to_event(1))
+
+
+class StructuredPredictionNet(nn.Module):
+    """Predicting the bottom half of an image from its top half through binary units.
+
+    ``p(y | t) = sum_z p(z_1 | t) p(z_2 | z_1) ... p(y | z_L)`` for an image split into its
+    top half ``t`` and bottom half ``y``: sites ``"z1"`` (next to ``t``) to ``"zL"``, each
+    ``Bernoulli`` with event dimension 1 inside the plate ``"data"``, and the observed
+    ``"x"`` (the bottom half), every map affine (``hidden=None``) or a two-tanh-layer MLP.
+    :meth:`guide` is the conditional prior ``p(z | t)`` with the **same** parameters (the
+    module ``"prior"``), so ``p(y, z | t) / q(z) = p(y | z_L)`` and the importance-weighted
+    bound of ``(model, guide)`` with ``m`` samples is the training objective of Raiko et al.
+    (2014) used by Maddison et al. (2017, Sec. 5.3):
+    ``L^SP_m = E[log (1/m) sum_i p(y | z^i)]``, ``z^i ~ p(z | t)``.  Relax both with the
+    same temperature to keep the ratio exactly ``p(y | z_L)``.
+
+    :param latents: the sizes of the stochastic layers, from the top half down
+        (``(240, 240)``: 392V-240H-240H-392V).
+    :param hidden: ``None`` for affine maps, or the width of two tanh layers in each map.
+    :param observed: the number of pixels of the whole image; the model reads the first
+        half and predicts the second.
+    :param pixel_logits: the output bias at start (the logit of each bottom-half pixel's
+        base rate in the training set); zeros when ``None``.
+    """
+
+    def __init__(
+        self,
+        latents: Sequence[int] = (240, 240),
+        hidden: int | None = None,
+        observed: int = 784,
+        pixel_logits: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.half = observed // 2
+        self.sizes = (self.half, *latents, observed - self.half)
+        inner = () if hidden is None else (hidden, hidden)
+        self.prior = nn.ModuleList(
+            _mlp((above, *inner, below)) for above, below in itertools.pairwise(self.sizes)
+        )
+        if pixel_logits is not None:
+            with torch.no_grad():
+                self.prior[-1][-1].bias.copy_(pixel_logits)
+
+    def _latents(self, top: torch.Tensor) -> torch.Tensor:
+        """Samples ``z_1 | t, ..., z_L | z_{L-1}``; returns ``z_L``."""
+        h = top
+        for layer, prior in enumerate(self.prior[:-1], start=1):
+            h = pyro.sample(f"z{layer}", dist.Bernoulli(logits=prior(h)).to_event(1))
+        return h
+
+    def model(self, x: torch.Tensor) -> None:
+        """``p(y, z | t)``, discrete; ``x`` is ``(batch, observed)`` of 0.0 / 1.0."""
+        pyro.module("prior", self.prior)
+        with pyro.plate("data", x.shape[0]):
+            z = self._latents(x[..., : self.half])
+            logits = self.prior[-1](z)
+            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x[..., self.half :])
+
+    def guide(self, x: torch.Tensor) -> None:
+        """``p(z | t)``, discrete, with the model's parameters."""
+        pyro.module("prior", self.prior)
+        with pyro.plate("data", x.shape[0]):
+            self._latents(x[..., : self.half])

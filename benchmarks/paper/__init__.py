@@ -1,0 +1,13 @@
+"""Maddison, Mnih & Teh (2017), Table 1 and the structured-prediction table, reproduced
+with the library's public API.
+
+- :mod:`.protocol`: the architectures, the paper's training protocol (App. D) with every
+  departure named, the budgets (presets) and the paper's numbers (reference data);
+- :mod:`.methods`: the registry of training methods (Concrete, NVIL, VIMCO, REBAR, RELAX,
+  DisARM), looked up by name;
+- :mod:`.backends`: training (NumPyro: jitted, ``lax.scan`` over chunks of steps; Pyro: the
+  parity check) and evaluation (``discrete_bound`` on whole data sets, in chunks);
+- :mod:`.run`: the command line (``python -m benchmarks.paper.run --help``), one JSON per
+  run, checkpoints that resume;
+- :mod:`.table` and :mod:`.plot`: the markdown table and the test-bound-vs-steps figure.
+"""

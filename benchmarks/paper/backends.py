@@ -1,0 +1,248 @@
+"""Training and evaluation in each backend, through the libraries' public APIs.
+
+Both backends offer the same small interface, so :mod:`.run` states a run once:
+
+- ``problem(arch, pixel_logits)``: the problem of :mod:`<package>.problems`;
+- ``trace_elbo()``, ``renyi_elbo(m)``, ``make_loss(cls, m)``: the losses;
+- ``trainer(model, guide, loss, lr, seed, train)``: an object with ``run(n)`` (``n`` Adam
+  steps on minibatches of 64 drawn uniformly with replacement; returns the mean loss),
+  ``state()`` / ``load_state(state)`` (a checkpoint, plain numpy / torch objects) and
+  ``bounds(model, guide, images, k, seed)``: ``discrete_bound`` on every image, in chunks of
+  ``CHUNK`` images with ``PARTICLES_PER_PASS`` particles per vectorised pass (memory
+  bounded by ``CHUNK x PARTICLES_PER_PASS x 784`` numbers), one mean per chunk.
+
+NumPyro is the fast path: ``run(n)`` is one jitted ``lax.scan`` over ``n`` calls of
+``svi.update``, with the minibatch indices drawn inside from a key folded with the step
+count (so a resumed run draws the same minibatches).  Pyro runs ``svi.step`` in a loop:
+the parity check.
+"""
+
+import os
+import platform
+from collections.abc import Callable
+
+import numpy as np
+
+from .protocol import BATCH, Architecture
+
+__all__ = ["CHUNK", "PARTICLES_PER_PASS", "NumpyroBackend", "PyroBackend", "get_backend"]
+
+CHUNK = 100  # images per discrete_bound call
+PARTICLES_PER_PASS = 100  # particles per vectorised pass inside discrete_bound
+
+
+def _cpu() -> str:
+    """The host: architecture and the number of cores."""
+    return f"{platform.machine()}, {os.cpu_count()} cores"
+
+
+def pixel_logits(train: np.ndarray, half: int | None = None) -> np.ndarray:
+    """The logit of each pixel's base rate in the training images (of the bottom half
+    when ``half`` is given), the rate clipped to [1e-3, 1 - 1e-3]."""
+    rate = np.clip(train.mean(0, dtype=np.float64), 1e-3, 1 - 1e-3)
+    rate = rate if half is None else rate[half:]
+    return np.log(rate / (1 - rate)).astype(np.float32)
+
+
+class NumpyroBackend:
+    name = "numpyro"
+
+    def __init__(self) -> None:
+        import jax
+        import numpyro
+
+        import numpyro_concrete
+
+        self.jax, self.numpyro, self.package = jax, numpyro, numpyro_concrete
+
+    def device(self) -> str:
+        device = self.jax.devices()[0]
+        return f"{device.platform}: {device.device_kind} ({_cpu()})"
+
+    def versions(self) -> dict:
+        return {"jax": self.jax.__version__, "numpyro": self.numpyro.__version__}
+
+    def load(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in self.package.load_binarized_mnist().items()}
+
+    def problem(self, arch: Architecture, logits: np.ndarray) -> object:
+        from numpyro_concrete import problems
+
+        cls = (
+            problems.SigmoidBeliefNet
+            if arch.table == "density"
+            else problems.StructuredPredictionNet
+        )
+        return cls(latents=arch.latents, hidden=arch.hidden, pixel_logits=logits)
+
+    def trace_elbo(self):
+        return self.numpyro.infer.Trace_ELBO()
+
+    def renyi_elbo(self, m: int):
+        return self.numpyro.infer.RenyiELBO(alpha=0, num_particles=m)
+
+    def make_loss(self, cls: type, m: int):
+        return cls(num_particles=m) if m > 1 else cls()
+
+    def trainer(self, model, guide, loss, lr: float, seed: int, train: np.ndarray):
+        return _NumpyroTrainer(self, model, guide, loss, lr, seed, train)
+
+
+class _NumpyroTrainer:
+    def __init__(self, backend, model, guide, loss, lr, seed, train) -> None:
+        jax, numpyro = backend.jax, backend.numpyro
+        self.jax, self.package = jax, backend.package
+        self.train = jax.numpy.asarray(train)
+        self.svi = numpyro.infer.SVI(model, guide, numpyro.optim.Adam(lr), loss)
+        init_key, self.data_key = jax.random.split(jax.random.PRNGKey(seed))
+        self.svi_state = self.svi.init(init_key, self.train[:BATCH])
+        self.steps = 0
+        self._scan = jax.jit(self._scan_steps, static_argnums=3)
+
+    def _scan_steps(self, svi_state, train, key, n: int):
+        jax = self.jax
+
+        def step(state, key):
+            batch = train[jax.random.randint(key, (BATCH,), 0, train.shape[0])]
+            return self.svi.update(state, batch)
+
+        return jax.lax.scan(step, svi_state, jax.random.split(key, n))
+
+    def run(self, n: int) -> float:
+        key = self.jax.random.fold_in(self.data_key, self.steps)
+        self.svi_state, losses = self._scan(self.svi_state, self.train, key, n)
+        self.steps += n
+        return float(losses.mean())
+
+    def state(self) -> dict:
+        return {
+            "steps": self.steps,
+            "leaves": [np.asarray(x) for x in self.jax.tree.leaves(self.svi_state)],
+        }
+
+    def load_state(self, state: dict) -> None:
+        treedef = self.jax.tree.structure(self.svi_state)
+        self.svi_state = self.jax.tree.unflatten(
+            treedef, [self.jax.numpy.asarray(x) for x in state["leaves"]]
+        )
+        self.steps = state["steps"]
+
+    def bounds(
+        self, model: Callable, guide: Callable, images: np.ndarray, k: int, seed: int
+    ) -> np.ndarray:
+        params = self.svi.get_params(self.svi_state)
+        key = self.jax.random.PRNGKey(seed)
+        out = []
+        for i, start in enumerate(range(0, len(images), CHUNK)):
+            x = self.jax.numpy.asarray(images[start : start + CHUNK])
+            bound = self.package.discrete_bound(
+                self.jax.random.fold_in(key, i), model, guide, params, x,
+                num_samples=k, batch_size=min(k, PARTICLES_PER_PASS),
+            )  # fmt: skip
+            out.append(bound / len(x))
+        return np.array(out)
+
+
+class PyroBackend:
+    name = "pyro"
+
+    def __init__(self) -> None:
+        import pyro
+        import torch
+
+        import pyro_concrete
+
+        self.pyro, self.torch, self.package = pyro, torch, pyro_concrete
+
+    def device(self) -> str:
+        return f"cpu: torch, {self.torch.get_num_threads()} thread(s) ({_cpu()})"
+
+    def versions(self) -> dict:
+        return {"torch": self.torch.__version__, "pyro-ppl": self.pyro.__version__}
+
+    def load(self) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in self.package.load_binarized_mnist().items()}
+
+    def problem(self, arch: Architecture, logits: np.ndarray) -> object:
+        from pyro_concrete import problems
+
+        cls = (
+            problems.SigmoidBeliefNet
+            if arch.table == "density"
+            else problems.StructuredPredictionNet
+        )
+        return cls(
+            latents=arch.latents, hidden=arch.hidden, pixel_logits=self.torch.as_tensor(logits)
+        )
+
+    def trace_elbo(self):
+        return self.pyro.infer.Trace_ELBO(max_plate_nesting=1)
+
+    def renyi_elbo(self, m: int):
+        return self.pyro.infer.RenyiELBO(
+            alpha=0, num_particles=m, vectorize_particles=True, max_plate_nesting=1
+        )
+
+    def make_loss(self, cls: type, m: int):
+        """The estimators' documented constructor arguments only (the number of plates
+        is guessed once, as Pyro's ELBOs do)."""
+        return cls(num_particles=m, vectorize_particles=True) if m > 1 else cls()
+
+    def trainer(self, model, guide, loss, lr: float, seed: int, train: np.ndarray):
+        return _PyroTrainer(self, model, guide, loss, lr, seed, train)
+
+
+class _PyroTrainer:
+    def __init__(self, backend, model, guide, loss, lr, seed, train) -> None:
+        pyro, torch = backend.pyro, backend.torch
+        self.pyro, self.torch, self.package = pyro, torch, backend.package
+        self.train = torch.as_tensor(train)
+        self.optim = pyro.optim.Adam({"lr": lr})
+        self.svi = pyro.infer.SVI(model, guide, self.optim, loss)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.steps = 0
+
+    def run(self, n: int) -> float:
+        total = 0.0
+        for _ in range(n):
+            index = self.torch.randint(len(self.train), (BATCH,), generator=self.generator)
+            total += self.svi.step(self.train[index])
+        self.steps += n
+        return total / n
+
+    def state(self) -> dict:
+        return {
+            "steps": self.steps,
+            "params": self.pyro.get_param_store().get_state(),
+            "optim": self.optim.get_state(),
+            "generator": self.generator.get_state(),
+            "rng": self.pyro.util.get_rng_state(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.pyro.get_param_store().set_state(state["params"])
+        self.optim.set_state(state["optim"])
+        self.generator.set_state(state["generator"])
+        self.pyro.util.set_rng_state(state["rng"])
+        self.steps = state["steps"]
+
+    def bounds(
+        self, model: Callable, guide: Callable, images: np.ndarray, k: int, seed: int
+    ) -> np.ndarray:
+        self.torch.manual_seed(seed)
+        out = []
+        for start in range(0, len(images), CHUNK):
+            x = self.torch.as_tensor(images[start : start + CHUNK])
+            bound = self.package.discrete_bound(
+                model, guide, x, num_samples=k, batch_size=min(k, PARTICLES_PER_PASS)
+            )
+            out.append(bound / len(x))
+        return np.array(out)
+
+
+def get_backend(name: str):
+    """``"numpyro"`` or ``"pyro"``."""
+    backends = {"numpyro": NumpyroBackend, "pyro": PyroBackend}
+    if name not in backends:
+        raise ValueError(f"unknown backend {name!r}; choose from {sorted(backends)}")
+    return backends[name]()

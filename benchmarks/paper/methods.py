@@ -1,0 +1,78 @@
+"""The training methods, looked up by name; one entry serves both backends.
+
+A method turns the discrete ``(model, guide)`` of a problem into what ``SVI`` trains:
+``(model, guide, loss)``.  Concrete relaxes the pair and uses the backend's own ELBOs;
+the score-function estimators take the discrete pair and a loss object of this library.
+Estimators that live in the ``estimators`` subpackage are imported when a row asks for
+them, so a checkout without them still runs every other row; such a row fails with
+:class:`MethodUnavailable`, which says what is missing.
+"""
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .protocol import POSTERIOR_TEMPERATURE, PRIOR_TEMPERATURE, STRUCTURED_TEMPERATURE
+
+__all__ = ["METHODS", "Method", "MethodUnavailable", "build"]
+
+
+class MethodUnavailable(RuntimeError):
+    """The method's loss class is not importable from this checkout."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """``label``: the table's name; ``valid_m``: which m the method is defined for;
+    ``loss_class``: ``(module, class)`` of a loss of this library, or ``None`` for
+    Concrete, which uses the backend's ``Trace_ELBO`` / ``RenyiELBO``."""
+
+    label: str
+    valid_m: Callable[[int], bool]
+    loss_class: tuple[str, str] | None
+    multi_sample: bool = False  # the loss takes num_particles = m
+
+
+METHODS = {
+    "concrete": Method("Concrete", lambda m: m >= 1, None),
+    "nvil": Method("NVIL", lambda m: m == 1, ("estimators.nvil", "NvilELBO")),
+    "vimco": Method("VIMCO", lambda m: m >= 2, ("", "VimcoELBO"), multi_sample=True),
+    "rebar": Method("REBAR", lambda m: m == 1, ("", "RebarELBO")),
+    "relax": Method("RELAX", lambda m: m == 1, ("", "RelaxELBO")),
+    "disarm": Method("DisARM", lambda m: m == 1, ("", "DisarmELBO")),
+}
+
+
+def _loss_class(package: str, method: Method) -> type:
+    module_name, class_name = method.loss_class
+    module_path = f"{package}.{module_name}" if module_name else package
+    try:
+        return getattr(importlib.import_module(module_path), class_name)
+    except (ImportError, AttributeError) as error:
+        raise MethodUnavailable(
+            f"method {method.label!r} needs {module_path}.{class_name}, which this checkout "
+            f"does not provide ({error}); it comes with the estimators subpackage."
+        ) from error
+
+
+def build(backend, name: str, m: int, model: Callable, guide: Callable, table: str) -> tuple:
+    """``(model, guide, loss)`` for method ``name`` with ``m`` samples, on ``backend``
+    (:mod:`.backends`), for a problem of ``table`` ("density" or "structured")."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+    method = METHODS[name]
+    if not method.valid_m(m):
+        raise ValueError(f"method {name!r} is not defined for m = {m}")
+    if method.loss_class is None:
+        if table == "structured":
+            temperatures = (STRUCTURED_TEMPERATURE, STRUCTURED_TEMPERATURE)
+        else:
+            temperatures = (PRIOR_TEMPERATURE, POSTERIOR_TEMPERATURE)
+        relax = backend.package.relax
+        loss = backend.trace_elbo() if m == 1 else backend.renyi_elbo(m)
+        return relax(model, temperatures[0]), relax(guide, temperatures[1]), loss
+    cls = _loss_class(backend.package.__name__, method)
+    loss = backend.make_loss(cls, m if method.multi_sample else 1)
+    if hasattr(loss, "with_baseline"):  # NVIL declares its baseline network in the guide
+        guide = loss.with_baseline(guide)
+    return model, guide, loss

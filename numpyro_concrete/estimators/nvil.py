@@ -1,0 +1,193 @@
+"""NVIL: neural variational inference and learning (Mnih & Gregor 2014).
+
+The score-function estimator of the gradient of the **discrete** ELBO
+``L = E_q[l]``, ``l = log p(x, z) - log q(z | x)``, with the paper's three variance
+reductions (Sec. 3.1-3.3):
+
+- an input-dependent baseline ``b_psi(x)`` (a one-hidden-layer tanh network of the
+  model's input) and a constant baseline ``c``, the running mean of ``l - b_psi(x)``;
+- variance normalisation: the centred signal is divided by ``max(1, sigma)``, ``sigma^2``
+  the running variance of ``l - b_psi(x)``;
+- ``b_psi`` trained by squared error, ``min_psi E[(l - c - b_psi(x))^2]``.
+
+Per data point ``i`` (an element of the plates that enclose every site), with
+``s_i = (l_i - b_psi(x_i) - c) / max(1, sigma)`` held constant::
+
+    grad_theta = sum_i grad_theta log p(x_i, z_i)
+    grad_phi   = sum_i s_i grad_phi log q(z_i | x_i)
+    grad_psi   = sum_i (l_i - c - b_psi(x_i)) grad_psi b_psi(x_i)
+
+``c`` and ``sigma`` are exponential moving averages (decay ``decay``, the paper's 0.8)
+over the **previous** steps, so the step's gradient is exactly unbiased for the model
+parameters and, for the guide parameters, for ``grad_phi L / max(1, sigma)`` (the
+normalisation is a learning-rate scale); the paper's Algorithm 1 folds the current batch
+into ``c`` and ``sigma`` first, which biases the step slightly.  The first step, which has
+no history, centres and scales with its own batch.  Reparameterised guide sites, if
+any, contribute their pathwise gradient.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.primitives
+from jax import Array
+from numpyro import handlers
+from numpyro.infer.elbo import ELBO
+from numpyro.infer.util import get_importance_trace
+
+__all__ = ["NvilELBO"]
+
+#: names of the baseline network's parameters and of the running moments
+BASELINE = "nvil_baseline"
+MOMENTS = "nvil_moments"
+
+
+def _first_argument(*args, **kwargs) -> Array:
+    return args[0]
+
+
+def _baseline(params: dict, x: Array) -> Array:
+    """``b_psi(x) = w1 . tanh(x W0 + b0) + b1``, one number per row of ``x``."""
+    h = jnp.tanh(x @ params[f"{BASELINE}_w0"] + params[f"{BASELINE}_b0"])
+    return (h @ params[f"{BASELINE}_w1"] + params[f"{BASELINE}_b1"])[..., 0]
+
+
+def _common_plate_dims(*traces: dict) -> set[int]:
+    """Dims of the plates that enclose every latent and observed site: the elements over
+    which the ELBO is a sum of independent terms (the data points)."""
+    stacks = [
+        {frame.dim for frame in site["cond_indep_stack"]}
+        for trace in traces
+        for site in trace.values()
+        if site["type"] == "sample"
+    ]
+    return set.intersection(*stacks) if stacks else set()
+
+
+def _per_element(log_prob: Array, keep: set[int]) -> Array:
+    """``log_prob`` summed over every dim not in ``keep`` (as NumPyro's ``RenyiELBO``)."""
+    summed = tuple(d for d in range(log_prob.ndim) if d - log_prob.ndim not in keep)
+    return jnp.squeeze(jnp.sum(log_prob, axis=summed, keepdims=True), summed)
+
+
+class NvilELBO(ELBO):
+    """The discrete ELBO with the NVIL gradient estimator (module docstring).
+
+    ``loss`` returns a surrogate whose value is the negative discrete ELBO (averaged over
+    ``num_particles``) and whose ``jax.grad`` with respect to ``param_map`` is the NVIL
+    estimate.  The baseline network's parameters are ``param`` sites
+    ``nvil_baseline_{w|b}{0|1}`` and the running moments a ``mutable`` site
+    ``nvil_moments``; both are declared by the guide that :meth:`with_baseline` returns,
+    which is the guide to give ``SVI``::
+
+        nvil = NvilELBO()
+        svi = SVI(model, nvil.with_baseline(guide), optax.adam(3e-4), loss=nvil)
+
+    :param num_particles: independent samples per step (each with its own signal).
+    :param hidden: width of the baseline network's tanh layer (the paper: 100).
+    :param decay: decay of the running mean and variance of ``l - b_psi(x)`` (the paper:
+        0.8).
+    :param baseline_input: maps the model's arguments to the baseline's input, a
+        ``(..., features)`` array with one row per data point (default: the first
+        positional argument).
+    :param vectorize_particles: as for NumPyro's ``ELBO``.
+    """
+
+    can_infer_discrete = True
+
+    def __init__(
+        self,
+        num_particles: int = 1,
+        hidden: int = 100,
+        decay: float = 0.8,
+        baseline_input: Callable[..., Array] = _first_argument,
+        vectorize_particles: bool = True,
+    ) -> None:
+        if not 0 <= decay < 1:
+            raise ValueError(f"NvilELBO: decay must lie in [0, 1), got {decay!r}")
+        if hidden < 1:
+            raise ValueError(f"NvilELBO: hidden must be a positive width, got {hidden!r}")
+        super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
+        self.hidden = hidden
+        self.decay = decay
+        self.baseline_input = baseline_input
+
+    def with_baseline(self, guide: Callable) -> Callable:
+        """``guide`` that also declares the baseline network's parameters (Glorot-uniform
+        weights, zero biases) and the running moments."""
+
+        def guide_with_baseline(*args, **kwargs):
+            features = jnp.shape(self.baseline_input(*args, **kwargs))[-1]
+            glorot = jax.nn.initializers.glorot_uniform()
+            for i, (m, n) in enumerate([(features, self.hidden), (self.hidden, 1)]):
+                numpyro.param(f"{BASELINE}_w{i}", lambda key, m=m, n=n: glorot(key, (m, n)))
+                numpyro.param(f"{BASELINE}_b{i}", jnp.zeros(n))
+            numpyro.primitives.mutable(MOMENTS, {"mean": 0.0, "var": 1.0, "steps": 0})
+            return guide(*args, **kwargs)
+
+        return guide_with_baseline
+
+    def _particle(self, model, guide, param_map, args, kwargs, rng_key):
+        """One sample: per data point ``l``, the direct part of ``l`` (the model's
+        densities and any pathwise terms) and ``log q`` of the score-function sites."""
+        model_key, guide_key = jax.random.split(rng_key)
+        model_trace, guide_trace = get_importance_trace(
+            handlers.seed(model, model_key),
+            handlers.seed(guide, guide_key),
+            args,
+            kwargs,
+            param_map,
+        )
+        keep = _common_plate_dims(model_trace, guide_trace)
+        log_p = sum(
+            _per_element(site["log_prob"], keep)
+            for site in model_trace.values()
+            if site["type"] == "sample"
+        )
+        log_q_score, log_q_path = 0.0, 0.0
+        for site in guide_trace.values():
+            if site["type"] != "sample" or site["is_observed"]:
+                continue
+            lp = _per_element(site["log_prob"], keep)
+            if site["fn"].has_rsample:
+                log_q_path = log_q_path + lp
+            else:
+                log_q_score = log_q_score + lp
+        return log_p - log_q_path - log_q_score, log_p - log_q_path, log_q_score
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        if MOMENTS not in param_map or f"{BASELINE}_w0" not in param_map:
+            raise ValueError(
+                "NvilELBO: the guide does not declare the baseline network and its running "
+                "moments; train with SVI(model, nvil.with_baseline(guide), optim, loss=nvil)."
+            )
+        particle = jax.tree_util.Partial(self._particle, model, guide, param_map, args, kwargs)
+        keys = jax.random.split(rng_key, self.num_particles)
+        signal, direct, log_q = self.vectorize_particles_fn(particle, keys)
+        signal = jax.lax.stop_gradient(signal)
+        baseline = _baseline(param_map, self.baseline_input(*args, **kwargs))
+        if jnp.shape(baseline) != jnp.shape(signal)[1:]:
+            raise ValueError(
+                f"NvilELBO: the baseline gives {jnp.shape(baseline)} values but the ELBO has "
+                f"{jnp.shape(signal)[1:]} independent terms (one per data point): "
+                "baseline_input must return one row per element of the data plate."
+            )
+        moments = param_map[MOMENTS]
+        residual = signal - jax.lax.stop_gradient(baseline)
+        first = moments["steps"] == 0
+        mean = jnp.where(first, residual.mean(), moments["mean"])
+        var = jnp.where(first, residual.var(), moments["var"])
+        learning_signal = (residual - mean) / jnp.maximum(1.0, jnp.sqrt(var))
+        surrogate = (direct + learning_signal * log_q).mean(0).sum() - 0.5 * (
+            (signal - mean - baseline) ** 2
+        ).mean(0).sum()
+        elbo = signal.mean(0).sum()
+        loss = -elbo - (surrogate - jax.lax.stop_gradient(surrogate))
+        new_moments = {
+            "mean": self.decay * mean + (1 - self.decay) * residual.mean(),
+            "var": self.decay * var + (1 - self.decay) * residual.var(),
+            "steps": moments["steps"] + 1,
+        }
+        return {"loss": loss, "mutable_state": {MOMENTS: new_moments}}

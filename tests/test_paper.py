@@ -1,0 +1,140 @@
+"""The paper-reproduction runner (``benchmarks/paper``) in its small configuration.
+
+Every method runs on both tables for a few steps on a few hundred images, through the
+command line's ``main``; a method this checkout does not provide (the estimators that
+come with the ``estimators`` subpackage) must fail its row with a message that says so,
+and runs as soon as it is importable.  The numbers are not checked (a few steps mean
+nothing); the record is: its fields, finite bounds, the curve, the paper's reference
+number where the paper has one.  A rerun resumes from the checkpoint and restores the
+trained state exactly.  Nothing here depends on the long runs.
+"""
+
+import json
+import math
+import os
+
+import pytest
+
+from benchmarks.paper import methods, protocol, run, table
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(os.environ.get("CONCRETE_MNIST", "")),
+    reason="needs binarized MNIST: set CONCRETE_MNIST=/path/to/binarized_mnist.npz",
+)
+
+SMALL = [
+    "--steps", "4", "--eval-every", "2", "--chunk", "2", "--train-images", "200",
+    "--test-images", "200", "--train-eval-images", "200", "--eval-k", "4",
+    "--curve-images", "100", "--curve-k", "4",
+]  # fmt: skip
+# Every bound is taken on chunks of 100 images with 4 particles: one shape, so the eager
+# ``discrete_bound`` compiles its operations once per run.
+# One row per (table, method, single- or multi-sample), on each table's smaller model.
+ROWS = [
+    (arch, name, m)
+    for table_name, arch in (("density", "200H-784V"), ("structured", "392V-240H-240H-392V"))
+    for name, method in methods.METHODS.items()
+    for m in (1, 2)
+    if method.valid_m(m)
+    and any(r.method == name and protocol.ARCHITECTURES[r.arch].table == table_name
+            for r in protocol.ALL_ROWS)
+]  # fmt: skip
+PYRO_ROWS = [
+    ("200H-784V", "concrete", 1),
+    ("200H-784V", "nvil", 1),
+    ("392V-240H-240H-392V", "concrete", 2),
+]
+
+
+def _available(name: str, backend: str) -> bool:
+    package = "numpyro_concrete" if backend == "numpyro" else "pyro_concrete"
+    try:
+        methods._loss_class(package, methods.METHODS[name])
+    except methods.MethodUnavailable:
+        return False
+    except TypeError:  # Concrete: no loss class of ours
+        return True
+    return True
+
+
+def _run(tmp_path, arch, name, m, backend="numpyro", extra=()):
+    argv = ["--arch", arch, "--method", name, "--m", str(m), "--backend", backend, *SMALL]
+    return run.main([*argv, "--out", str(tmp_path), *extra])
+
+
+# The fast tier keeps Concrete at m = 1 on each table; the other rows run in the slow tier.
+CASES = [
+    pytest.param(
+        backend,
+        *row,
+        marks=() if row[1:] == ("concrete", 1) and backend == "numpyro" else pytest.mark.slow,
+    )
+    for backend, rows in (("numpyro", ROWS), ("pyro", PYRO_ROWS))
+    for row in rows
+]
+
+
+@pytest.mark.parametrize("backend, arch, name, m", CASES)
+def test_every_method_runs_on_both_tables(tmp_path, capsys, backend, arch, name, m):
+    if name != "concrete" and not _available(name, backend):
+        assert _run(tmp_path, arch, name, m, backend) == 1
+        err = capsys.readouterr().err
+        assert "does not provide" in err and "estimators" in err, err
+        assert not list(tmp_path.glob("*.json"))
+        return
+    assert _run(tmp_path, arch, name, m, backend) == 0
+    (path,) = tmp_path.glob("*.json")
+    record = json.loads(path.read_text())
+    assert (record["arch"], record["method"], record["m"], record["backend"]) == (
+        arch,
+        name,
+        m,
+        backend,
+    )
+    assert record["steps"] == 4 and [p["step"] for p in record["curve"]] == [2, 4]
+    for split, images in (("test", 200), ("train", 200)):
+        assert record[split]["images"] == images and record[split]["k"] == 4
+        assert math.isfinite(record[split]["nll"]) and record[split]["nll"] > 0
+        assert math.isfinite(record[split]["se"]) and record[split]["seconds"] > 0
+    assert record["paper"] == (
+        None
+        if protocol.paper_number(arch, name, m) is None
+        else list(protocol.paper_number(arch, name, m))
+    )
+    assert record["seconds_per_step"] > 0 and record["versions"]["concrete-ppl"]
+    assert record["config"]["lr"] == protocol.ARCHITECTURES[arch].lr
+
+
+def test_a_rerun_resumes_from_the_checkpoint(tmp_path):
+    assert _run(tmp_path, "200H~784V", "concrete", 1) == 0
+    (path,) = tmp_path.glob("*.json")
+    first = json.loads(path.read_text())
+    path.unlink()
+    assert _run(tmp_path, "200H~784V", "concrete", 1) == 0
+    second = json.loads(path.read_text())
+    assert second["curve"] == first["curve"]  # no step was trained again
+    assert second["train_seconds"] == first["train_seconds"]
+    assert second["test"]["nll"] == first["test"]["nll"]  # the same parameters, restored
+    with pytest.raises(SystemExit, match="no-resume"):  # another learning rate: refused
+        _run(tmp_path, "200H~784V", "concrete", 1, extra=("--lr", "0.01"))
+
+
+def test_table_and_plot_show_ours_beside_the_papers(tmp_path):
+    assert _run(tmp_path, "200H-784V", "concrete", 1) == 0
+    records = table.load_records([tmp_path])
+    text = table.tables(records)
+    ours = f"{records[0]['test']['nll']:.2f}"
+    assert "| 200H-784V" in text and ours in text and "107.3" in text and "107.5" in text
+    assert "reference data typed from" in text
+    from benchmarks.paper import plot
+
+    out = plot.plot(records, tmp_path / "figure.png")
+    assert out.stat().st_size > 1000
+
+
+def test_a_method_is_refused_where_it_is_not_defined():
+    backend = run.get_backend("numpyro")
+    with pytest.raises(ValueError, match="not defined for m = 1"):
+        methods.build(backend, "vimco", 1, None, None, "density")
+    with pytest.raises(ValueError, match="unknown method"):
+        methods.build(backend, "reinforce", 1, None, None, "density")
