@@ -13,6 +13,7 @@ from .distributions import (
     HardSample,
     LogitBinaryConcrete,
 )
+from .estimators import DisarmELBO, RebarELBO, RelaxELBO, VimcoELBO
 from .infer import constant_temperature, discrete_bound, discretize, exponential_decay
 from .relax import relax, select
 
@@ -23,11 +24,15 @@ __all__ = [
     "BinaryConcreteStraightThrough",
     "Concrete",
     "ConcreteStraightThrough",
+    "DisarmELBO",
     "ExpConcrete",
     "HardConcrete",
     "HardSample",
     "LogSimplexTransform",
     "LogitBinaryConcrete",
+    "RebarELBO",
+    "RelaxELBO",
+    "VimcoELBO",
     "constant_temperature",
     "discrete_bound",
     "discretize",
