@@ -13,6 +13,7 @@ from .distributions import (
     LogitBinaryConcrete,
     OneHotCategorical,
 )
+from .estimators import DisarmELBO, RebarELBO, RelaxELBO, VimcoELBO
 from .infer import constant_temperature, discrete_bound, discretize, exponential_decay
 from .relax import relax, select
 
@@ -23,11 +24,15 @@ __all__ = [
     "BinaryConcreteStraightThrough",
     "Concrete",
     "ConcreteStraightThrough",
+    "DisarmELBO",
     "ExpConcrete",
     "HardConcrete",
     "LogSimplexTransform",
     "LogitBinaryConcrete",
     "OneHotCategorical",
+    "RebarELBO",
+    "RelaxELBO",
+    "VimcoELBO",
     "constant_temperature",
     "discrete_bound",
     "discretize",

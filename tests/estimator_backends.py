@@ -33,8 +33,10 @@ class EstimatorBackend(abc.ABC):
         ``tune_steps`` Adam steps on the loss's own tuned quantities only."""
 
     @abc.abstractmethod
-    def objective_value(self, problem: str, params: dict, y: np.ndarray, loss, seed: int) -> float:
-        """The loss's value, negated (the objective's estimate)."""
+    def objective_values(
+        self, problem: str, params: dict, y: np.ndarray, loss, draws: int
+    ) -> np.ndarray:
+        """``draws`` independent values of the loss, negated (the objective's estimates)."""
 
     @abc.abstractmethod
     def conditional_agreement(self, kind: str, logits: np.ndarray, seed: int) -> float:
@@ -158,11 +160,11 @@ class PyroEstimators(EstimatorBackend):
             loss.loss_and_grads(model, guide, y)
             optim.step()
 
-    def objective_value(self, problem, params, y, loss, seed):
+    def objective_values(self, problem, params, y, loss, draws):
         self.pyro.clear_param_store()
-        self.pyro.set_rng_seed(seed)
+        self.pyro.set_rng_seed(0)
         model, guide = self._problem(problem, params)
-        return -loss.loss(model, guide, self._y(y))
+        return np.array([-loss.loss(model, guide, self._y(y)) for _ in range(draws)])
 
     def conditional_agreement(self, kind, logits, seed):
         torch = self.torch
@@ -319,26 +321,36 @@ class NumpyroEstimators(EstimatorBackend):
         return {k: np.asarray(v) for k, v in out.items()}
 
     def _tune(self, svi, model, guide, y, loss, state, params, steps):
-        """Adam on the tuned quantities only: the problem's parameters are held fixed by
-        restoring them after each step."""
-        jax = self.jax
-        fixed = {k: v for k, v in svi.get_params(state).items() if k in params}
+        """Adam (lr 0.05) on the unconstrained tuned quantities only."""
+        jax, jnp = self.jax, self.jax.numpy
+        u = svi.optim.get_params(state.optim_state)
+        names = [k for k in u if _tuned_name(k)]
 
         @jax.jit
-        def step(state):
-            state, _ = svi.update(state, y)
-            return state
+        def step(u, m, v, t, key):
+            g = jax.grad(lambda u: loss.loss(key, svi.constrain_fn(u), model, guide, y))(u)
+            m = {k: 0.9 * m[k] + 0.1 * g[k] for k in names}
+            v = {k: 0.999 * v[k] + 0.001 * g[k] ** 2 for k in names}
+            for k in names:
+                step = 0.05 * (m[k] / (1 - 0.9**t)) / (jnp.sqrt(v[k] / (1 - 0.999**t)) + 1e-8)
+                u = dict(u, **{k: u[k] - step})
+            return u, m, v
 
-        for _ in range(steps):
-            state = step(state)
-        return dict(svi.get_params(state), **fixed)
+        m = {k: jnp.zeros_like(u[k]) for k in names}
+        v = dict(m)
+        for t, key in enumerate(jax.random.split(jax.random.PRNGKey(5), steps), start=1):
+            u, m, v = step(u, m, v, t, key)
+        return svi.constrain_fn(u)
 
-    def objective_value(self, problem, params, y, loss, seed):
+    def objective_values(self, problem, params, y, loss, draws):
         jax = self.jax
         model, guide = self._problem(problem, params)
         y = jax.numpy.asarray(y, jax.numpy.float32)
-        svi, guide, state = self._init(model, guide, y, loss, seed)
-        return -float(svi.evaluate(state, y))
+        svi, guide, state = self._init(model, guide, y, loss, 0)
+        param_map = svi.get_params(state)
+        keys = jax.random.split(jax.random.PRNGKey(1), draws)
+        values = jax.jit(jax.vmap(lambda key: -loss.loss(key, param_map, model, guide, y)))(keys)
+        return np.asarray(values)
 
     def conditional_agreement(self, kind, logits, seed):
         jax, jnp = self.jax, self.jax.numpy
@@ -378,7 +390,7 @@ class NumpyroEstimators(EstimatorBackend):
         model, guide = self._problem(problem, params, guide_kind)
         y = jax.numpy.asarray(y, jax.numpy.float32)
         svi, guide, state = self._init(model, guide, y, loss, 0)
-        svi.update(state, y)
+        jax.jit(svi.update)(state, y)
 
     def train_sbn(self, loss, images, steps, seed, relaxed=False):
         jax, relax = self.jax, self.module.relax

@@ -47,10 +47,15 @@ PROBLEMS = tuple(_SHAPES)
 
 
 def problem(name: str, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """``(params, y)``: parameters drawn ``N(0, 0.7^2)`` and data ``y`` (``(N, 2)``)."""
+    """``(params, y)``: parameters drawn ``N(0, 0.7^2)``, the likelihood's weights
+    (``W``, ``mu``, ``nu``) ``N(0, 2^2)`` so that the posterior couples the latents, and
+    data ``y`` (``(N, 2)``) drawn ``N(0, 2^2)``."""
     rng = np.random.default_rng(seed)
-    params = {k: 0.7 * rng.standard_normal(shape) for k, shape in _SHAPES[name].items()}
-    return params, rng.standard_normal((N, 2)) + 0.5
+    params = {
+        k: (2.0 if k in ("W", "mu", "nu") else 0.7) * rng.standard_normal(shape)
+        for k, shape in _SHAPES[name].items()
+    }
+    return params, 2.0 * rng.standard_normal((N, 2))
 
 
 def _bits(n: int) -> list[np.ndarray]:

@@ -65,7 +65,7 @@ class DiscreteELBO(ELBO):
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs):
         """The negative objective in value, the negative gradient estimate in gradient."""
         value, surrogate = self._estimate(model, guide, args, kwargs)
-        return -(value + surrogate - surrogate.detach())
+        return -(value.detach() + surrogate - surrogate.detach())
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """Fills ``.grad`` of every parameter with the negative gradient estimate; returns

@@ -40,6 +40,7 @@ __all__ = [
     "RelaxedSampler",
     "costs",
     "discrete_pass",
+    "discrete_sites",
     "elements",
     "factor_dims",
     "relaxed_pass",
@@ -60,6 +61,19 @@ def _kind(fn: dist.TorchDistribution) -> str | None:
 
 def _is_latent(msg: dict) -> bool:
     return not msg["is_observed"] and type(msg["fn"]).__name__ != "_Subsample"
+
+
+def discrete_sites(trace: poutine.Trace) -> dict[str, tuple[int, ...]]:
+    """The latent discrete sites of a trace, with the event shape of their relaxed values
+    (a categorical's includes its categories)."""
+    out = {}
+    for name, site in trace.nodes.items():
+        kind = _kind(site["fn"]) if site["type"] == "sample" and _is_latent(site) else None
+        if kind is not None:
+            event = tuple(site["fn"].event_shape)
+            n = tuple(base_of(site["fn"]).logits.shape[-1:])
+            out[name] = event + n if kind == "categorical" else event
+    return out
 
 
 @dataclass
