@@ -50,6 +50,14 @@ class EstimatorBackend(abc.ABC):
         """``z~`` (first coordinate for a categorical) of ``b ~ q(logits)``, ``z~ ~ p(z | b)``."""
 
     @abc.abstractmethod
+    def straight_through_gradients(
+        self, cls_name: str, logits: np.ndarray, rao_samples: int, draws: int, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, gradients)``: ``draws`` forward values of ``cls_name(1/2, logits,
+        rao_samples=...)`` and the gradients w.r.t. ``logits`` of ``f(x) = sum_k k (x_k -
+        t_k)^2`` at them (``t = (0.2, 0.9, 0.1)``)."""
+
+    @abc.abstractmethod
     def renyi(self, num_particles: int):
         """The backend's ``RenyiELBO(alpha=0, num_particles=...)``."""
 
@@ -193,6 +201,16 @@ class PyroEstimators(EstimatorBackend):
             return z[:, 0].numpy()
         b = torch.distributions.OneHotCategorical(logits=logits).sample()
         return conditional.categorical_conditional(logits, b)[:, 0].numpy()
+
+    def straight_through_gradients(self, cls_name, logits, rao_samples, draws, seed):
+        torch = self.torch
+        torch.manual_seed(seed)
+        # One row of logits per draw, so that one backward pass gives every draw's gradient.
+        rows = torch.tensor(logits, dtype=torch.float32).repeat(draws, 1).requires_grad_()
+        weight, target = torch.arange(1.0, 4.0), torch.tensor([0.2, 0.9, 0.1])
+        x = getattr(self.module, cls_name)(0.5, logits=rows, rao_samples=rao_samples).rsample()
+        (grads,) = torch.autograd.grad((weight * (x - target) ** 2).sum(), rows)
+        return x.detach().numpy(), grads.numpy()
 
     def renyi(self, num_particles):
         return self.pyro.infer.RenyiELBO(alpha=0, num_particles=num_particles)
@@ -378,6 +396,23 @@ class NumpyroEstimators(EstimatorBackend):
             return np.asarray(conditional.bernoulli_conditional(k2, logits, b)[:, 0])
         b = jax.nn.one_hot(jax.random.categorical(k1, logits), logits.shape[-1])
         return np.asarray(conditional.categorical_conditional(k2, logits, b)[:, 0])
+
+    def straight_through_gradients(self, cls_name, logits, rao_samples, draws, seed):
+        jax, jnp = self.jax, self.jax.numpy
+        weight, target = jnp.arange(1.0, 4.0), jnp.array([0.2, 0.9, 0.1])
+        cls = getattr(self.module, cls_name)
+
+        def value_and_grad(key):
+            def f(logits):
+                x = cls(0.5, logits=logits, rao_samples=rao_samples).sample(key)
+                return jnp.sum(weight * (x - target) ** 2), x
+
+            (_, x), g = jax.value_and_grad(f, has_aux=True)(jnp.asarray(logits, jnp.float32))
+            return x, g
+
+        keys = jax.random.split(jax.random.PRNGKey(seed), draws)
+        x, g = jax.jit(jax.vmap(value_and_grad))(keys)
+        return np.asarray(x), np.asarray(g)
 
     def renyi(self, num_particles):
         return self.numpyro.infer.RenyiELBO(alpha=0, num_particles=num_particles)

@@ -166,6 +166,22 @@ class EstimatorsSuite:
         keys = GUIDE_PARAMS[name]
         assert _variance(tuned, keys) < _variance(untuned, keys)
 
+    # ------------------------------------------------------------------------ Gumbel-Rao
+
+    @pytest.mark.parametrize(
+        "cls_name", ["ConcreteStraightThrough", "BinaryConcreteStraightThrough"]
+    )
+    def test_gumbel_rao_keeps_value_and_mean_and_lowers_variance(self, backend, cls_name):
+        logits = np.array([0.5, -1.0, 0.3])
+        plain = backend.straight_through_gradients(cls_name, logits, 1, 20000, 0)
+        rao = backend.straight_through_gradients(cls_name, logits, 10, 20000, 1)
+        for values, _ in (plain, rao):
+            assert set(np.unique(values)) <= {0.0, 1.0}
+        difference = rao[1].mean(0) - plain[1].mean(0)
+        se = np.sqrt(rao[1].var(0) / len(rao[1]) + plain[1].var(0) / len(plain[1]))
+        assert np.all(np.abs(difference / se) < Z_LIMIT), difference / se
+        assert rao[1].var(0).sum() < 0.7 * plain[1].var(0).sum()
+
     # ---------------------------------------------------------------------------- errors
 
     def test_disarm_rejects_a_categorical_site(self, backend):
