@@ -245,7 +245,7 @@ class PyroEstimators(EstimatorBackend):
 
 
 def _tuned_name(name: str) -> bool:
-    return any(tag in name for tag in ("_rebar_", "_relax_", "relax_eta"))
+    return any(tag in name for tag in ("_rebar_", "_relax_", "relax_eta", "rebar_eta"))
 
 
 # ----------------------------------------------------------------------------- NumPyro

@@ -43,16 +43,15 @@ class ControlVariateELBO(DiscreteELBO):
     al. 2018, Eq. 5):
 
     .. math::
-        g = \sum_s [f(b) - \eta_s c(\tilde z)] \nabla \log q_s(b_s) + \nabla f(b)
-            + \eta_s \nabla_s c(z) - \eta_s \nabla_s c(\tilde z),
+        g = [f(b) - c(\tilde z)] \nabla \log q(b) + \nabla f(b) + \nabla c(z)
+            - \nabla c(\tilde z),
 
     ``z`` the continuous sample that ``b = H(z)`` rounds, ``z~ ~ p(z | b)`` reparameterised
-    with ``b`` fixed, ``nabla_s`` the gradient through site ``s``'s logits (scaled by
-    ``eta_s`` in the relaxed passes).  ``nabla f(b)`` leaves out the zero-mean score of
-    ``log q(b)``; model parameters get ``nabla f(b)`` alone (the correction has zero mean
-    for them).  With ``tune``, the quantities declared by :meth:`tunable` descend the
-    gradient of the estimate's second moment ``sum g^2`` over the guide's parameters,
-    which is the variance up to a constant (the mean does not depend on them).
+    with ``b`` fixed.  ``nabla f(b)`` leaves out the zero-mean score of ``log q(b)``; model
+    parameters get ``nabla f(b)`` alone (the correction has zero mean for them).  With
+    ``tune``, the control variate's own quantities descend the gradient of the estimate's
+    second moment ``sum g^2`` over the guide's parameters, which is the variance up to a
+    constant (the mean does not depend on them).
     """
 
     tune: bool
@@ -66,8 +65,8 @@ class ControlVariateELBO(DiscreteELBO):
         """Declare the tuned quantities of the guide's discrete ``sites``."""
         raise NotImplementedError
 
-    def _setup(self, guide_trace: dict, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
-        """``(temperature, eta)`` per site."""
+    def _setup(self, guide_trace: dict, sites: dict[str, DiscreteSite]) -> dict:
+        """The temperature of each site."""
         raise NotImplementedError
 
     def _control_variate(
@@ -116,7 +115,7 @@ class ControlVariateELBO(DiscreteELBO):
         model_trace, guide_trace = discrete_pass(model, guide, args, kwargs, params, hard_key, hard)
         dims, ndim = factor_dims(model_trace, guide_trace)
         cost = costs(model_trace, guide_trace, set(hard.sites), dims, ndim)
-        temperature, eta = self._setup(guide_trace, hard.sites)
+        temperature = self._setup(guide_trace, hard.sites)
         # Model parameters are held fixed at the relaxed points: their estimate is nabla f(b).
         in_guide = {k for k, s in guide_trace.items() if s["type"] == "param"}
         relaxed_params = {
@@ -124,9 +123,7 @@ class ControlVariateELBO(DiscreteELBO):
         }
 
         def control_variate(points: dict[str, Array]) -> Array:
-            sampler = RelaxedSampler(
-                sites=hard.sites, points=points, temperature=temperature, scale=eta
-            )
+            sampler = RelaxedSampler(sites=hard.sites, points=points, temperature=temperature)
             traces = relaxed_pass(
                 model, guide, args, kwargs, relaxed_params, relaxed_key, sampler, name
             )
@@ -144,12 +141,9 @@ class ControlVariateELBO(DiscreteELBO):
         score = sum(cost.score.values(), jnp.zeros(()))
         value = jax.lax.stop_gradient(cost.value)
         surrogate = value * score + cost.direct + at_z - at_conditional
-        for key, log_q in cost.score.items():
-            # -eta c(z~) d log q, with c(z~) differentiable in eta and lambda but not in the
-            # guide's parameters: the second factor is zero in value.
-            surrogate = surrogate + eta[key] * at_conditional * (
-                jax.lax.stop_gradient(log_q) - log_q
-            )
+        # -c(z~) d log q, with c(z~) differentiable in its own quantities but not in the
+        # guide's parameters: the second factor is zero in value.
+        surrogate = surrogate + at_conditional * (jax.lax.stop_gradient(score) - score)
         return jnp.sum(cost.value), jnp.sum(surrogate)
 
     def loss(
@@ -178,9 +172,11 @@ class ControlVariateELBO(DiscreteELBO):
 class RebarELBO(ControlVariateELBO):
     r"""The discrete ELBO ``E_q[f(b)]``, ``f(b) = log p(x, b) - log q(b)``, with the REBAR
     gradient (Tucker et al. 2017, Eq. 6): :class:`ControlVariateELBO` with
-    ``c = f(sigma_lam(.))``, the ELBO's integrand at the relaxed point
+    ``c = eta f(sigma_lam(.))``, the ELBO's integrand at the relaxed point
     ``sigma_lam(z) = sigmoid(z / lam)`` (Bernoulli) / ``softmax(z / lam)`` (categorical), the
-    discrete log-masses continued there.  Unbiased for any ``eta`` and ``lam``.
+    discrete log-masses continued there.  Unbiased for any ``eta`` and ``lam``.  One
+    ``eta`` scales the whole control variate, which keeps the estimator exact for a guide
+    whose sites read each other's values; each site has its own ``lam``.
 
     The model is evaluated at relaxed values of its discrete sites: it must accept a point
     of (0, 1) for a ``Bernoulli`` and of the simplex for a categorical (read a
@@ -189,11 +185,10 @@ class RebarELBO(ControlVariateELBO):
     :param num_particles: particles averaged.
     :param temperature: the relaxation's temperature ``lam`` (its initial value if tuned).
     :param eta: the control variate's scale (its initial value if tuned).
-    :param tune: learn ``eta`` and ``lam`` per site, as ``numpyro.param`` sites
-        ``"{site}_rebar_eta"`` and ``"{site}_rebar_temperature"``, by descending the
-        estimator's variance; they are declared by the guide that :meth:`tunable` returns,
-        so build ``SVI(model, loss.tunable(guide), optim, loss)`` and ``svi.update``
-        moves them.
+    :param tune: learn ``eta`` and ``lam``, as ``numpyro.param`` sites ``"rebar_eta"`` and
+        ``"{site}_rebar_temperature"``, by descending the estimator's variance; they are
+        declared by the guide that :meth:`tunable` returns, so build
+        ``SVI(model, loss.tunable(guide), optim, loss)`` and ``svi.update`` moves them.
     :param vectorize_particles: draw the particles with ``jax.vmap`` (else ``lax.map``).
     """
 
@@ -211,22 +206,21 @@ class RebarELBO(ControlVariateELBO):
         self.temperature, self.eta, self.tune = float(temperature), float(eta), tune
 
     def _declare(self, sites: dict[str, tuple[int, ...]]) -> None:
+        numpyro.param("rebar_eta", jnp.asarray(self.eta))
         for k in sites:
-            numpyro.param(f"{k}_rebar_eta", jnp.asarray(self.eta))
             numpyro.param(
                 f"{k}_rebar_temperature",
                 jnp.asarray(self.temperature),
                 constraint=constraints.positive,
             )
 
-    def _setup(self, guide_trace: dict, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
-        temperature = {
+    def _setup(self, guide_trace: dict, sites: dict[str, DiscreteSite]) -> dict:
+        self._eta = self._tuned(guide_trace, "rebar_eta", self.eta)
+        return {
             k: self._tuned(guide_trace, f"{k}_rebar_temperature", self.temperature) for k in sites
         }
-        eta = {k: self._tuned(guide_trace, f"{k}_rebar_eta", self.eta) for k in sites}
-        return temperature, eta
 
     def _control_variate(
         self, relaxed_elbo: Array, values: dict[str, Array], dims: set, ndim: int, params: dict
     ) -> Array:
-        return relaxed_elbo
+        return self._eta * relaxed_elbo

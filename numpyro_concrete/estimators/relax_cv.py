@@ -73,11 +73,11 @@ class RelaxELBO(ControlVariateELBO):
         else:
             self.control_variate({k: jnp.zeros(e) for k, e in sites.items()}, jnp.zeros(()))
 
-    def _setup(self, guide_trace: dict, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
+    def _setup(self, guide_trace: dict, sites: dict[str, DiscreteSite]) -> dict:
         temperature = {
             k: self._tuned(guide_trace, f"{k}_relax_temperature", self.temperature) for k in sites
         }
-        return temperature, dict.fromkeys(sites, 1.0)
+        return temperature
 
     def _default(self, values: dict[str, Array], relaxed_elbo: Array) -> Array:
         c = numpyro.param("relax_eta", jnp.asarray(1.0)) * relaxed_elbo

@@ -38,22 +38,21 @@ class ControlVariateELBO(DiscreteELBO):
     al. 2018, Eq. 5):
 
     .. math::
-        g = \sum_s [f(b) - \eta_s c(\tilde z)] \nabla \log q_s(b_s) + \nabla f(b)
-            + \eta_s \nabla_s c(z) - \eta_s \nabla_s c(\tilde z),
+        g = [f(b) - c(\tilde z)] \nabla \log q(b) + \nabla f(b) + \nabla c(z)
+            - \nabla c(\tilde z),
 
     ``z`` the continuous sample that ``b = H(z)`` rounds, ``z~ ~ p(z | b)`` reparameterised
-    with ``b`` fixed, ``nabla_s`` the gradient through site ``s``'s logits (scaled by
-    ``eta_s`` in the relaxed passes).  ``nabla f(b)`` leaves out the zero-mean score of
-    ``log q(b)``; model parameters get ``nabla f(b)`` alone (the correction has zero mean
-    for them).  With ``tune``, the quantities returned by :meth:`_tuned` descend the
-    gradient of the estimate's second moment ``sum g^2`` over the guide's parameters,
-    which is the variance up to a constant (the mean does not depend on them).
+    with ``b`` fixed.  ``nabla f(b)`` leaves out the zero-mean score of ``log q(b)``; model
+    parameters get ``nabla f(b)`` alone (the correction has zero mean for them).  With
+    ``tune``, the control variate's own quantities descend the gradient of the estimate's
+    second moment ``sum g^2`` over the guide's parameters, which is the variance up to a
+    constant (the mean does not depend on them).
     """
 
     tune: bool
 
-    def _setup(self, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
-        """``(temperature, eta)`` per site."""
+    def _setup(self, sites: dict[str, DiscreteSite]) -> dict:
+        """The temperature of each site."""
         raise NotImplementedError
 
     def _control_variate(
@@ -78,10 +77,10 @@ class ControlVariateELBO(DiscreteELBO):
         model_trace, guide_trace = discrete_pass(model, guide, args, kwargs, hard)
         dims, ndim = factor_dims(model_trace, guide_trace)
         cost = costs(model_trace, guide_trace, set(hard.sites), dims, ndim)
-        temperature, eta = self._setup(hard.sites)
+        temperature = self._setup(hard.sites)
 
         def control_variate(points: dict[str, torch.Tensor]) -> torch.Tensor:
-            sampler = RelaxedSampler(hard.sites, points, temperature, eta)
+            sampler = RelaxedSampler(hard.sites, points, temperature)
             traces = relaxed_pass(model, guide, args, kwargs, sampler, name)
             relaxed = costs(*traces, set(hard.sites), dims, ndim)
             return self._control_variate(relaxed.value, sampler.values, dims, ndim)
@@ -90,10 +89,9 @@ class ControlVariateELBO(DiscreteELBO):
         at_conditional = control_variate({k: conditional_point(s) for k, s in hard.sites.items()})
         score = sum(cost.score.values(), torch.zeros(()))
         surrogate = cost.value.detach() * score + cost.direct + at_z - at_conditional
-        for key, log_q in cost.score.items():
-            # -eta c(z~) d log q, with c(z~) differentiable in eta and lambda but not in the
-            # guide's parameters: the second factor is zero in value.
-            surrogate = surrogate + eta[key] * at_conditional * (log_q.detach() - log_q)
+        # -c(z~) d log q, with c(z~) differentiable in its own quantities but not in the
+        # guide's parameters: the second factor is zero in value.
+        surrogate = surrogate + at_conditional * (score.detach() - score)
         params = _param_tensors(guide_trace), _param_tensors(model_trace, guide_trace)
         return cost.value.sum(), surrogate.sum(), cost.direct.sum(), params
 
@@ -152,9 +150,11 @@ def _param_tensors(trace, exclude=None) -> list[torch.Tensor]:
 class RebarELBO(ControlVariateELBO):
     r"""The discrete ELBO ``E_q[f(b)]``, ``f(b) = log p(x, b) - log q(b)``, with the REBAR
     gradient (Tucker et al. 2017, Eq. 6): :class:`ControlVariateELBO` with
-    ``c = f(sigma_lam(.))``, the ELBO's integrand at the relaxed point
+    ``c = eta f(sigma_lam(.))``, the ELBO's integrand at the relaxed point
     ``sigma_lam(z) = sigmoid(z / lam)`` (Bernoulli) / ``softmax(z / lam)`` (categorical), the
-    discrete log-masses continued there.  Unbiased for any ``eta`` and ``lam``.
+    discrete log-masses continued there.  Unbiased for any ``eta`` and ``lam``.  One
+    ``eta`` scales the whole control variate, which keeps the estimator exact for a guide
+    whose sites read each other's values; each site has its own ``lam``.
 
     The model is evaluated at relaxed values of its discrete sites: it must accept a point
     of (0, 1) for a ``Bernoulli`` and of the simplex for a categorical (read a
@@ -163,9 +163,9 @@ class RebarELBO(ControlVariateELBO):
     :param num_particles: particles averaged.
     :param temperature: the relaxation's temperature ``lam`` (its initial value if tuned).
     :param eta: the control variate's scale (its initial value if tuned).
-    :param tune: learn ``eta`` and ``lam`` per site, as ``pyro.param`` sites
-        ``"{site}_rebar_eta"`` and ``"{site}_rebar_temperature"``, by descending the
-        estimator's variance; SVI's optimiser updates them.
+    :param tune: learn ``eta`` and ``lam``, as ``pyro.param`` sites ``"rebar_eta"`` and
+        ``"{site}_rebar_temperature"``, by descending the estimator's variance; SVI's
+        optimiser updates them.
     :param vectorize_particles: draw the particles in one vectorised pass.
     """
 
@@ -183,11 +183,11 @@ class RebarELBO(ControlVariateELBO):
         self.temperature, self.eta, self.tune = float(temperature), float(eta), tune
         self._names: list[str] = []
 
-    def _setup(self, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
+    def _setup(self, sites: dict[str, DiscreteSite]) -> dict:
         if not self.tune:
-            return dict.fromkeys(sites, self.temperature), dict.fromkeys(sites, self.eta)
-        self._names = list(sites)
-        temperature = {
+            return dict.fromkeys(sites, self.temperature)
+        self._names = [f"{k}_rebar_temperature" for k in sites] + ["rebar_eta"]
+        return {
             k: pyro.param(
                 f"{k}_rebar_temperature",
                 lambda: torch.tensor(self.temperature),
@@ -195,17 +195,12 @@ class RebarELBO(ControlVariateELBO):
             )
             for k in sites
         }
-        eta = {k: pyro.param(f"{k}_rebar_eta", lambda: torch.tensor(self.eta)) for k in sites}
-        return temperature, eta
 
     def _control_variate(
         self, relaxed_elbo: torch.Tensor, values: dict[str, torch.Tensor], dims: set, ndim: int
     ) -> torch.Tensor:
-        return relaxed_elbo
+        eta = pyro.param("rebar_eta", lambda: torch.tensor(self.eta)) if self.tune else self.eta
+        return eta * relaxed_elbo
 
     def _tuned(self) -> list[torch.Tensor]:
-        return [
-            pyro.param(f"{k}_rebar_{q}").unconstrained()
-            for k in self._names
-            for q in ("temperature", "eta")
-        ]
+        return [pyro.param(name).unconstrained() for name in self._names]

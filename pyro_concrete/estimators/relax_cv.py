@@ -55,7 +55,7 @@ class RelaxELBO(ControlVariateELBO):
         self.temperature = float(temperature)
         self._params: dict[str, torch.Tensor] = {}
 
-    def _setup(self, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
+    def _setup(self, sites: dict[str, DiscreteSite]) -> dict:
         temperature = {}
         for k in sites:
             name = f"{k}_relax_temperature"
@@ -64,7 +64,7 @@ class RelaxELBO(ControlVariateELBO):
             )
             self._params[name] = temperature[k].unconstrained()
         self._event_dims = {k: s.event_dim for k, s in sites.items()}
-        return temperature, dict.fromkeys(sites, 1.0)
+        return temperature
 
     def _default(self, values: dict[str, torch.Tensor], relaxed_elbo: torch.Tensor) -> torch.Tensor:
         c = pyro.param("relax_eta", lambda: torch.tensor(1.0)) * relaxed_elbo

@@ -185,11 +185,6 @@ def _relax(kind: str, z: torch.Tensor, temperature: torch.Tensor | float) -> tor
     return (z / temperature).softmax(-1)
 
 
-def _scale_gradient(x: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
-    """``x`` in value, ``scale * dx`` in gradient."""
-    return x if isinstance(scale, float) and scale == 1.0 else x.detach() + scale * (x - x.detach())
-
-
 class RelaxedSampler(Messenger):
     """A relaxed pass of the guide: each site of the discrete pass takes the value
     ``sigma_lam(z')``, ``z' = point + l' - l`` with ``l'`` the logits computed in this pass,
@@ -198,7 +193,6 @@ class RelaxedSampler(Messenger):
     :param sites: the discrete pass's sites.
     :param points: ``z`` or ``z~`` per site (a function of the discrete pass's logits).
     :param temperature: the temperature lambda of each site.
-    :param scale: a gradient scale per site, applied to ``l'`` (REBAR's eta).
     """
 
     def __init__(
@@ -206,24 +200,19 @@ class RelaxedSampler(Messenger):
         sites: dict[str, DiscreteSite],
         points: dict[str, torch.Tensor],
         temperature: dict[str, torch.Tensor | float],
-        scale: dict[str, torch.Tensor | float],
     ) -> None:
         super().__init__()
         self.sites, self.points = sites, points
-        self.temperature, self.scale = temperature, scale
+        self.temperature = temperature
         self.values: dict[str, torch.Tensor] = {}
 
     def _pyro_sample(self, msg: dict) -> None:
         site = self.sites.get(msg["name"])
         if site is None or not _is_latent(msg):
             return
-        scale = self.scale[msg["name"]]
-        logits = _scale_gradient(_logits(site.kind, msg["fn"]), scale)
-        z = self.points[msg["name"]] + (logits - site.logits)
+        z = self.points[msg["name"]] + (_logits(site.kind, msg["fn"]) - site.logits)
         value = _relax(site.kind, z, self.temperature[msg["name"]])
-        msg["fn"] = map_base(
-            msg["fn"], lambda b: LogMass(_scale_gradient(b.logits, scale), site.kind)
-        )
+        msg["fn"] = map_base(msg["fn"], lambda b: LogMass(b.logits, site.kind))
         msg["value"] = self.values[msg["name"]] = value
 
 
