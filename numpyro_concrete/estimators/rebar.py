@@ -215,7 +215,7 @@ class RebarELBO(ControlVariateELBO):
             )
 
     def _setup(self, guide_trace: dict, sites: dict[str, DiscreteSite]) -> dict:
-        self._eta = self._tuned(guide_trace, "rebar_eta", self.eta)
+        self._tuned(guide_trace, "rebar_eta", self.eta)  # declared, or a clear error
         return {
             k: self._tuned(guide_trace, f"{k}_rebar_temperature", self.temperature) for k in sites
         }
@@ -223,4 +223,4 @@ class RebarELBO(ControlVariateELBO):
     def _control_variate(
         self, relaxed_elbo: Array, values: dict[str, Array], dims: set, ndim: int, params: dict
     ) -> Array:
-        return self._eta * relaxed_elbo
+        return (params["rebar_eta"] if self.tune else self.eta) * relaxed_elbo
