@@ -2,7 +2,8 @@
 
     python benchmarks/gradient_quality.py [--fast] [--threads N]
 
-The model is tutorial 04's (the paper's (200H~784V)): ``z ~ Bernoulli(1/2)^200``,
+The model is ``SigmoidBeliefNet(latents=(200,), hidden=200)`` of ``problems.py`` in each
+package (the paper's 200H~784V): ``z ~ Bernoulli(1/2)^200``,
 ``x | z ~ Bernoulli(sigmoid(decoder(z)))^784``, decoder and encoder tanh MLPs with two
 hidden layers of 200 (Glorot init, decoder output bias the pixel base rates).  Needs the
 binarized MNIST file (``CONCRETE_MNIST=/path/to/binarized_mnist.npz``).  Estimators of the
@@ -62,7 +63,6 @@ LATENTS, HIDDEN, BATCH = 200, 200, 64
 PRIOR_TEMPERATURE, POSTERIOR_TEMPERATURE = 1 / 2, 2 / 3
 LR = 1e-3
 BASELINE_LR = 1e-2  # the baseline network's step size (NVIL trains it faster, too)
-DECODER_SIZES = [LATENTS, HIDDEN, HIDDEN, 784]
 ENCODER_SIZES = [784, HIDDEN, HIDDEN, LATENTS]
 BASELINE_SIZES = [784, 100, 1]
 
@@ -190,8 +190,8 @@ def _relative(value: tuple[float, float, bool]) -> str:
 # --------------------------------------------------------------------------- Pyro
 
 
-def mlp(sizes: list[int], seed: int, final_bias=None):
-    """tanh MLP, Glorot-uniform weights, zero biases (tutorial 04)."""
+def mlp(sizes: list[int], seed: int):
+    """tanh MLP, Glorot-uniform weights, zero biases (the baseline network)."""
     import torch
     from torch import nn
 
@@ -202,62 +202,44 @@ def mlp(sizes: list[int], seed: int, final_bias=None):
         nn.init.xavier_uniform_(linear.weight)
         nn.init.zeros_(linear.bias)
         layers += [linear] if i == len(sizes) - 2 else [linear, nn.Tanh()]
-    if final_bias is not None:
-        with torch.no_grad():
-            layers[-1].bias.copy_(final_bias)
     return nn.Sequential(*layers)
 
 
 class Networks:
-    """Decoder, encoder and baseline network, and the Pyro programs that use them."""
+    """The sigmoid belief net of ``pyro_concrete.problems`` (200H~784V) and the baseline
+    network, and the Pyro programs that use them."""
 
-    def __init__(self, decoder, encoder, baseline) -> None:
+    def __init__(self, sbn, baseline) -> None:
         import pyro
-        import pyro.distributions as dist
+        from pyro import poutine
 
         import pyro_concrete as pc
 
-        self.decoder, self.encoder, self.baseline = decoder, encoder, baseline
+        self.sbn, self.baseline = sbn, baseline
+        self.decoder, self.encoder = sbn.decoder[0], sbn.encoder[0]
 
-        def model(x):
-            pyro.module("decoder", decoder)
-            with pyro.plate("data", x.shape[0]):
-                z = pyro.sample("z", dist.Bernoulli(x.new_full((LATENTS,), 0.5)).to_event(1))
-                pyro.sample("x", dist.Bernoulli(logits=decoder(z)).to_event(1), obs=x)
-
-        def relaxed_guide(x):
-            pyro.module("encoder", encoder)
-            with pyro.plate("data", x.shape[0]):
-                logits = encoder(x)
-                pyro.sample(
-                    "z", pc.LogitBinaryConcrete(POSTERIOR_TEMPERATURE, logits=logits).to_event(1)
-                )
-
-        def score_guide(x, use_baseline: bool = False):
-            pyro.module("encoder", encoder)
-            infer = {}
-            if use_baseline:
-                pyro.module("baseline", baseline)
-                infer = {
-                    "baseline": {
-                        "nn_baseline": lambda v: baseline(v).squeeze(-1),
-                        "nn_baseline_input": x,
-                    }
+        def baseline_guide(x):
+            pyro.module("baseline", baseline)
+            infer = {
+                "baseline": {
+                    "nn_baseline": lambda v: baseline(v).squeeze(-1),
+                    "nn_baseline_input": x,
                 }
-            with pyro.plate("data", x.shape[0]):
-                pyro.sample("z", dist.Bernoulli(logits=encoder(x)).to_event(1), infer=infer)
+            }
+            config = poutine.infer_config(
+                sbn.guide, lambda site: infer if site["type"] == "sample" else {}
+            )
+            return config(x)
 
-        self.model = model
-        self.relaxed_model = pc.relax(model, temperature=PRIOR_TEMPERATURE)
-        self.relaxed_guide = relaxed_guide
-        self.score_guide = score_guide
-        self.baseline_guide = lambda x: score_guide(x, use_baseline=True)
+        self.model = sbn.model
+        self.relaxed_model = pc.relax(sbn.model, temperature=PRIOR_TEMPERATURE)
+        self.relaxed_guide = pc.relax(sbn.guide, temperature=POSTERIOR_TEMPERATURE)
+        self.score_guide = sbn.guide
+        self.baseline_guide = baseline_guide
 
     def clone(self) -> "Networks":
-        """Independent copies of the three networks, with their own programs."""
-        return Networks(
-            *(copy.deepcopy(net) for net in (self.decoder, self.encoder, self.baseline))
-        )
+        """Independent copies of the networks, with their own programs."""
+        return Networks(copy.deepcopy(self.sbn), copy.deepcopy(self.baseline))
 
     def programs(self) -> dict[str, tuple[Callable, Callable, object]]:
         """estimator -> (model, guide, ELBO)."""
@@ -270,7 +252,7 @@ class Networks:
         }
 
     def parameters(self) -> list:
-        return [*self.decoder.parameters(), *self.encoder.parameters(), *self.baseline.parameters()]
+        return [*self.sbn.parameters(), *self.baseline.parameters()]
 
     def encoder_gradient(self, model, guide, elbo, x) -> np.ndarray:
         """One single-sample estimate of d(-ELBO)/d(encoder parameters), flattened."""
@@ -407,37 +389,20 @@ def chunk_bounds_pyro(nets: Networks, estimator: str, test, chunks: int, k: int)
 
 
 class NumPyroSBN:
-    """The relaxed model and guide in NumPyro; parameters named ``{net}_{w|b}{layer}``."""
+    """The sigmoid belief net of ``numpyro_concrete.problems``, relaxed; parameters named
+    ``{net}0_{w|b}{layer}``."""
 
     def __init__(self, pixel_logits: np.ndarray) -> None:
         import jax
         import jax.numpy as jnp
-        import numpyro
-        import numpyro.distributions as nd
         from numpyro.infer import Trace_ELBO
 
         import numpyro_concrete as nc
+        from numpyro_concrete.problems import SigmoidBeliefNet as NumPyroSigmoidBeliefNet
 
-        def mlp_np(name: str, sizes: list[int], x):
-            for i, (m, n) in enumerate(itertools.pairwise(sizes)):
-                x = x @ numpyro.param(f"{name}_w{i}", jnp.zeros((m, n)))
-                x = x + numpyro.param(f"{name}_b{i}", jnp.zeros(n))
-                x = x if i == len(sizes) - 2 else jnp.tanh(x)
-            return x
-
-        def model(x):
-            with numpyro.plate("data", x.shape[0]):
-                z = numpyro.sample("z", nd.Bernoulli(jnp.full(LATENTS, 0.5)).to_event(1))
-                logits = mlp_np("decoder", DECODER_SIZES, z)
-                numpyro.sample("x", nd.Bernoulli(logits=logits).to_event(1), obs=x)
-
-        def guide(x):
-            logits = mlp_np("encoder", ENCODER_SIZES, x)
-            with numpyro.plate("data", x.shape[0]):
-                numpyro.sample(
-                    "z", nc.LogitBinaryConcrete(POSTERIOR_TEMPERATURE, logits=logits).to_event(1)
-                )
-
+        net = NumPyroSigmoidBeliefNet(latents=(LATENTS,), hidden=HIDDEN, pixel_logits=pixel_logits)
+        model = net.model
+        guide = nc.relax(net.guide, temperature=POSTERIOR_TEMPERATURE)
         self.model, self.guide = model, guide
         self.relaxed_model = nc.relax(model, temperature=PRIOR_TEMPERATURE)
         elbo = Trace_ELBO()
@@ -467,7 +432,7 @@ class NumPyroSBN:
     def encoder_names(params: dict) -> list[str]:
         """The encoder's parameter names in the order of ``torch``'s ``parameters()``."""
         layers = len(ENCODER_SIZES) - 1
-        return [f"encoder_{kind}{i}" for i in range(layers) for kind in ("w", "b")]
+        return [f"encoder0_{kind}{i}" for i in range(layers) for kind in ("w", "b")]
 
     @staticmethod
     def params_from(nets: Networks) -> dict:
@@ -478,8 +443,8 @@ class NumPyroSBN:
         for name, net in (("decoder", nets.decoder), ("encoder", nets.encoder)):
             linears = [layer for layer in net if hasattr(layer, "weight")]
             for i, linear in enumerate(linears):
-                params[f"{name}_w{i}"] = jnp.asarray(linear.weight.detach().numpy().T)
-                params[f"{name}_b{i}"] = jnp.asarray(linear.bias.detach().numpy())
+                params[f"{name}0_w{i}"] = jnp.asarray(linear.weight.detach().numpy().T)
+                params[f"{name}0_b{i}"] = jnp.asarray(linear.bias.detach().numpy())
         return params
 
 
@@ -649,9 +614,11 @@ def main() -> None:
     train, test = load(b)
     rng = np.random.default_rng(0)
     pixel_logits = train.mean(0).clamp(1e-3, 1 - 1e-3).logit()
+    from pyro_concrete.problems import SigmoidBeliefNet
+
+    torch.manual_seed(0)
     initial = Networks(
-        mlp(DECODER_SIZES, seed=0, final_bias=pixel_logits),
-        mlp(ENCODER_SIZES, seed=0),
+        SigmoidBeliefNet(latents=(LATENTS,), hidden=HIDDEN, pixel_logits=pixel_logits),
         mlp(BASELINE_SIZES, seed=1),
     )
     sbn = NumPyroSBN(pixel_logits.numpy()) if has_numpyro else None

@@ -16,7 +16,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("throughput.py", "numerics.py", "svi_cost.py", "gradient_quality.py")
+SCRIPTS = (
+    "throughput.py",
+    "numerics.py",
+    "svi_cost.py",
+    "gradient_quality.py",
+    "estimators.py",
+)
 
 
 def cpu_name() -> str:

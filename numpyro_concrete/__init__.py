@@ -13,6 +13,7 @@ from .distributions import (
     LogitBinaryConcrete,
     OneHotCategorical,
 )
+from .estimators import DisarmELBO, NvilELBO, RebarELBO, RelaxELBO, VimcoELBO
 from .infer import (
     constant_temperature,
     discrete_bound,
@@ -30,12 +31,17 @@ __all__ = [
     "BinaryConcreteStraightThrough",
     "Concrete",
     "ConcreteStraightThrough",
+    "DisarmELBO",
     "ExpConcrete",
     "HardConcrete",
     "LogSimplexTransform",
     "LogitBinaryConcrete",
+    "NvilELBO",
     "OneHotCategorical",
+    "RebarELBO",
+    "RelaxELBO",
     "Relaxed",
+    "VimcoELBO",
     "constant_temperature",
     "discrete_bound",
     "discretize",

@@ -13,6 +13,7 @@ from .distributions import (
     HardSample,
     LogitBinaryConcrete,
 )
+from .estimators import DisarmELBO, NvilELBO, RebarELBO, RelaxELBO, VimcoELBO
 from .infer import (
     JitTrace_ELBO,
     constant_temperature,
@@ -31,13 +32,18 @@ __all__ = [
     "BinaryConcreteStraightThrough",
     "Concrete",
     "ConcreteStraightThrough",
+    "DisarmELBO",
     "ExpConcrete",
     "HardConcrete",
     "HardSample",
     "JitTrace_ELBO",
     "LogSimplexTransform",
     "LogitBinaryConcrete",
+    "NvilELBO",
+    "RebarELBO",
+    "RelaxELBO",
     "Relaxed",
+    "VimcoELBO",
     "constant_temperature",
     "discrete_bound",
     "discretize",

@@ -55,9 +55,16 @@ EXPECTED = {
         "relaxed/this",
         "### Held-out bound after",
     ],
+    "estimators.py": [
+        "### PyTorch / Pyro (eager)",
+        "### NumPyro (every step under `jax.jit`)",
+        "| RebarELBO",
+        "| VimcoELBO",
+        "variance x time / score function",
+    ],
 }
 # Scripts that read the binarized MNIST file (never committed; see design.md section 7).
-NEEDS_MNIST = {"gradient_quality.py"}
+NEEDS_MNIST = {"gradient_quality.py", "estimators.py"}
 
 
 def test_run_all_runs_every_benchmark_script():

@@ -27,16 +27,49 @@ __all__ = ["BinaryConcreteStraightThrough", "ConcreteStraightThrough"]
 
 
 class _StraightThrough:
-    """Hard forward value ``round(Y)`` of the log-space sample ``Y``, relaxed gradient."""
+    """Hard forward value ``round(Y)`` of the log-space sample ``Y``, relaxed gradient.
+
+    ``rao_samples=K > 1`` (Gumbel-Rao, Paulus, Maddison & Krause 2021, Eq. 7): the backward
+    pass goes through ``mean_k sigma_lam(z~_k)``, ``z~_k`` drawn given the hard value as in
+    ``estimators/conditional.py``: same forward value, same expected gradient, lower
+    variance.  ``K = 1`` is plain straight-through.
+    """
 
     _round: Callable[[Array], Array]
+    rao_samples: int = 1
+
+    def __init__(self, *args, rao_samples: int = 1, **kwargs) -> None:
+        if not isinstance(rao_samples, int) or rao_samples < 1:
+            raise ValueError(f"rao_samples must be an int >= 1, got {rao_samples!r}.")
+        self.rao_samples = rao_samples
+        super().__init__(*args, **kwargs)
 
     def sample_with_intermediates(
         self, key: Array, sample_shape: tuple[int, ...] = ()
     ) -> tuple[Array, list]:
         relaxed, intermediates = super().sample_with_intermediates(key, sample_shape)
         hard = self._round(intermediates[0][0]).astype(relaxed.dtype)
-        return hard + (relaxed - jax.lax.stop_gradient(relaxed)), [relaxed, intermediates]
+        path = relaxed
+        if self.rao_samples > 1:
+            path = self._rao_blackwell(jax.random.fold_in(key, 1), hard)
+        return hard + (path - jax.lax.stop_gradient(path)), [relaxed, intermediates]
+
+    def _rao_blackwell(self, key: Array, hard: Array) -> Array:
+        # Imported here: the estimators subpackage imports the distributions.
+        from ..estimators import conditional
+
+        hard = jnp.broadcast_to(hard, (self.rao_samples, *hard.shape))
+        # The noise given the hard value is held fixed: the gradient of each term is
+        # straight-through's with that noise (the paper's Eq. 7).
+        stop = jax.lax.stop_gradient
+        if self.event_shape:
+            z = conditional.categorical_conditional(key, self.logits, hard)
+            noise = stop(z - jax.nn.log_softmax(self.logits, -1))
+            relaxed = jax.nn.softmax((self.logits + noise) / self.temperature[..., None], -1)
+        else:
+            noise = stop(conditional.bernoulli_conditional(key, self.logits, hard) - self.logits)
+            relaxed = jax.nn.sigmoid((self.logits + noise) / self.temperature)
+        return relaxed.mean(0)
 
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         """The hard value (``TransformedDistribution.sample`` would skip the rounding)."""
@@ -83,6 +116,7 @@ class ConcreteStraightThrough(_StraightThrough, Concrete):
     """
 
     support = one_hot
+    pytree_aux_fields = ("rao_samples",)
     _round = staticmethod(_one_hot_argmax)
 
 
@@ -95,4 +129,5 @@ class BinaryConcreteStraightThrough(_StraightThrough, BinaryConcrete):
     """
 
     support = constraints.boolean
+    pytree_aux_fields = ("rao_samples",)
     _round = staticmethod(_positive)

@@ -1,0 +1,201 @@
+"""Estimators of the discrete ELBO's gradient on the sigmoid belief net: step time and variance.
+
+    python benchmarks/estimators.py [--fast] [--threads N]
+
+Needs the binarized MNIST file (``CONCRETE_MNIST=/path/to/binarized_mnist.npz``).  The model
+is ``SigmoidBeliefNet(latents=(200,), hidden=None)`` of ``problems.py`` (200H-784V, linear,
+the paper's Table 1 row), on a minibatch of training images, at its initial parameters.
+For each estimator (``RebarELBO``, ``RelaxELBO``, ``DisarmELBO``, ``VimcoELBO(K=5)``, the
+score function ``TraceGraph_ELBO``) and the relaxed ``Trace_ELBO`` step the relaxation
+trains with, in each backend:
+
+- **time / relaxed step**: the median over interleaved repeats of the ratio of one SVI
+  step (Pyro: ``svi.step``, eager; NumPyro: ``jax.jit(svi.update)``) to one relaxed
+  ``Trace_ELBO`` step of the same backend, measured side by side (``common.py``);
+- **variance**: the per-draw variance of the estimate of the encoder's gradient, summed
+  over the encoder's parameters (one draw = one step's estimate), at the initial point;
+- **variance x time**: their product, relative to the plain score function's: the
+  variance left after equal compute, the figure of merit (< 1: better).
+
+Pyro also has the score function with its decaying-average baseline (``TraceGraph_ELBO``
+with ``infer={"baseline": ...}`` on the guide's sites, warmed up on the same batch first);
+NumPyro's ``TraceGraph_ELBO`` has no baselines.
+
+The relaxed gradient is biased for the discrete objective (the others are unbiased), so
+its variance is listed for scale only.  ``--fast``: 20 latent units, 8 images, a few
+draws: a smoke test, not a measurement.
+"""
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from common import (
+    environment,
+    markdown_table,
+    parse_options,
+    time_interleaved,
+)
+
+ESTIMATORS = ("RebarELBO", "RelaxELBO", "DisarmELBO", "VimcoELBO", "score function")
+BASELINE = "score function + baseline"
+
+
+def images(n: int) -> np.ndarray:
+    from pyro_concrete.datasets import load_binarized_mnist
+
+    train = load_binarized_mnist()["train"]
+    train = np.asarray(train, np.float32)
+    return train[np.random.default_rng(0).permutation(len(train))[:n]]
+
+
+def pyro_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, tuple]:
+    """``name -> (time ratio, variance)`` in Pyro."""
+    import pyro
+    import torch
+    from pyro import poutine
+    from pyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
+
+    import pyro_concrete as pc
+    from pyro_concrete.problems import SigmoidBeliefNet
+
+    x = torch.tensor(x)
+    pixel_logits = torch.logit(x.mean(0).clamp(1e-3, 1 - 1e-3))
+    sbn = SigmoidBeliefNet(latents=(latents,), hidden=None, pixel_logits=pixel_logits)
+    losses = _losses(pc, {"score function": TraceGraph_ELBO()})
+    programs = {name: (sbn.model, sbn.guide, loss) for name, loss in losses.items()}
+    programs["relaxed"] = (pc.relax(sbn.model, 0.5), pc.relax(sbn.guide, 2 / 3), Trace_ELBO())
+    baseline = {"baseline": {"use_decaying_avg_baseline": True, "baseline_beta": 0.9}}
+    with_baseline = poutine.infer_config(
+        sbn.guide, lambda site: baseline if site["type"] == "sample" else {}
+    )
+    programs[BASELINE] = (sbn.model, with_baseline, TraceGraph_ELBO())
+    state = {k: v.clone() for k, v in sbn.state_dict().items()}
+    svis = {
+        name: SVI(model, guide, pyro.optim.Adam({"lr": 0.0}), loss)
+        for name, (model, guide, loss) in programs.items()
+    }
+    timing = time_interleaved(
+        {name: (lambda s=svi: s.step(x)) for name, svi in svis.items()}, options
+    )
+    encoder = list(sbn.encoder.parameters())
+    out = {}
+    for name, (model, guide, loss) in programs.items():
+        sbn.load_state_dict(state)
+        grads = []
+        for draw in range(-draws // 4 if name == BASELINE else 0, draws):  # baseline warm-up
+            for p in sbn.parameters():
+                p.grad = None
+            loss.loss_and_grads(model, guide, x)
+            if draw >= 0:
+                grads.append(torch.cat([p.grad.reshape(-1) for p in encoder]).numpy().copy())
+        out[name] = (timing.ratio(name, "relaxed"), float(np.var(grads, 0).sum()))
+    return out
+
+
+def _losses(module, extra: dict) -> dict:
+    return {
+        "RebarELBO": module.RebarELBO(),
+        "RelaxELBO": module.RelaxELBO(),
+        "DisarmELBO": module.DisarmELBO(),
+        "VimcoELBO": module.VimcoELBO(num_particles=5),
+        **extra,
+    }
+
+
+def numpyro_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, tuple]:
+    """``name -> (time ratio, variance)`` in NumPyro, every step under ``jax.jit``."""
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
+    from numpyro.optim import Adam
+
+    import numpyro_concrete as nc
+    from numpyro_concrete.problems import SigmoidBeliefNet
+
+    x = jnp.asarray(x)
+    pixel_logits = jax.scipy.special.logit(jnp.clip(x.mean(0), 1e-3, 1 - 1e-3))
+    sbn = SigmoidBeliefNet(latents=(latents,), hidden=None, pixel_logits=pixel_logits)
+    losses = _losses(nc, {"score function": TraceGraph_ELBO()})
+    programs = {name: (sbn.model, sbn.guide, loss) for name, loss in losses.items()}
+    programs["relaxed"] = (nc.relax(sbn.model, 0.5), nc.relax(sbn.guide, 2 / 3), Trace_ELBO())
+    steps, out = {}, {}
+    for name, (model, guide, loss) in programs.items():
+        guide = loss.tunable(guide) if hasattr(loss, "tunable") else guide
+        svi = SVI(model, guide, Adam(0.0), loss)
+        state = svi.init(jax.random.PRNGKey(0), x)
+        update = jax.jit(svi.update)
+        steps[name] = _stepper(update, state, x)
+        params = svi.get_params(state)
+        names = [k for k in params if k.startswith("encoder")]
+
+        def grad(key, loss=loss, model=model, guide=guide, params=params, names=names):
+            g = jax.grad(lambda p: loss.loss(key, p, model, guide, x))(params)
+            return jnp.concatenate([g[k].ravel() for k in names])
+
+        keys = jax.random.split(jax.random.PRNGKey(1), draws)
+        grads = jax.jit(jax.vmap(grad))(keys)
+        out[name] = float(jnp.var(grads, 0).sum())
+    timing = time_interleaved(steps, options)
+    return {name: (timing.ratio(name, "relaxed"), out[name]) for name in programs}
+
+
+def _stepper(update, state, x):
+    box = [state]
+
+    def step():
+        box[0], loss = update(box[0], x)
+        loss.block_until_ready()
+
+    return step
+
+
+def table(rows: dict[str, tuple]) -> str:
+    reference = rows["score function"][0] * rows["score function"][1]
+    names = [n for n in (*ESTIMATORS, BASELINE, "relaxed") if n in rows]
+    body = [
+        [
+            name,
+            rows[name][0],
+            f"{rows[name][1]:.3g}",
+            f"{rows[name][0] * rows[name][1] / reference:.3g}",
+        ]
+        for name in names
+    ]
+    body[-1][0] = "relaxed Trace_ELBO (biased)"
+    headers = ["estimator", "time / relaxed step", "variance", "variance x time / score function"]
+    return markdown_table(headers, body)
+
+
+def main() -> None:
+    options = parse_options(__doc__.splitlines()[0])
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if not os.environ.get("CONCRETE_MNIST"):
+        sys.exit(
+            "estimators.py needs the binarized MNIST file: set "
+            "CONCRETE_MNIST=/path/to/binarized_mnist.npz"
+        )
+    import torch
+
+    torch.distributions.Distribution.set_default_validate_args(False)
+    latents, batch, draws = (20, 8, 16) if options.fast else (200, 50, 400)
+    x = images(batch)
+    print("## Estimators of the discrete ELBO's gradient: SBN 200H-784V\n")
+    if options.fast:
+        print("**--fast: 20 latent units, 8 images, 16 draws: a smoke test.**\n")
+    print(f"{latents} latent units, {batch} images per step, {draws} draws per variance.\n")
+    print("### PyTorch / Pyro (eager)\n")
+    print(table(pyro_rows(x, latents, draws, options)))
+    print("\n### NumPyro (every step under `jax.jit`)\n")
+    print(table(numpyro_rows(x, latents, draws, options)))
+    print(f"\n{environment(options)}")
+
+
+if __name__ == "__main__":
+    main()

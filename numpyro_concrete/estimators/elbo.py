@@ -1,0 +1,54 @@
+"""The base of the estimators: an ``ELBO`` whose loss is the negative discrete objective in
+value and the negative gradient estimate in gradient (a surrogate's), averaged over
+particles drawn with ``jax.vmap`` (default) or ``jax.lax.map``."""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from numpyro.infer.elbo import ELBO
+
+__all__ = ["DiscreteELBO"]
+
+
+class DiscreteELBO(ELBO):
+    """An estimator of the gradient of a discrete objective.
+
+    Subclasses implement :meth:`_particle`, which returns the objective's estimate and a
+    surrogate whose gradient is the gradient estimate, both summed over the elements of
+    one pass.
+    """
+
+    can_infer_discrete = True
+
+    def __init__(self, num_particles: int = 1, vectorize_particles: bool = True) -> None:
+        if not isinstance(num_particles, int) or num_particles < 1:
+            raise ValueError(
+                f"{type(self).__name__}: num_particles must be a positive int, "
+                f"got {num_particles!r}."
+            )
+        super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
+
+    def _particle(
+        self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
+    ) -> tuple[Array, Array]:
+        raise NotImplementedError
+
+    def _estimate(
+        self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
+    ) -> tuple[Array, Array]:
+        """The objective and the surrogate, averaged over the particles."""
+        keys = jax.random.split(rng_key, self.num_particles)
+        value, surrogate = self.vectorize_particles_fn(
+            lambda key: self._particle(key, params, model, guide, args, kwargs), keys
+        )
+        return jnp.mean(value), jnp.mean(surrogate)
+
+    def loss(
+        self, rng_key: Array, param_map: dict, model: Callable, guide: Callable, *args, **kwargs
+    ) -> Array:
+        """The negative objective in value, the negative gradient estimate in gradient."""
+        value, surrogate = self._estimate(rng_key, param_map, model, guide, args, kwargs)
+        stop = jax.lax.stop_gradient
+        return -(stop(value) + surrogate - stop(surrogate))

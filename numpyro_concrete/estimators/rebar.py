@@ -1,0 +1,226 @@
+"""REBAR: the score function with the Concrete relaxation as control variate (Tucker,
+Mnih, Maddison, Lawson & Sohl-Dickstein 2017)."""
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpyro
+from jax import Array
+from numpyro.distributions import constraints
+from numpyro.handlers import trace
+
+from .conditional import bernoulli_conditional, categorical_conditional
+from .elbo import DiscreteELBO
+from .traces import (
+    DiscreteSampler,
+    DiscreteSite,
+    RelaxedSampler,
+    costs,
+    discrete_pass,
+    discrete_sites,
+    factor_dims,
+    relaxed_pass,
+)
+
+__all__ = ["RebarELBO"]
+
+
+def conditional_point(rng_key: Array, site: DiscreteSite) -> Array:
+    """``z~ ~ p(z | b)`` for a site of the discrete pass (``conditional.py``)."""
+    if site.kind == "bernoulli":
+        return bernoulli_conditional(rng_key, site.logits, site.value)
+    b = site.value
+    if site.kind == "categorical":
+        b = jax.nn.one_hot(b, site.logits.shape[-1], dtype=site.logits.dtype)
+    return categorical_conditional(rng_key, site.logits, b)
+
+
+class ControlVariateELBO(DiscreteELBO):
+    r"""The score-function gradient of the discrete ELBO with a control variate ``c`` of
+    the relaxed point, corrected to stay unbiased (Tucker et al. 2017, Eq. 6; Grathwohl et
+    al. 2018, Eq. 5):
+
+    .. math::
+        g = [f(b) - c(\tilde z)] \nabla \log q(b) + \nabla f(b) + \nabla c(z)
+            - \nabla c(\tilde z),
+
+    ``z`` the continuous sample that ``b = H(z)`` rounds, ``z~ ~ p(z | b)`` reparameterised
+    with ``b`` fixed.  ``nabla f(b)`` leaves out the zero-mean score of ``log q(b)``; model
+    parameters get ``nabla f(b)`` alone (the correction has zero mean for them).  With
+    ``tune``, the control variate's own quantities descend the gradient of the estimate's
+    second moment ``sum g^2`` over the guide's parameters, which is the variance up to a
+    constant (the mean does not depend on them).
+    """
+
+    tune: bool
+
+    def __init__(self, num_particles: int, vectorize_particles: bool) -> None:
+        super().__init__(num_particles, vectorize_particles)
+        self._tuned_names: set[str] = set()
+        self._guide_names: set[str] = set()
+
+    def _declare(self, sites: dict[str, tuple[int, ...]]) -> None:
+        """Declare the tuned quantities of the guide's discrete ``sites``."""
+        raise NotImplementedError
+
+    def _setup(self, guide_trace: dict, sites: dict[str, DiscreteSite]) -> dict:
+        """The temperature of each site."""
+        raise NotImplementedError
+
+    def _control_variate(
+        self, relaxed_elbo: Array, values: dict[str, Array], dims: set, ndim: int, params: dict
+    ) -> Array:
+        """``c`` per element, from ``f`` at the relaxed point and the relaxed values."""
+        raise NotImplementedError
+
+    def tunable(self, guide: Callable) -> Callable:
+        """``guide`` that also declares the tuned quantities as ``numpyro.param`` sites, so
+        that ``SVI.init`` puts them in the parameters and ``svi.update`` moves them:
+        ``SVI(model, loss.tunable(guide), optim, loss)``."""
+
+        @functools.wraps(guide)
+        def tuned_guide(*args, **kwargs):
+            with trace() as guide_trace:
+                out = guide(*args, **kwargs)
+            sites = discrete_sites(guide_trace)
+            if sites:  # not in a relaxed pass, where the sites are scored by LogMass
+                with trace() as declared:
+                    self._declare(sites)
+                self._tuned_names = set(declared)
+                self._guide_names = {k for k, s in guide_trace.items() if s["type"] == "param"}
+            return out
+
+        return tuned_guide
+
+    def _tuned(self, guide_trace: dict, name: str, init: float) -> Array | float:
+        """The tuned quantity ``name`` of this pass (``init`` when not tuning)."""
+        if not self.tune:
+            return init
+        if name not in guide_trace:
+            raise ValueError(
+                f"{type(self).__name__}(tune=True) learns {name!r} as a numpyro.param site, "
+                "and SVI creates parameters only from the model and the guide: build the "
+                "SVI with guide=loss.tunable(guide), or pass tune=False."
+            )
+        return guide_trace[name]["value"]
+
+    def _particle(
+        self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
+    ) -> tuple[Array, Array]:
+        name = type(self).__name__
+        hard_key, relaxed_key, conditional_key = jax.random.split(rng_key, 3)
+        hard = DiscreteSampler(rng_key=hard_key, estimator=name)
+        model_trace, guide_trace = discrete_pass(model, guide, args, kwargs, params, hard_key, hard)
+        dims, ndim = factor_dims(model_trace, guide_trace)
+        cost = costs(model_trace, guide_trace, set(hard.sites), dims, ndim)
+        temperature = self._setup(guide_trace, hard.sites)
+        # Model parameters are held fixed at the relaxed points: their estimate is nabla f(b).
+        in_guide = {k for k, s in guide_trace.items() if s["type"] == "param"}
+        relaxed_params = {
+            k: v if k in in_guide else jax.lax.stop_gradient(v) for k, v in params.items()
+        }
+
+        def control_variate(points: dict[str, Array]) -> Array:
+            sampler = RelaxedSampler(sites=hard.sites, points=points, temperature=temperature)
+            traces = relaxed_pass(
+                model, guide, args, kwargs, relaxed_params, relaxed_key, sampler, name
+            )
+            relaxed = costs(*traces, set(hard.sites), dims, ndim)
+            return self._control_variate(relaxed.value, sampler.values, dims, ndim, params)
+
+        keys = jax.random.split(conditional_key, len(hard.sites))
+        at_z = control_variate({k: s.z for k, s in hard.sites.items()})
+        at_conditional = control_variate(
+            {
+                k: conditional_point(key, s)
+                for key, (k, s) in zip(keys, hard.sites.items(), strict=True)
+            }
+        )
+        score = sum(cost.score.values(), jnp.zeros(()))
+        value = jax.lax.stop_gradient(cost.value)
+        surrogate = value * score + cost.direct + at_z - at_conditional
+        # -c(z~) d log q, with c(z~) differentiable in its own quantities but not in the
+        # guide's parameters: the second factor is zero in value.
+        surrogate = surrogate + at_conditional * (jax.lax.stop_gradient(score) - score)
+        return jnp.sum(cost.value), jnp.sum(surrogate)
+
+    def loss(
+        self, rng_key: Array, param_map: dict, model: Callable, guide: Callable, *args, **kwargs
+    ) -> Array:
+        """The negative discrete ELBO in value; in gradient, ``-g`` for the guide's
+        parameters, ``-nabla f(b)`` for the model's and, when tuning, the gradient of
+        ``sum g^2`` for the tuned quantities."""
+        if not self.tune:
+            return super().loss(rng_key, param_map, model, guide, *args, **kwargs)
+        tuned = self._tuned_names & set(param_map)
+        fixed = {k: v for k, v in param_map.items() if k not in tuned}
+
+        def estimate(fixed_params: dict) -> tuple[Array, Array]:
+            params = dict(fixed_params, **{k: param_map[k] for k in tuned})
+            value, surrogate = self._estimate(rng_key, params, model, guide, args, kwargs)
+            return surrogate, value
+
+        (_, value), grads = jax.value_and_grad(estimate, has_aux=True)(jax.lax.stop_gradient(fixed))
+        stop = jax.lax.stop_gradient
+        linear = sum(jnp.sum((v - stop(v)) * stop(grads[k])) for k, v in fixed.items())
+        moment = sum(jnp.sum(grads[k] ** 2) for k in self._guide_names - tuned if k in grads)
+        return -(stop(value) + linear) + moment - stop(moment)
+
+
+class RebarELBO(ControlVariateELBO):
+    r"""The discrete ELBO ``E_q[f(b)]``, ``f(b) = log p(x, b) - log q(b)``, with the REBAR
+    gradient (Tucker et al. 2017, Eq. 6): :class:`ControlVariateELBO` with
+    ``c = eta f(sigma_lam(.))``, the ELBO's integrand at the relaxed point
+    ``sigma_lam(z) = sigmoid(z / lam)`` (Bernoulli) / ``softmax(z / lam)`` (categorical), the
+    discrete log-masses continued there.  Unbiased for any ``eta`` and ``lam``.  One
+    ``eta`` scales the whole control variate, which keeps the estimator exact for a guide
+    whose sites read each other's values; each site has its own ``lam``.
+
+    The model is evaluated at relaxed values of its discrete sites: it must accept a point
+    of (0, 1) for a ``Bernoulli`` and of the simplex for a categorical (read a
+    ``Categorical`` with :func:`~numpyro_concrete.select`); otherwise ``ValueError``.
+
+    :param num_particles: particles averaged.
+    :param temperature: the relaxation's temperature ``lam`` (its initial value if tuned).
+    :param eta: the control variate's scale (its initial value if tuned).
+    :param tune: learn ``eta`` and ``lam``, as ``numpyro.param`` sites ``"rebar_eta"`` and
+        ``"{site}_rebar_temperature"``, by descending the estimator's variance; they are
+        declared by the guide that :meth:`tunable` returns, so build
+        ``SVI(model, loss.tunable(guide), optim, loss)`` and ``svi.update`` moves them.
+    :param vectorize_particles: draw the particles with ``jax.vmap`` (else ``lax.map``).
+    """
+
+    def __init__(
+        self,
+        num_particles: int = 1,
+        temperature: float = 0.5,
+        eta: float = 1.0,
+        tune: bool = True,
+        vectorize_particles: bool = True,
+    ) -> None:
+        if not temperature > 0:
+            raise ValueError(f"RebarELBO: temperature must be > 0, got {temperature!r}.")
+        super().__init__(num_particles, vectorize_particles)
+        self.temperature, self.eta, self.tune = float(temperature), float(eta), tune
+
+    def _declare(self, sites: dict[str, tuple[int, ...]]) -> None:
+        numpyro.param("rebar_eta", jnp.asarray(self.eta))
+        for k in sites:
+            numpyro.param(
+                f"{k}_rebar_temperature",
+                jnp.asarray(self.temperature),
+                constraint=constraints.positive,
+            )
+
+    def _setup(self, guide_trace: dict, sites: dict[str, DiscreteSite]) -> dict:
+        self._tuned(guide_trace, "rebar_eta", self.eta)  # declared, or a clear error
+        return {
+            k: self._tuned(guide_trace, f"{k}_rebar_temperature", self.temperature) for k in sites
+        }
+
+    def _control_variate(
+        self, relaxed_elbo: Array, values: dict[str, Array], dims: set, ndim: int, params: dict
+    ) -> Array:
+        return (params["rebar_eta"] if self.tune else self.eta) * relaxed_elbo

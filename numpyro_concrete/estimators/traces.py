@@ -1,0 +1,342 @@
+"""Running a model and a guide with discrete latent sites, as the estimators need.
+
+Every estimator here starts from the same *discrete pass*: the guide runs under
+:class:`DiscreteSampler`, which draws each ``Bernoulli`` / ``OneHotCategorical`` /
+``Categorical`` site as the rounding ``b = H(z)`` of a continuous ``z`` (``z = l + L``,
+logistic ``L``, ``b = 1[z > 0]``; or ``z = log theta + G``, Gumbel ``G``, ``b = argmax z``)
+and keeps ``z``; the model is replayed against the guide's values.  REBAR and RELAX add
+*relaxed passes*: the guide under :class:`RelaxedSampler` hands its code the relaxation
+``sigma_lam(z') = sigmoid(z' / lam)`` / ``softmax(z' / lam)`` of a point ``z'`` (``z`` or the
+conditional ``z~``), and guide and model score it with the discrete log-mass continued to
+the relaxed point (:class:`LogMass`: ``v l - softplus(l)``, ``sum_k v_k log theta_k``).  In a
+relaxed pass the point of each site moves with the logits the guide computes there
+(``z' = z + l' - l``), so a guide whose later sites read earlier ones follows the relaxed
+values with the same noise.
+
+The costs are taken per element of the *factor plates*, the plates enclosing every sample
+site of both traces (the data plate of an amortised model): model and guide factorise
+over them, so each element's score function is multiplied by its own cost only.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as dist
+from jax import Array
+from numpyro.distributions import constraints
+from numpyro.handlers import replay, seed, substitute, trace
+from numpyro.primitives import Messenger
+
+from ..distributions import OneHotCategorical
+from ..distributions.noise import gumbel, logistic
+from ..relax import base_of, map_base
+
+__all__ = [
+    "Costs",
+    "DiscreteSampler",
+    "DiscreteSite",
+    "LogMass",
+    "RelaxedSampler",
+    "costs",
+    "discrete_pass",
+    "discrete_sites",
+    "elements",
+    "factor_dims",
+    "relaxed_pass",
+]
+
+#: the discrete families the estimators handle, and the name of their kind
+_KINDS = (
+    ((dist.BernoulliLogits, dist.BernoulliProbs), "bernoulli"),
+    ((OneHotCategorical,), "one_hot"),
+    ((dist.CategoricalLogits, dist.CategoricalProbs), "categorical"),
+)
+
+
+def _kind(fn: dist.Distribution) -> str | None:
+    base = base_of(fn)
+    return next((kind for classes, kind in _KINDS if isinstance(base, classes)), None)
+
+
+def _is_latent(msg: dict) -> bool:
+    return msg["type"] == "sample" and not msg["is_observed"]
+
+
+def discrete_sites(tr: dict) -> dict[str, tuple[int, ...]]:
+    """The latent discrete sites of a trace, with the event shape of their relaxed values
+    (a categorical's includes its categories)."""
+    out = {}
+    for name, site in tr.items():
+        kind = _kind(site["fn"]) if _is_latent(site) else None
+        if kind is not None:
+            event = site["fn"].event_shape
+            out[name] = (
+                event + base_of(site["fn"]).logits.shape[-1:] if kind == "categorical" else event
+            )
+    return out
+
+
+@dataclass
+class DiscreteSite:
+    """A discrete guide site of the discrete pass: its ``kind``, the normalised logits ``l``
+    (broadcast to the shape of ``z``), ``z`` (a function of ``l``) and the value ``b = H(z)``."""
+
+    kind: str
+    logits: Array
+    z: Array
+    value: Array
+    event_dim: int
+
+
+def _round(kind: str, z: Array) -> Array:
+    if kind == "bernoulli":
+        return (z > 0).astype(z.dtype)
+    if kind == "one_hot":
+        return jax.nn.one_hot(jnp.argmax(z, -1), z.shape[-1], dtype=z.dtype)
+    return jnp.argmax(z, -1)
+
+
+def _logits(kind: str, fn: dist.Distribution) -> Array:
+    """The site's normalised logits broadcast to the shape of its ``z``."""
+    logits = base_of(fn).logits
+    if kind == "categorical":
+        logits = jax.nn.log_softmax(logits, -1)
+    shape = fn.batch_shape + fn.event_shape
+    return jnp.broadcast_to(logits, shape + logits.shape[-1:] if kind == "categorical" else shape)
+
+
+class DiscreteSampler(Messenger):
+    """The discrete pass of the guide: each latent discrete site takes the value
+    ``b = H(z)``, ``z = l + noise``, recorded in ``self.sites``.
+
+    :param rng_key: the key of the noise (one key per site, folded in by its order).
+    :param noise: the noise of a previous discrete pass to reuse, site by site.
+    :param sign: ``-1`` reuses that noise negated (DisARM's antithetic sample).
+    :param estimator: the name of the calling estimator, for its errors.
+    """
+
+    def __init__(
+        self,
+        fn: Callable | None = None,
+        rng_key: Array | None = None,
+        noise: dict[str, Array] | None = None,
+        sign: int = 1,
+        estimator: str = "",
+    ) -> None:
+        super().__init__(fn)
+        self.rng_key, self.noise, self.sign, self.estimator = rng_key, noise, sign, estimator
+        self.sites: dict[str, DiscreteSite] = {}
+
+    def process_message(self, msg: dict) -> None:
+        if not _is_latent(msg) or msg["value"] is not None:
+            return
+        kind = _kind(msg["fn"])
+        if kind is None:
+            if not msg["fn"].has_rsample:
+                raise ValueError(_not_discrete_message(msg, self.estimator))
+            return
+        logits = _logits(kind, msg["fn"])
+        if self.noise is None:
+            key = jax.random.fold_in(self.rng_key, len(self.sites))
+            noise = (logistic if kind == "bernoulli" else gumbel)(key, logits.shape, logits)
+        else:
+            noise = self.sign * self.noise[msg["name"]]
+        z = logits + noise
+        value = _round(kind, jax.lax.stop_gradient(z))
+        event_dim = msg["fn"].event_dim + (kind == "categorical")
+        self.sites[msg["name"]] = DiscreteSite(kind, logits, z, value, event_dim)
+        msg["value"] = value
+
+    def noises(self) -> dict[str, Array]:
+        """The noise ``z - l`` of every site, without gradient."""
+        return {k: jax.lax.stop_gradient(s.z - s.logits) for k, s in self.sites.items()}
+
+
+def _not_discrete_message(msg: dict, estimator: str) -> str:
+    return (
+        f"{estimator}: guide site {msg['name']!r} is a {type(base_of(msg['fn'])).__name__}, "
+        "neither a discrete site (Bernoulli, OneHotCategorical, Categorical) nor a "
+        "reparameterised continuous one. Give the guide the discrete family of the model's "
+        "site, or use Trace_ELBO / TraceGraph_ELBO for this guide."
+    )
+
+
+class LogMass(dist.Distribution):
+    """The log-mass of ``Bernoulli(logits)`` (``kind="bernoulli"``: ``v l - softplus(l)``)
+    or of a one-hot categorical (``sum_k v_k log_softmax(l)_k``), continued to relaxed
+    values ``v`` in ``[0, 1]`` / on the simplex, where REBAR's control variate evaluates it
+    (Tucker et al. 2017, Sec. 3)."""
+
+    arg_constraints = {"logits": constraints.real}
+    support = constraints.real
+
+    def __init__(self, logits: Array, kind: str) -> None:
+        self.logits, self.kind = logits, kind
+        one_hot = kind != "bernoulli"
+        batch = logits.shape[:-1] if one_hot else logits.shape
+        super().__init__(batch, logits.shape[-1:] if one_hot else (), validate_args=False)
+
+    def log_prob(self, value: Array) -> Array:
+        if self.kind == "bernoulli":
+            return value * self.logits - jax.nn.softplus(self.logits)
+        return (value * jax.nn.log_softmax(self.logits, -1)).sum(-1)
+
+
+def _relax(kind: str, z: Array, temperature: Array | float) -> Array:
+    if kind == "bernoulli":
+        return jax.nn.sigmoid(z / temperature)
+    return jax.nn.softmax(z / temperature, -1)
+
+
+class RelaxedSampler(Messenger):
+    """A relaxed pass of the guide: each site of the discrete pass takes the value
+    ``sigma_lam(z')``, ``z' = point + l' - l`` with ``l'`` the logits computed in this pass,
+    and is scored by :class:`LogMass`.
+
+    :param sites: the discrete pass's sites.
+    :param points: ``z`` or ``z~`` per site (a function of the discrete pass's logits).
+    :param temperature: the temperature lambda of each site.
+    """
+
+    def __init__(
+        self,
+        fn: Callable | None = None,
+        sites: dict[str, DiscreteSite] | None = None,
+        points: dict[str, Array] | None = None,
+        temperature: dict | None = None,
+    ) -> None:
+        super().__init__(fn)
+        self.sites, self.points = sites, points
+        self.temperature = temperature
+        self.values: dict[str, Array] = {}
+
+    def process_message(self, msg: dict) -> None:
+        site = self.sites.get(msg["name"])
+        if site is None or not _is_latent(msg):
+            return
+        z = self.points[msg["name"]] + (_logits(site.kind, msg["fn"]) - site.logits)
+        value = _relax(site.kind, z, self.temperature[msg["name"]])
+        msg["fn"] = map_base(msg["fn"], lambda b: LogMass(b.logits, site.kind))
+        msg["value"] = self.values[msg["name"]] = value
+
+
+class _LogMassModel(Messenger):
+    """The model's latent discrete sites, given relaxed values, scored by ``LogMass``."""
+
+    def process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample" and _is_latent(msg):
+            kind = _kind(msg["fn"])
+            if kind is not None:
+                msg["fn"] = map_base(msg["fn"], lambda b: LogMass(b.logits, kind))
+
+
+def _log_probs(tr: dict) -> dict:
+    for site in tr.values():
+        if site["type"] == "sample":
+            log_prob = site["fn"].log_prob(site["value"])
+            site["log_prob"] = log_prob if site["scale"] is None else site["scale"] * log_prob
+    return tr
+
+
+def discrete_pass(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    params: dict,
+    rng_key: Array,
+    sampler: DiscreteSampler,
+) -> tuple[dict, dict]:
+    """``(model_trace, guide_trace)`` of the guide under ``sampler`` and the model replayed
+    against it, parameters from ``params``; log densities in ``site["log_prob"]``.  A
+    model site that is discrete where the guide's is not raises ``ValueError``."""
+    model_key, guide_key = jax.random.split(rng_key)
+    sampler.fn = substitute(seed(guide, guide_key), data=params)
+    guide_trace = trace(sampler).get_trace(*args, **kwargs)
+    replayed = substitute(replay(seed(model, model_key), guide_trace), data=params)
+    model_trace = trace(replayed).get_trace(*args, **kwargs)
+    for name, site in model_trace.items():
+        if _is_latent(site) and _kind(site["fn"]) is not None and name not in sampler.sites:
+            raise ValueError(_not_discrete_message(guide_trace[name], sampler.estimator))
+    return _log_probs(model_trace), _log_probs(guide_trace)
+
+
+def relaxed_pass(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    params: dict,
+    rng_key: Array,
+    sampler: RelaxedSampler,
+    estimator: str,
+) -> tuple[dict, dict]:
+    """``(model_trace, guide_trace)`` at the relaxed values of ``sampler``; log densities
+    in ``site["log_prob"]``.  A model that cannot take relaxed values raises
+    ``ValueError`` saying so."""
+    model_key, guide_key = jax.random.split(rng_key)
+    sampler.fn = substitute(seed(guide, guide_key), data=params)
+    guide_trace = trace(sampler).get_trace(*args, **kwargs)
+    replayed = substitute(replay(seed(model, model_key), guide_trace), data=params)
+    try:
+        model_trace = _log_probs(trace(_LogMassModel(replayed)).get_trace(*args, **kwargs))
+    except (IndexError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{estimator} evaluates the model at relaxed values of its discrete sites (a "
+            "point of (0, 1) for a Bernoulli, of the simplex for a categorical), and the "
+            f"model failed there: {error!r}. Write the model so that it accepts them "
+            "(arithmetic instead of indexing: numpyro_concrete.select(table, z) reads a "
+            "categorical), or use DisarmELBO / VimcoELBO, which evaluate it at discrete "
+            "values only."
+        ) from error
+    return model_trace, _log_probs(guide_trace)
+
+
+def factor_dims(*traces: dict) -> tuple[set[int], int]:
+    """``(dims, ndim)``: the dims of the plates enclosing every sample site of ``traces``,
+    and the number of batch dims the costs are laid out on."""
+    sites = [site for tr in traces for site in tr.values() if site["type"] == "sample"]
+    stacks = [{f.dim for f in site["cond_indep_stack"]} for site in sites]
+    dims = set.intersection(*stacks) if stacks else set()
+    ndim = max([-d for stack in stacks for d in stack] + [s["log_prob"].ndim for s in sites])
+    return dims, max(ndim, 0)
+
+
+def elements(log_prob: Array, dims: set[int], ndim: int) -> Array:
+    """``log_prob`` laid out on ``ndim`` dims, summed over every dim not in ``dims``."""
+    log_prob = jnp.reshape(log_prob, (1,) * (ndim - jnp.ndim(log_prob)) + jnp.shape(log_prob))
+    summed = tuple(d for d in range(-ndim, 0) if d not in dims)
+    return log_prob.sum(summed, keepdims=True) if summed else log_prob
+
+
+@jax.tree_util.register_dataclass
+@dataclass
+class Costs:
+    """Per-element quantities of one pass: ``value`` ``= log p - log q`` (the ELBO's
+    integrand ``f``), ``direct`` the same without the guide's discrete log-masses (what
+    ``f`` depends on besides the discrete values), ``score`` the log-mass of each discrete
+    guide site."""
+
+    value: Array
+    direct: Array
+    score: dict[str, Array]
+
+
+def costs(
+    model_trace: dict, guide_trace: dict, discrete: set[str], dims: set[int], ndim: int
+) -> Costs:
+    """The :class:`Costs` of a pass, the guide's sites in ``discrete`` being discrete."""
+
+    def total(tr: dict, keep: Callable[[str], bool]) -> Array:
+        out = jnp.zeros((1,) * ndim)
+        for name, site in tr.items():
+            if site["type"] == "sample" and keep(name):
+                out = out + elements(site["log_prob"], dims, ndim)
+        return out
+
+    model = total(model_trace, lambda name: True)
+    continuous = total(guide_trace, lambda name: name not in discrete)
+    score = {name: elements(guide_trace[name]["log_prob"], dims, ndim) for name in discrete}
+    return Costs(model - continuous - sum(score.values()), model - continuous, score)

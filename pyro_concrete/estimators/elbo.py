@@ -1,0 +1,76 @@
+"""The base of the estimators: an ``ELBO`` whose loss is the discrete objective and whose
+gradient is a surrogate's, averaged over particles drawn in a loop or in one vectorised
+pass (a leftmost particle plate, as ``Trace_ELBO(vectorize_particles=True)``)."""
+
+from collections.abc import Callable, Iterator
+
+import torch
+from pyro.infer import ELBO
+
+__all__ = ["DiscreteELBO"]
+
+
+class DiscreteELBO(ELBO):
+    """An estimator of the gradient of a discrete objective.
+
+    Subclasses implement :meth:`_particle`, which returns the objective's estimate and a
+    surrogate whose gradient is the gradient estimate, both summed over the elements (and
+    the vectorised particles) of one pass.
+    """
+
+    def __init__(self, num_particles: int = 1, vectorize_particles: bool = False) -> None:
+        if not isinstance(num_particles, int) or num_particles < 1:
+            raise ValueError(
+                f"{type(self).__name__}: num_particles must be a positive int, "
+                f"got {num_particles!r}."
+            )
+        super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
+
+    def _passes(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> Iterator[tuple[Callable, Callable]]:
+        """``(model, guide)`` once inside the particle plate, or ``num_particles`` times."""
+        if self.vectorize_particles and self.num_particles > 1:
+            if self.max_plate_nesting == float("inf"):
+                self._guess_max_plate_nesting(model, guide, args, kwargs)
+            yield self._vectorized_num_particles(model), self._vectorized_num_particles(guide)
+        else:
+            for _ in range(self.num_particles):
+                yield model, guide
+
+    def _get_trace(self, model: Callable, guide: Callable, args: tuple, kwargs: dict):
+        """Unused: the estimators run their own passes (``traces.py``)."""
+        raise NotImplementedError(f"{type(self).__name__} runs its own passes.")
+
+    def _particle(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _estimate(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The objective and the surrogate, averaged over the particles."""
+        pairs = [
+            self._particle(m, g, args, kwargs) for m, g in self._passes(model, guide, args, kwargs)
+        ]
+        value = sum(p[0] for p in pairs) / self.num_particles
+        return value, sum(p[1] for p in pairs) / self.num_particles
+
+    def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
+        """The negative discrete objective, estimated."""
+        with torch.no_grad():
+            return -self._estimate(model, guide, args, kwargs)[0].item()
+
+    def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs):
+        """The negative objective in value, the negative gradient estimate in gradient."""
+        value, surrogate = self._estimate(model, guide, args, kwargs)
+        return -(value.detach() + surrogate - surrogate.detach())
+
+    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
+        """Fills ``.grad`` of every parameter with the negative gradient estimate; returns
+        the negative objective."""
+        value, surrogate = self._estimate(model, guide, args, kwargs)
+        if surrogate.requires_grad:
+            (-surrogate).backward()
+        return -value.item()

@@ -1,0 +1,327 @@
+"""Running a model and a guide with discrete latent sites, as the estimators need.
+
+Every estimator here starts from the same *discrete pass*: the guide runs under
+:class:`DiscreteSampler`, which draws each ``Bernoulli`` / ``OneHotCategorical`` /
+``Categorical`` site as the rounding ``b = H(z)`` of a continuous ``z`` (``z = l + L``,
+logistic ``L``, ``b = 1[z > 0]``; or ``z = log theta + G``, Gumbel ``G``, ``b = argmax z``)
+and keeps ``z``; the model is replayed against the guide's values.  REBAR and RELAX add
+*relaxed passes*: the guide under :class:`RelaxedSampler` hands its code the relaxation
+``sigma_lam(z') = sigmoid(z' / lam)`` / ``softmax(z' / lam)`` of a point ``z'`` (``z`` or the
+conditional ``z~``), and guide and model score it with the discrete log-mass continued to
+the relaxed point (:class:`LogMass`: ``v l - softplus(l)``, ``sum_k v_k log theta_k``).  In a
+relaxed pass the point of each site moves with the logits the guide computes there
+(``z' = z + l' - l``), so a guide whose later sites read earlier ones follows the relaxed
+values with the same noise.
+
+The costs are taken per element of the *factor plates*, the plates enclosing every sample
+site of both traces (the data plate of an amortised model; the particle plate): model and
+guide factorise over them, so each element's score function is multiplied by its own
+cost only.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.poutine.messenger import Messenger
+from torch.distributions import constraints
+from torch.nn.functional import softplus
+
+from ..distributions.noise import gumbel, logistic
+from ..relax import base_of, map_base
+
+__all__ = [
+    "Costs",
+    "DiscreteSampler",
+    "DiscreteSite",
+    "LogMass",
+    "RelaxedSampler",
+    "costs",
+    "discrete_pass",
+    "discrete_sites",
+    "elements",
+    "factor_dims",
+    "relaxed_pass",
+]
+
+#: the discrete families the estimators handle, and the name of their kind
+_KINDS = (
+    (torch.distributions.Bernoulli, "bernoulli"),
+    (torch.distributions.OneHotCategorical, "one_hot"),
+    (torch.distributions.Categorical, "categorical"),
+)
+
+
+def _kind(fn: dist.TorchDistribution) -> str | None:
+    base = base_of(fn)
+    return next((kind for cls, kind in _KINDS if isinstance(base, cls)), None)
+
+
+def _is_latent(msg: dict) -> bool:
+    return not msg["is_observed"] and type(msg["fn"]).__name__ != "_Subsample"
+
+
+def discrete_sites(trace: poutine.Trace) -> dict[str, tuple[int, ...]]:
+    """The latent discrete sites of a trace, with the event shape of their relaxed values
+    (a categorical's includes its categories)."""
+    out = {}
+    for name, site in trace.nodes.items():
+        kind = _kind(site["fn"]) if site["type"] == "sample" and _is_latent(site) else None
+        if kind is not None:
+            event = tuple(site["fn"].event_shape)
+            n = tuple(base_of(site["fn"]).logits.shape[-1:])
+            out[name] = event + n if kind == "categorical" else event
+    return out
+
+
+@dataclass
+class DiscreteSite:
+    """A discrete guide site of the discrete pass: its ``kind``, the normalised logits ``l``
+    (broadcast to the shape of ``z``), ``z`` (a function of ``l``) and the value ``b = H(z)``."""
+
+    kind: str
+    logits: torch.Tensor
+    z: torch.Tensor
+    value: torch.Tensor
+    event_dim: int
+
+
+def _round(kind: str, z: torch.Tensor) -> torch.Tensor:
+    if kind == "bernoulli":
+        return (z > 0).to(z.dtype)
+    if kind == "one_hot":
+        return torch.nn.functional.one_hot(z.argmax(-1), z.size(-1)).to(z.dtype)
+    return z.argmax(-1)
+
+
+def _logits(kind: str, fn: dist.TorchDistribution) -> torch.Tensor:
+    """The site's normalised logits broadcast to the shape of its ``z``."""
+    logits = base_of(fn).logits
+    shape = fn.batch_shape + fn.event_shape
+    return logits.expand(shape + logits.shape[-1:] if kind == "categorical" else shape)
+
+
+class DiscreteSampler(Messenger):
+    """The discrete pass of the guide: each latent discrete site takes the value
+    ``b = H(z)``, ``z = l + noise``, recorded in ``self.sites``.
+
+    :param noise: the noise of a previous discrete pass to reuse, site by site.
+    :param sign: ``-1`` reuses that noise negated (DisARM's antithetic sample).
+    :param estimator: the name of the calling estimator, for its errors.
+    """
+
+    def __init__(
+        self, noise: dict[str, torch.Tensor] | None = None, sign: int = 1, estimator: str = ""
+    ) -> None:
+        super().__init__()
+        self.noise = noise
+        self.sign = sign
+        self.estimator = estimator
+        self.sites: dict[str, DiscreteSite] = {}
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if not _is_latent(msg) or msg["value"] is not None:
+            return
+        kind = _kind(msg["fn"])
+        if kind is None:
+            if not msg["fn"].has_rsample:
+                raise ValueError(_not_discrete_message(msg, self.estimator))
+            return
+        logits = _logits(kind, msg["fn"])
+        if self.noise is None:
+            noise = (logistic if kind == "bernoulli" else gumbel)(logits.shape, logits)
+        else:
+            noise = self.sign * self.noise[msg["name"]]
+        z = logits + noise
+        value = _round(kind, z.detach())
+        event_dim = msg["fn"].event_dim + (kind == "categorical")
+        self.sites[msg["name"]] = DiscreteSite(kind, logits, z, value, event_dim)
+        msg["value"] = value
+
+    def noises(self) -> dict[str, torch.Tensor]:
+        """The noise ``z - l`` of every site, detached."""
+        return {name: (s.z - s.logits).detach() for name, s in self.sites.items()}
+
+
+def _not_discrete_message(msg: dict, estimator: str) -> str:
+    return (
+        f"{estimator}: guide site {msg['name']!r} is a {type(base_of(msg['fn'])).__name__}, "
+        "neither a discrete site (Bernoulli, OneHotCategorical, Categorical) nor a "
+        "reparameterised continuous one. Give the guide the discrete family of the model's "
+        "site, or use Trace_ELBO / TraceGraph_ELBO for this guide."
+    )
+
+
+class LogMass(dist.TorchDistribution):
+    """The log-mass of ``Bernoulli(logits)`` (``event="bernoulli"``: ``v l - softplus(l)``)
+    or of a one-hot categorical (``sum_k v_k log_softmax(l)_k``), continued to relaxed
+    values ``v`` in ``[0, 1]`` / on the simplex, where REBAR's control variate evaluates it
+    (Tucker et al. 2017, Sec. 3)."""
+
+    arg_constraints = {"logits": constraints.real}
+    support = constraints.real
+
+    def __init__(self, logits: torch.Tensor, kind: str) -> None:
+        self.logits, self.kind = logits, kind
+        one_hot = kind != "bernoulli"
+        batch = logits.shape[:-1] if one_hot else logits.shape
+        super().__init__(batch, logits.shape[-1:] if one_hot else (), validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self.kind == "bernoulli":
+            return value * self.logits - softplus(self.logits)
+        return (value * self.logits.log_softmax(-1)).sum(-1)
+
+    def expand(self, batch_shape, _instance=None) -> "LogMass":
+        event = self.logits.shape[-1:] if self.kind != "bernoulli" else ()
+        return LogMass(self.logits.expand(torch.Size(batch_shape) + event), self.kind)
+
+
+def _relax(kind: str, z: torch.Tensor, temperature: torch.Tensor | float) -> torch.Tensor:
+    if kind == "bernoulli":
+        return torch.sigmoid(z / temperature)
+    return (z / temperature).softmax(-1)
+
+
+class RelaxedSampler(Messenger):
+    """A relaxed pass of the guide: each site of the discrete pass takes the value
+    ``sigma_lam(z')``, ``z' = point + l' - l`` with ``l'`` the logits computed in this pass,
+    and is scored by :class:`LogMass`.
+
+    :param sites: the discrete pass's sites.
+    :param points: ``z`` or ``z~`` per site (a function of the discrete pass's logits).
+    :param temperature: the temperature lambda of each site.
+    """
+
+    def __init__(
+        self,
+        sites: dict[str, DiscreteSite],
+        points: dict[str, torch.Tensor],
+        temperature: dict[str, torch.Tensor | float],
+    ) -> None:
+        super().__init__()
+        self.sites, self.points = sites, points
+        self.temperature = temperature
+        self.values: dict[str, torch.Tensor] = {}
+
+    def _pyro_sample(self, msg: dict) -> None:
+        site = self.sites.get(msg["name"])
+        if site is None or not _is_latent(msg):
+            return
+        z = self.points[msg["name"]] + (_logits(site.kind, msg["fn"]) - site.logits)
+        value = _relax(site.kind, z, self.temperature[msg["name"]])
+        msg["fn"] = map_base(msg["fn"], lambda b: LogMass(b.logits, site.kind))
+        msg["value"] = self.values[msg["name"]] = value
+
+
+class _LogMassModel(Messenger):
+    """The model's latent discrete sites, given relaxed values, scored by ``LogMass``."""
+
+    def _pyro_sample(self, msg: dict) -> None:
+        kind = _kind(msg["fn"])
+        if kind is not None and _is_latent(msg):
+            msg["fn"] = map_base(msg["fn"], lambda b: LogMass(b.logits, kind))
+
+
+def discrete_pass(
+    model: Callable, guide: Callable, args: tuple, kwargs: dict, sampler: DiscreteSampler
+) -> tuple[poutine.Trace, poutine.Trace]:
+    """``(model_trace, guide_trace)`` of the guide under ``sampler`` and the model replayed
+    against it; log densities computed.  A model site that is discrete where the guide's
+    is not raises ``ValueError``."""
+    guide_trace = poutine.trace(sampler(guide)).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    for name, site in model_trace.nodes.items():
+        if site["type"] == "sample" and _is_latent(site) and _kind(site["fn"]) is not None:
+            if name not in sampler.sites:
+                raise ValueError(_not_discrete_message(guide_trace.nodes[name], sampler.estimator))
+    model_trace.compute_log_prob()
+    guide_trace.compute_log_prob()
+    return model_trace, guide_trace
+
+
+def relaxed_pass(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    sampler: RelaxedSampler,
+    estimator: str,
+) -> tuple[poutine.Trace, poutine.Trace]:
+    """``(model_trace, guide_trace)`` at the relaxed values of ``sampler``; log densities
+    computed.  A model that cannot take relaxed values raises ``ValueError`` saying so."""
+    guide_trace = poutine.trace(sampler(guide)).get_trace(*args, **kwargs)
+    replayed = _LogMassModel()(poutine.replay(model, trace=guide_trace))
+    try:
+        model_trace = poutine.trace(replayed).get_trace(*args, **kwargs)
+        model_trace.compute_log_prob()
+    except (IndexError, RuntimeError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{estimator} evaluates the model at relaxed values of its discrete sites (a "
+            "point of (0, 1) for a Bernoulli, of the simplex for a categorical), and the "
+            "model failed there: "
+            f"{error!r}. Write the model so that it accepts them (arithmetic instead of "
+            "indexing: pyro_concrete.select(table, z) reads a categorical), or use "
+            "DisarmELBO / VimcoELBO, which evaluate it at discrete values only."
+        ) from error
+    guide_trace.compute_log_prob()
+    return model_trace, guide_trace
+
+
+def factor_dims(*traces: poutine.Trace) -> tuple[set[int], int]:
+    """``(dims, ndim)``: the dims of the plates enclosing every sample site of ``traces``,
+    and the number of batch dims the costs are laid out on."""
+    sites = [
+        site
+        for trace in traces
+        for site in trace.nodes.values()
+        if site["type"] == "sample" and type(site["fn"]).__name__ != "_Subsample"
+    ]
+    stacks = [{f.dim for f in site["cond_indep_stack"] if f.vectorized} for site in sites]
+    dims = set.intersection(*stacks) if stacks else set()
+    ndim = max([-d for stack in stacks for d in stack] + [s["log_prob"].dim() for s in sites])
+    return dims, max(ndim, 0)
+
+
+def elements(log_prob: torch.Tensor, dims: set[int], ndim: int) -> torch.Tensor:
+    """``log_prob`` laid out on ``ndim`` dims, summed over every dim not in ``dims``."""
+    log_prob = log_prob.reshape((1,) * (ndim - log_prob.dim()) + log_prob.shape)
+    summed = [d for d in range(-ndim, 0) if d not in dims]
+    return log_prob.sum(summed, keepdim=True) if summed else log_prob
+
+
+@dataclass
+class Costs:
+    """Per-element quantities of one pass: ``value`` ``= log p - log q`` (the ELBO's
+    integrand ``f``), ``direct`` the same without the guide's discrete log-masses (what
+    ``f`` depends on besides the discrete values), ``score`` the log-mass of each discrete
+    guide site."""
+
+    value: torch.Tensor
+    direct: torch.Tensor
+    score: dict[str, torch.Tensor]
+
+
+def costs(
+    model_trace: poutine.Trace,
+    guide_trace: poutine.Trace,
+    discrete: set[str],
+    dims: set[int],
+    ndim: int,
+) -> Costs:
+    """The :class:`Costs` of a pass, the guide's sites in ``discrete`` being discrete."""
+
+    def total(trace: poutine.Trace, keep: Callable[[str], bool]) -> torch.Tensor:
+        out = torch.zeros((1,) * ndim)
+        for name, site in trace.nodes.items():
+            if site["type"] == "sample" and keep(name):
+                if type(site["fn"]).__name__ != "_Subsample":
+                    out = out + elements(site["log_prob"], dims, ndim)
+        return out
+
+    model = total(model_trace, lambda name: True)
+    continuous = total(guide_trace, lambda name: name not in discrete)
+    score = {name: elements(guide_trace.nodes[name]["log_prob"], dims, ndim) for name in discrete}
+    return Costs(model - continuous - sum(score.values()), model - continuous, score)

@@ -1,0 +1,456 @@
+"""One adapter per backend for ``estimators_suite.py``: the problems of
+``estimator_references.py`` written as models, gradient draws of an estimator, the
+conditional samples, training the sigmoid belief net.  Numpy in, numpy out, float32."""
+
+import abc
+
+import numpy as np
+
+__all__ = ["EstimatorBackend", "NumpyroEstimators", "PyroEstimators"]
+
+
+class EstimatorBackend(abc.ABC):
+    name: str
+    module: object
+
+    def loss(self, name: str, **options):
+        """``module.<name>(**options)``."""
+        return getattr(self.module, name)(**options)
+
+    @abc.abstractmethod
+    def gradient_draws(
+        self,
+        problem: str,
+        params: dict,
+        y: np.ndarray,
+        loss,
+        draws: int,
+        seed: int,
+        tune_steps: int = 0,
+    ) -> dict[str, np.ndarray]:
+        """``draws`` independent estimates of the objective's gradient (ascent direction)
+        with respect to every parameter of ``params``, ``(draws, *shape)`` each; first
+        ``tune_steps`` Adam steps on the loss's own tuned quantities only."""
+
+    @abc.abstractmethod
+    def objective_values(
+        self, problem: str, params: dict, y: np.ndarray, loss, draws: int
+    ) -> np.ndarray:
+        """``draws`` independent values of the loss, negated (the objective's estimates)."""
+
+    @abc.abstractmethod
+    def conditional_agreement(self, kind: str, logits: np.ndarray, seed: int) -> float:
+        """The fraction of conditional samples ``z~`` (float32) that round to the discrete
+        sample they were drawn given."""
+
+    @abc.abstractmethod
+    def conditional_mixture(
+        self, kind: str, logits: np.ndarray, draws: int, seed: int
+    ) -> np.ndarray:
+        """``z~`` (first coordinate for a categorical) of ``b ~ q(logits)``, ``z~ ~ p(z | b)``."""
+
+    @abc.abstractmethod
+    def straight_through_gradients(
+        self, cls_name: str, logits: np.ndarray, rao_samples: int, draws: int, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, gradients)``: ``draws`` forward values of ``cls_name(1/2, logits,
+        rao_samples=...)`` and the gradients w.r.t. ``logits`` of ``f(x) = sum_k k (x_k -
+        t_k)^2`` at them (``t = (0.2, 0.9, 0.1)``)."""
+
+    @abc.abstractmethod
+    def renyi(self, num_particles: int):
+        """The backend's ``RenyiELBO(alpha=0, num_particles=...)``."""
+
+    @abc.abstractmethod
+    def run(self, problem: str, loss, guide_kind: str = "discrete") -> None:
+        """One gradient step of ``loss`` on ``problem`` (for the errors); ``guide_kind``
+        ``"relaxed"`` gives a continuous guide, ``"indexing"`` a model that indexes."""
+
+    @abc.abstractmethod
+    def train_sbn(
+        self, loss, images: np.ndarray, steps: int, seed: int, relaxed: bool = False
+    ) -> tuple[float, float]:
+        """Discrete ELBO per image of a small sigmoid belief net on ``images`` before and
+        after ``steps`` Adam steps with ``loss`` (on the relaxed model and guide, at
+        temperatures 1/2 and 2/3, when ``relaxed``)."""
+
+
+# ----------------------------------------------------------------------------- Pyro
+
+
+class PyroEstimators(EstimatorBackend):
+    name = "pyro"
+
+    def __init__(self) -> None:
+        import pyro
+        import torch
+
+        import pyro_concrete
+
+        self.pyro, self.torch, self.module = pyro, torch, pyro_concrete
+
+    def _problem(self, problem: str, params: dict, guide_kind: str = "discrete") -> tuple:
+        pyro, torch = self.pyro, self.torch
+        dist = pyro.distributions
+        select = self.module.select
+
+        def p(name):
+            return pyro.param(name, lambda: torch.tensor(params[name], dtype=torch.float32))
+
+        def model(y):
+            with pyro.plate("data", y.shape[0]):
+                if problem == "bernoulli":
+                    z = pyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
+                    mean = z @ p("W")
+                elif problem == "categorical":
+                    c1 = pyro.sample("c1", dist.OneHotCategorical(logits=p("prior1")))
+                    c2 = pyro.sample("c2", dist.OneHotCategorical(logits=p("prior2")))
+                    mean = select(p("mu"), c1.unsqueeze(-2)) + select(p("nu"), c2.unsqueeze(-2))
+                else:
+                    b = pyro.sample("b", dist.Bernoulli(logits=p("prior_b")).to_event(1))
+                    c = pyro.sample("c", dist.Categorical(logits=p("prior_c")))
+                    if guide_kind == "indexing":
+                        mean = b @ p("W") + p("mu").T[c]
+                    else:
+                        mean = b @ p("W") + select(p("mu"), _unsqueeze(c))
+                pyro.sample("y", dist.Normal(mean, 1.0).to_event(1), obs=y)
+
+        def guide(y):
+            with pyro.plate("data", y.shape[0]):
+                if problem == "bernoulli":
+                    if guide_kind == "relaxed":
+                        fn = self.module.BinaryConcrete(0.5, logits=p("a"))
+                    else:
+                        fn = dist.Bernoulli(logits=p("a"))
+                    pyro.sample("z", fn.expand([y.shape[0], 3]).to_event(1))
+                elif problem == "categorical":
+                    pyro.sample("c1", dist.OneHotCategorical(logits=p("a1")))
+                    pyro.sample("c2", dist.OneHotCategorical(logits=p("a2")))
+                else:
+                    b = pyro.sample("b", dist.Bernoulli(logits=p("a")).to_event(1))
+                    pyro.sample("c", dist.Categorical(logits=p("g") + b @ p("V")))
+
+        def _unsqueeze(c):
+            return c.unsqueeze(-2) if torch.is_floating_point(c) else c.unsqueeze(-1)
+
+        return model, guide
+
+    def _y(self, y):
+        return self.torch.tensor(y, dtype=self.torch.float32)
+
+    def gradient_draws(self, problem, params, y, loss, draws, seed, tune_steps=0):
+        pyro = self.pyro
+        pyro.clear_param_store()
+        pyro.set_rng_seed(seed)
+        model, guide = self._problem(problem, params)
+        y = self._y(y)
+        if tune_steps:
+            self._tune(model, guide, y, loss, tune_steps)
+        out = {k: [] for k in params}
+        store = pyro.get_param_store()
+        for _ in range(draws):
+            loss.loss_and_grads(model, guide, y)
+            for name in list(store.keys()):
+                leaf = store.get_param(name).unconstrained()
+                if name in out:
+                    out[name].append(-leaf.grad.numpy().copy())
+                leaf.grad = None
+        return {k: np.stack(v) for k, v in out.items()}
+
+    def _tune(self, model, guide, y, loss, steps):
+        torch, store = self.torch, self.pyro.get_param_store()
+        loss.loss_and_grads(model, guide, y)
+        tuned = [store.get_param(k).unconstrained() for k in store.keys() if _tuned_name(k)]
+        optim = torch.optim.Adam(tuned, lr=0.05)
+        for _ in range(steps):
+            for k in store.keys():
+                store.get_param(k).unconstrained().grad = None
+            loss.loss_and_grads(model, guide, y)
+            optim.step()
+
+    def objective_values(self, problem, params, y, loss, draws):
+        self.pyro.clear_param_store()
+        self.pyro.set_rng_seed(0)
+        model, guide = self._problem(problem, params)
+        return np.array([-loss.loss(model, guide, self._y(y)) for _ in range(draws)])
+
+    def conditional_agreement(self, kind, logits, seed):
+        torch = self.torch
+        from pyro_concrete.estimators import conditional
+
+        torch.manual_seed(seed)
+        logits = torch.tensor(logits, dtype=torch.float32)
+        if kind == "bernoulli":
+            b = torch.bernoulli(torch.full(logits.shape, 0.5))
+            z = conditional.bernoulli_conditional(logits, b)
+            return float(((z > 0).float() == b).float().mean())
+        b = torch.nn.functional.one_hot(
+            torch.randint(logits.shape[-1], logits.shape[:-1]), logits.shape[-1]
+        )
+        z = conditional.categorical_conditional(logits, b.float())
+        return float((z.argmax(-1) == b.argmax(-1)).float().mean())
+
+    def conditional_mixture(self, kind, logits, draws, seed):
+        torch = self.torch
+        from pyro_concrete.estimators import conditional
+
+        torch.manual_seed(seed)
+        logits = torch.tensor(logits, dtype=torch.float32).expand(draws, len(logits))
+        if kind == "bernoulli":
+            z = conditional.bernoulli_conditional(logits, torch.bernoulli(logits.sigmoid()))
+            return z[:, 0].numpy()
+        b = torch.distributions.OneHotCategorical(logits=logits).sample()
+        return conditional.categorical_conditional(logits, b)[:, 0].numpy()
+
+    def straight_through_gradients(self, cls_name, logits, rao_samples, draws, seed):
+        torch = self.torch
+        torch.manual_seed(seed)
+        # One row of logits per draw, so that one backward pass gives every draw's gradient.
+        rows = torch.tensor(logits, dtype=torch.float32).repeat(draws, 1).requires_grad_()
+        weight, target = torch.arange(1.0, 4.0), torch.tensor([0.2, 0.9, 0.1])
+        x = getattr(self.module, cls_name)(0.5, logits=rows, rao_samples=rao_samples).rsample()
+        (grads,) = torch.autograd.grad((weight * (x - target) ** 2).sum(), rows)
+        return x.detach().numpy(), grads.numpy()
+
+    def renyi(self, num_particles):
+        return self.pyro.infer.RenyiELBO(alpha=0, num_particles=num_particles)
+
+    def run(self, problem, loss, guide_kind="discrete"):
+        from tests.estimator_references import problem as make
+
+        params, y = make(problem)
+        self.pyro.clear_param_store()
+        model, guide = self._problem(problem, params, guide_kind)
+        loss.loss_and_grads(model, guide, self._y(y))
+
+    def train_sbn(self, loss, images, steps, seed, relaxed=False):
+        pyro, torch = self.pyro, self.torch
+        relax = self.module.relax
+        from pyro_concrete.problems import SigmoidBeliefNet
+
+        pyro.clear_param_store()
+        pyro.set_rng_seed(seed)
+        x = torch.tensor(images, dtype=torch.float32)
+        sbn = SigmoidBeliefNet(latents=(20,), hidden=None, observed=x.shape[1])
+        evaluate = pyro.infer.Trace_ELBO(num_particles=20, vectorize_particles=True)
+        before = -evaluate.loss(sbn.model, sbn.guide, x) / len(x)
+        model, guide = sbn.model, sbn.guide
+        if relaxed:
+            model, guide = relax(model, 0.5), relax(guide, 2 / 3)
+        svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 3e-3}), loss)
+        for _ in range(steps):
+            svi.step(x)
+        after = -evaluate.loss(sbn.model, sbn.guide, x) / len(x)
+        return before, after
+
+
+def _tuned_name(name: str) -> bool:
+    return any(tag in name for tag in ("_rebar_", "_relax_", "relax_eta", "rebar_eta"))
+
+
+# ----------------------------------------------------------------------------- NumPyro
+
+
+class NumpyroEstimators(EstimatorBackend):
+    name = "numpyro"
+
+    def __init__(self) -> None:
+        import jax
+        import numpyro
+
+        import numpyro_concrete
+
+        self.jax, self.numpyro, self.module = jax, numpyro, numpyro_concrete
+
+    def _problem(self, problem: str, params: dict, guide_kind: str = "discrete") -> tuple:
+        numpyro, jnp = self.numpyro, self.jax.numpy
+        dist = numpyro.distributions
+        select = self.module.select
+        one_hot = self.module.OneHotCategorical
+
+        def p(name):
+            return numpyro.param(name, jnp.asarray(params[name], jnp.float32))
+
+        def model(y):
+            with numpyro.plate("data", y.shape[0]):
+                if problem == "bernoulli":
+                    z = numpyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
+                    mean = z @ p("W")
+                elif problem == "categorical":
+                    c1 = numpyro.sample("c1", one_hot(logits=p("prior1")))
+                    c2 = numpyro.sample("c2", one_hot(logits=p("prior2")))
+                    mean = select(p("mu"), c1[..., None, :]) + select(p("nu"), c2[..., None, :])
+                else:
+                    b = numpyro.sample("b", dist.Bernoulli(logits=p("prior_b")).to_event(1))
+                    c = numpyro.sample("c", dist.Categorical(logits=p("prior_c")))
+                    if guide_kind == "indexing":
+                        mean = b @ p("W") + p("mu").T[c]
+                    else:
+                        index = (
+                            c[..., None, :]
+                            if jnp.issubdtype(c.dtype, jnp.floating)
+                            else c[..., None]
+                        )
+                        mean = b @ p("W") + select(p("mu"), index)
+                numpyro.sample("y", dist.Normal(mean, 1.0).to_event(1), obs=y)
+
+        def guide(y):
+            with numpyro.plate("data", y.shape[0]):
+                if problem == "bernoulli":
+                    if guide_kind == "relaxed":
+                        fn = self.module.BinaryConcrete(0.5, logits=p("a"))
+                    else:
+                        fn = dist.Bernoulli(logits=p("a"))
+                    numpyro.sample("z", fn.expand([y.shape[0], 3]).to_event(1))
+                elif problem == "categorical":
+                    numpyro.sample("c1", one_hot(logits=p("a1")))
+                    numpyro.sample("c2", one_hot(logits=p("a2")))
+                else:
+                    b = numpyro.sample("b", dist.Bernoulli(logits=p("a")).to_event(1))
+                    numpyro.sample("c", dist.Categorical(logits=p("g") + b @ p("V")))
+
+        return model, guide
+
+    def _init(self, model, guide, y, loss, seed):
+        jax = self.jax
+        from numpyro.infer import SVI
+        from numpyro.optim import Adam
+
+        guide = loss.tunable(guide) if hasattr(loss, "tunable") else guide
+        svi = SVI(model, guide, Adam(0.05), loss)
+        state = svi.init(jax.random.PRNGKey(seed), y)
+        return svi, guide, state
+
+    def gradient_draws(self, problem, params, y, loss, draws, seed, tune_steps=0):
+        jax = self.jax
+        model, guide = self._problem(problem, params)
+        y = jax.numpy.asarray(y, jax.numpy.float32)
+        svi, guide, state = self._init(model, guide, y, loss, seed)
+        param_map = svi.get_params(state)
+        if tune_steps:
+            param_map = self._tune(svi, model, guide, y, loss, state, params, tune_steps)
+
+        def grad(key):
+            g = jax.grad(lambda p: loss.loss(key, p, model, guide, y))(param_map)
+            return {k: -g[k] for k in params}
+
+        keys = jax.random.split(jax.random.PRNGKey(seed + 1), draws)
+        out = jax.jit(jax.vmap(grad))(keys)
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    def _tune(self, svi, model, guide, y, loss, state, params, steps):
+        """Adam (lr 0.05) on the unconstrained tuned quantities only."""
+        jax, jnp = self.jax, self.jax.numpy
+        u = svi.optim.get_params(state.optim_state)
+        names = [k for k in u if _tuned_name(k)]
+
+        @jax.jit
+        def step(u, m, v, t, key):
+            g = jax.grad(lambda u: loss.loss(key, svi.constrain_fn(u), model, guide, y))(u)
+            m = {k: 0.9 * m[k] + 0.1 * g[k] for k in names}
+            v = {k: 0.999 * v[k] + 0.001 * g[k] ** 2 for k in names}
+            for k in names:
+                step = 0.05 * (m[k] / (1 - 0.9**t)) / (jnp.sqrt(v[k] / (1 - 0.999**t)) + 1e-8)
+                u = dict(u, **{k: u[k] - step})
+            return u, m, v
+
+        m = {k: jnp.zeros_like(u[k]) for k in names}
+        v = dict(m)
+        for t, key in enumerate(jax.random.split(jax.random.PRNGKey(5), steps), start=1):
+            u, m, v = step(u, m, v, t, key)
+        return svi.constrain_fn(u)
+
+    def objective_values(self, problem, params, y, loss, draws):
+        jax = self.jax
+        model, guide = self._problem(problem, params)
+        y = jax.numpy.asarray(y, jax.numpy.float32)
+        svi, guide, state = self._init(model, guide, y, loss, 0)
+        param_map = svi.get_params(state)
+        keys = jax.random.split(jax.random.PRNGKey(1), draws)
+        values = jax.jit(jax.vmap(lambda key: -loss.loss(key, param_map, model, guide, y)))(keys)
+        return np.asarray(values)
+
+    def conditional_agreement(self, kind, logits, seed):
+        jax, jnp = self.jax, self.jax.numpy
+        from numpyro_concrete.estimators import conditional
+
+        k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+        logits = jnp.asarray(logits, jnp.float32)
+        if kind == "bernoulli":
+            b = jax.random.bernoulli(k1, 0.5, logits.shape).astype(jnp.float32)
+            z = conditional.bernoulli_conditional(k2, logits, b)
+            return float(jnp.mean((z > 0) == (b > 0)))
+        index = jax.random.randint(k1, logits.shape[:-1], 0, logits.shape[-1])
+        b = jax.nn.one_hot(index, logits.shape[-1])
+        z = conditional.categorical_conditional(k2, logits, b)
+        return float(jnp.mean(jnp.argmax(z, -1) == index))
+
+    def conditional_mixture(self, kind, logits, draws, seed):
+        jax, jnp = self.jax, self.jax.numpy
+        from numpyro_concrete.estimators import conditional
+
+        k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+        logits = jnp.broadcast_to(jnp.asarray(logits, jnp.float32), (draws, len(logits)))
+        if kind == "bernoulli":
+            b = jax.random.bernoulli(k1, jax.nn.sigmoid(logits)).astype(jnp.float32)
+            return np.asarray(conditional.bernoulli_conditional(k2, logits, b)[:, 0])
+        b = jax.nn.one_hot(jax.random.categorical(k1, logits), logits.shape[-1])
+        return np.asarray(conditional.categorical_conditional(k2, logits, b)[:, 0])
+
+    def straight_through_gradients(self, cls_name, logits, rao_samples, draws, seed):
+        jax, jnp = self.jax, self.jax.numpy
+        weight, target = jnp.arange(1.0, 4.0), jnp.array([0.2, 0.9, 0.1])
+        cls = getattr(self.module, cls_name)
+
+        def value_and_grad(key):
+            def f(logits):
+                x = cls(0.5, logits=logits, rao_samples=rao_samples).sample(key)
+                return jnp.sum(weight * (x - target) ** 2), x
+
+            (_, x), g = jax.value_and_grad(f, has_aux=True)(jnp.asarray(logits, jnp.float32))
+            return x, g
+
+        keys = jax.random.split(jax.random.PRNGKey(seed), draws)
+        x, g = jax.jit(jax.vmap(value_and_grad))(keys)
+        return np.asarray(x), np.asarray(g)
+
+    def renyi(self, num_particles):
+        return self.numpyro.infer.RenyiELBO(alpha=0, num_particles=num_particles)
+
+    def run(self, problem, loss, guide_kind="discrete"):
+        jax = self.jax
+        from tests.estimator_references import problem as make
+
+        params, y = make(problem)
+        model, guide = self._problem(problem, params, guide_kind)
+        y = jax.numpy.asarray(y, jax.numpy.float32)
+        svi, guide, state = self._init(model, guide, y, loss, 0)
+        jax.jit(svi.update)(state, y)
+
+    def train_sbn(self, loss, images, steps, seed, relaxed=False):
+        jax, relax = self.jax, self.module.relax
+        from numpyro.infer import SVI, Trace_ELBO
+        from numpyro.optim import Adam
+
+        from numpyro_concrete.problems import SigmoidBeliefNet
+
+        x = jax.numpy.asarray(images, jax.numpy.float32)
+        sbn = SigmoidBeliefNet(latents=(20,), hidden=None, observed=x.shape[1])
+        model, guide = sbn.model, sbn.guide
+        if relaxed:
+            model, guide = relax(model, 0.5), relax(guide, 2 / 3)
+        guide = loss.tunable(guide) if hasattr(loss, "tunable") else guide
+        svi = SVI(model, guide, Adam(3e-3), loss)
+        state = svi.init(jax.random.PRNGKey(seed), x)
+        evaluate = Trace_ELBO(num_particles=20)
+
+        def bound(state):
+            params = svi.get_params(state)
+            key = jax.random.PRNGKey(seed + 1)
+            return -float(evaluate.loss(key, params, sbn.model, sbn.guide, x)) / len(x)
+
+        before = bound(state)
+        update = jax.jit(svi.update)
+        for _ in range(steps):
+            state, _ = update(state, x)
+        return before, bound(state)

@@ -1,0 +1,129 @@
+"""Small discrete models for the estimator tests, and their exact objectives by enumeration
+in float64 numpy (independent of the code under test).
+
+Each problem has a data plate of ``N`` points ``y_n`` (2-vectors) with local latents, the
+guide's parameters shared across points:
+
+- ``"bernoulli"``: ``z ~ Bernoulli(logits=prior)^3``, ``y ~ Normal(z @ W, 1)``; guide
+  ``z ~ Bernoulli(logits=a)^3``.
+- ``"categorical"``: ``c1 ~ OneHot(logits=prior1)``, ``c2 ~ OneHot(logits=prior2)`` (3-way),
+  ``y ~ Normal(mu[:, c1] + nu[:, c2], 1)``; guide ``c1 ~ OneHot(a1)``, ``c2 ~ OneHot(a2)``.
+- ``"mixed"``: ``b ~ Bernoulli(logits=prior_b)^2``, ``c ~ Categorical(logits=prior_c)``
+  (3-way, read with ``select``), ``y ~ Normal(b @ W + mu[:, c], 1)``; guide
+  ``b ~ Bernoulli(logits=a)^2``, then ``c ~ Categorical(logits=g + b @ V)``, which reads
+  ``b`` (a hierarchical guide).
+"""
+
+import itertools
+
+import numpy as np
+from scipy.special import log_expit, log_softmax, logsumexp
+
+__all__ = ["GUIDE_PARAMS", "PROBLEMS", "exact_gradient", "objective", "problem"]
+
+N = 2
+_SHAPES = {
+    "bernoulli": {"prior": (3,), "W": (3, 2), "a": (3,)},
+    "categorical": {
+        "prior1": (3,),
+        "prior2": (3,),
+        "mu": (2, 3),
+        "nu": (2, 3),
+        "a1": (3,),
+        "a2": (3,),
+    },
+    "mixed": {
+        "prior_b": (2,),
+        "prior_c": (3,),
+        "W": (2, 2),
+        "mu": (2, 3),
+        "a": (2,),
+        "g": (3,),
+        "V": (2, 3),
+    },
+}
+GUIDE_PARAMS = {"bernoulli": ("a",), "categorical": ("a1", "a2"), "mixed": ("a", "g", "V")}
+PROBLEMS = tuple(_SHAPES)
+
+
+def problem(name: str, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``(params, y)``: parameters drawn ``N(0, 0.7^2)``, the likelihood's weights
+    (``W``, ``mu``, ``nu``) ``N(0, 2^2)`` so that the posterior couples the latents, and
+    data ``y`` (``(N, 2)``) drawn ``N(0, 2^2)``."""
+    rng = np.random.default_rng(seed)
+    params = {
+        k: (2.0 if k in ("W", "mu", "nu") else 0.7) * rng.standard_normal(shape)
+        for k, shape in _SHAPES[name].items()
+    }
+    return params, 2.0 * rng.standard_normal((N, 2))
+
+
+def _bits(n: int) -> list[np.ndarray]:
+    return [np.array(b, float) for b in itertools.product((0, 1), repeat=n)]
+
+
+def _one_hots(n: int) -> list[np.ndarray]:
+    return list(np.eye(n))
+
+
+def _bernoulli(logits: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sum(b * log_expit(logits) + (1 - b) * log_expit(-logits)))
+
+
+def _categorical(logits: np.ndarray, c: np.ndarray) -> float:
+    return float(c @ log_softmax(logits))
+
+
+def _normal(y: np.ndarray, mean: np.ndarray) -> float:
+    return float(np.sum(-0.5 * (y - mean) ** 2 - 0.5 * np.log(2 * np.pi)))
+
+
+def _configurations(name: str, p: dict, y: np.ndarray) -> list[tuple[float, float]]:
+    """``(log p(y, z), log q(z))`` for every configuration ``z`` of one point ``y``."""
+    out = []
+    if name == "bernoulli":
+        for z in _bits(3):
+            log_p = _bernoulli(p["prior"], z) + _normal(y, z @ p["W"])
+            out.append((log_p, _bernoulli(p["a"], z)))
+    elif name == "categorical":
+        for c1, c2 in itertools.product(_one_hots(3), repeat=2):
+            mean = p["mu"] @ c1 + p["nu"] @ c2
+            log_p = _categorical(p["prior1"], c1) + _categorical(p["prior2"], c2)
+            log_q = _categorical(p["a1"], c1) + _categorical(p["a2"], c2)
+            out.append((log_p + _normal(y, mean), log_q))
+    else:
+        for b, c in itertools.product(_bits(2), _one_hots(3)):
+            log_p = _bernoulli(p["prior_b"], b) + _categorical(p["prior_c"], c)
+            log_p += _normal(y, b @ p["W"] + p["mu"] @ c)
+            log_q = _bernoulli(p["a"], b) + _categorical(p["g"] + b @ p["V"], c)
+            out.append((log_p, log_q))
+    return out
+
+
+def objective(name: str, params: dict, y: np.ndarray, k: int = 1) -> float:
+    """The ELBO (``k = 1``) or the ``k``-sample bound ``E log (1/k) sum_j w_j`` summed over
+    the points, by enumerating the ``k`` configurations."""
+    total = 0.0
+    for point in y:
+        log_p, log_q = np.array(_configurations(name, params, point)).T
+        for idx in itertools.product(range(len(log_p)), repeat=k):
+            idx = list(idx)
+            log_w = log_p[idx] - log_q[idx]
+            total += np.exp(log_q[idx].sum()) * (logsumexp(log_w) - np.log(k))
+    return total
+
+
+def exact_gradient(name: str, params: dict, y: np.ndarray, k: int = 1) -> dict[str, np.ndarray]:
+    """The gradient of :func:`objective` by central differences (step 1e-6, float64)."""
+    grads = {}
+    for key, value in params.items():
+        grad = np.zeros_like(value)
+        for i in np.ndindex(value.shape):
+            shifted = []
+            for step in (1e-6, -1e-6):
+                moved = dict(params, **{key: value.copy()})
+                moved[key][i] += step
+                shifted.append(objective(name, moved, y, k))
+            grad[i] = (shifted[0] - shifted[1]) / 2e-6
+        grads[key] = grad
+    return grads

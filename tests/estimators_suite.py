@@ -1,0 +1,234 @@
+"""The estimators' specification, once for both backends (bound by
+``tests/<backend>/test_estimators.py`` through the adapters of ``estimator_backends.py``).
+
+Unbiasedness is exact: the mean of many draws of an estimator's gradient, for the guide's
+and the model's parameters, is compared with the gradient of the discrete objective
+computed by enumeration in float64 numpy (``estimator_references.py``), by z-scores at
+fixed seeds.  Variance is compared with the score function under the baseline
+``E_q[f]`` (what Pyro's baselines converge to), whose per-draw variance is computed
+exactly by enumeration.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.special import log_softmax
+
+from tests.estimator_references import (
+    GUIDE_PARAMS,
+    PROBLEMS,
+    exact_gradient,
+    objective,
+    problem,
+)
+
+#: |z| above this fails; over the ~150 z-scores of a run, a false alarm has probability
+#: below 1e-3 for a correct estimator (Bonferroni on the normal tail).
+Z_LIMIT = 4.5
+
+#: (loss name, options, tune steps, problems it applies to, k of the objective)
+UNBIASED = {
+    "disarm": ("DisarmELBO", {}, 0, ("bernoulli",), 1),
+    "vimco": ("VimcoELBO", {"num_particles": 2}, 0, PROBLEMS, 2),
+    "rebar": ("RebarELBO", {"tune": False}, 0, PROBLEMS, 1),
+    "rebar_tuned": ("RebarELBO", {"eta": 0.5, "temperature": 1.0}, 20, PROBLEMS, 1),
+    "relax": ("RelaxELBO", {}, 20, PROBLEMS, 1),
+}
+#: the default run's cases (the mixed problem has both kinds and a hierarchical guide)
+FAST = {("disarm", "bernoulli"), ("vimco", "bernoulli"), ("rebar", "mixed")}
+
+
+def _cases():
+    for key, (_, _, _, problems, _) in UNBIASED.items():
+        for name in problems:
+            marks = () if (key, name) in FAST else (pytest.mark.slow,)
+            yield pytest.param(key, name, marks=marks, id=f"{key}-{name}")
+
+
+def _z_scores(draws: dict, exact: dict) -> np.ndarray:
+    out = []
+    for key, value in exact.items():
+        d = draws[key].reshape(len(draws[key]), -1)
+        se = d.std(0, ddof=1) / np.sqrt(len(d))
+        z = (d.mean(0) - value.ravel()) / np.maximum(se, 1e-12)
+        out.append(np.where(se > 1e-9, z, 0.0))
+    return np.concatenate(out)
+
+
+def _score_function_variance(name: str, params: dict, y: np.ndarray) -> float:
+    """Total per-draw variance, over the guide's parameters, of the score-function gradient
+    ``sum_n (f_n(b_n) - beta_n) d log q(b_n)`` with the baselines ``beta_n = E_q[f_n]``, by
+    enumeration.  Every baseline Pyro offers (decaying average, a network of the inputs) is
+    trained on ``(f - beta)^2``, whose minimiser at fixed inputs is ``E_q[f]``: this is the
+    score function with Pyro's best baseline, converged.  (The direct gradient of ``f``
+    vanishes for the guide's parameters once the zero-mean ``d log q`` is dropped, as the
+    estimators do.)"""
+    from tests.estimator_references import _configurations
+
+    total = 0.0
+    for point in y:
+        log_p, log_q = np.array(_configurations(name, params, point)).T
+        f, q = log_p - log_q, np.exp(log_q)
+        beta = np.sum(q * f)
+        for key in GUIDE_PARAMS[name]:
+            for i in np.ndindex(params[key].shape):
+                moved = [dict(params, **{key: params[key].copy()}) for _ in range(2)]
+                moved[0][key][i] += 1e-6
+                moved[1][key][i] -= 1e-6
+                lq = [np.array(_configurations(name, m, point))[:, 1] for m in moved]
+                score = (lq[0] - lq[1]) / 2e-6
+                g = (f - beta) * score
+                total += np.sum(q * g**2) - np.sum(q * g) ** 2
+    return total
+
+
+def _variance(draws: dict, keys) -> float:
+    return float(sum(draws[k].reshape(len(draws[k]), -1).var(0).sum() for k in keys))
+
+
+class EstimatorsSuite:
+    """Needs a ``backend`` fixture (an ``EstimatorBackend``); ``draws`` is the number of
+    gradient draws per unbiasedness test."""
+
+    draws: int
+
+    # ---------------------------------------------------------------- conditional samples
+
+    @pytest.mark.parametrize("kind", ["bernoulli", "categorical"])
+    @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
+    def test_conditional_sample_rounds_to_its_discrete_sample(self, backend, kind, scale):
+        rng = np.random.default_rng(0)
+        shape = (20000,) if kind == "bernoulli" else (4000, 5)
+        logits = scale * rng.standard_normal(shape)
+        logits.ravel()[:4] = [0.0, 88.0, -88.0, 1e30 if kind == "bernoulli" else -1e30]
+        assert backend.conditional_agreement(kind, logits, seed=1) == 1.0
+
+    @pytest.mark.parametrize("kind", ["bernoulli", "categorical"])
+    def test_conditional_samples_mix_to_the_unconditional(self, backend, kind):
+        """Drawing ``b ~ q`` then ``z~ ~ p(z | b)`` gives ``z ~ Logistic(l)`` (Bernoulli) or
+        ``log theta_0 + G_0`` (first coordinate, categorical): a KS test."""
+        logits = np.array([0.8]) if kind == "bernoulli" else np.array([0.8, -0.3, 0.1])
+        z = backend.conditional_mixture(kind, logits, draws=20000, seed=2)
+        if kind == "bernoulli":
+            cdf = stats.logistic(loc=logits[0]).cdf
+        else:
+            cdf = stats.gumbel_r(loc=log_softmax(logits)[0]).cdf
+        assert stats.kstest(z, cdf).pvalue > 1e-3
+
+    # ---------------------------------------------------------------------- unbiasedness
+
+    @pytest.mark.parametrize("key, name", list(_cases()))
+    def test_gradient_is_unbiased(self, backend, key, name):
+        loss_name, options, tune_steps, _, k = UNBIASED[key]
+        params, y = problem(name)
+        loss = backend.loss(loss_name, **options)
+        draws = backend.gradient_draws(name, params, y, loss, self.draws, 7, tune_steps)
+        z = _z_scores(draws, exact_gradient(name, params, y, k))
+        assert np.all(np.abs(z) < Z_LIMIT), z
+
+    @pytest.mark.parametrize("loss_name, k", [("RebarELBO", 1), ("VimcoELBO", 3)])
+    def test_value_is_the_discrete_objective(self, backend, loss_name, k):
+        params, y = problem("mixed")
+        options = {"num_particles": k} if loss_name == "VimcoELBO" else {"tune": False}
+        loss = backend.loss(loss_name, **options)
+        values = backend.objective_values("mixed", params, y, loss, 200)
+        se = np.std(values, ddof=1) / np.sqrt(len(values))
+        assert abs(np.mean(values) - objective("mixed", params, y, k)) < Z_LIMIT * se
+
+    # -------------------------------------------------------------------------- variance
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("name", PROBLEMS)
+    @pytest.mark.parametrize("key", ["rebar_tuned", "relax"])
+    def test_variance_is_below_the_score_function_with_baseline(self, backend, key, name):
+        loss_name, options, _, problems, _ = UNBIASED[key]
+        if name not in problems:
+            pytest.skip(f"{loss_name} does not apply to {name}")
+        params, y = problem(name)
+        loss = backend.loss(loss_name, **options)
+        draws = backend.gradient_draws(name, params, y, loss, self.draws, 11, 200)
+        reference = _score_function_variance(name, params, y)
+        assert _variance(draws, GUIDE_PARAMS[name]) < reference
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("name", PROBLEMS)
+    def test_tuning_lowers_rebar_variance(self, backend, name):
+        params, y = problem(name)
+        options = {"eta": 0.2, "temperature": 2.0}
+        untuned = backend.gradient_draws(
+            name, params, y, backend.loss("RebarELBO", tune=False, **options), self.draws, 3
+        )
+        tuned = backend.gradient_draws(
+            name, params, y, backend.loss("RebarELBO", **options), self.draws, 3, 200
+        )
+        keys = GUIDE_PARAMS[name]
+        assert _variance(tuned, keys) < _variance(untuned, keys)
+
+    # ------------------------------------------------------------------------ Gumbel-Rao
+
+    @pytest.mark.parametrize(
+        "cls_name", ["ConcreteStraightThrough", "BinaryConcreteStraightThrough"]
+    )
+    def test_gumbel_rao_keeps_value_and_mean_and_lowers_variance(self, backend, cls_name):
+        logits = np.array([0.5, -1.0, 0.3])
+        plain = backend.straight_through_gradients(cls_name, logits, 1, 20000, 0)
+        rao = backend.straight_through_gradients(cls_name, logits, 10, 20000, 1)
+        for values, _ in (plain, rao):
+            assert set(np.unique(values)) <= {0.0, 1.0}
+        difference = rao[1].mean(0) - plain[1].mean(0)
+        se = np.sqrt(rao[1].var(0) / len(rao[1]) + plain[1].var(0) / len(plain[1]))
+        assert np.all(np.abs(difference / se) < Z_LIMIT), difference / se
+        assert rao[1].var(0).sum() < 0.7 * plain[1].var(0).sum()
+
+    # ---------------------------------------------------------------------------- errors
+
+    def test_disarm_rejects_a_categorical_site(self, backend):
+        with pytest.raises(ValueError, match="DisarmELBO: guide site 'c1' is categorical"):
+            backend.run("categorical", backend.loss("DisarmELBO"))
+
+    @pytest.mark.parametrize("loss_name", ["DisarmELBO", "RebarELBO", "VimcoELBO"])
+    def test_continuous_guide_site_is_an_error(self, backend, loss_name):
+        loss = backend.loss(loss_name, **({"num_particles": 2} if loss_name == "VimcoELBO" else {}))
+        with pytest.raises(ValueError, match=f"{loss_name}: guide site 'z' is a"):
+            backend.run("bernoulli", loss, guide_kind="relaxed")
+
+    @pytest.mark.parametrize("loss_name", ["RebarELBO", "RelaxELBO"])
+    def test_model_that_cannot_take_relaxed_values_is_an_error(self, backend, loss_name):
+        with pytest.raises(ValueError, match=f"{loss_name} evaluates the model at relaxed"):
+            backend.run("mixed", backend.loss(loss_name), guide_kind="indexing")
+
+    # -------------------------------------------------------------------------- training
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize(
+        "loss_name, options",
+        [
+            ("DisarmELBO", {}),
+            ("VimcoELBO", {"num_particles": 5}),
+            ("RebarELBO", {}),
+            ("RelaxELBO", {}),
+        ],
+    )
+    def test_sigmoid_belief_net_trains(self, backend, loss_name, options):
+        images = _mnist(300)
+        before, after = backend.train_sbn(backend.loss(loss_name, **options), images, 300, 0)
+        assert after > before + 20, (before, after)
+
+    @pytest.mark.slow
+    def test_relaxed_multi_sample_objective_trains(self, backend):
+        """The relaxed model with ``RenyiELBO(alpha=0, num_particles=m)``: the importance-
+        weighted bound of the relaxed model (the paper's m = 5 and 50 rows)."""
+        images = _mnist(300)
+        loss = backend.renyi(num_particles=5)
+        before, after = backend.train_sbn(loss, images, 300, 0, relaxed=True)
+        assert after > before + 20, (before, after)
+
+
+def _mnist(n: int) -> np.ndarray:
+    path = os.environ.get("CONCRETE_MNIST")
+    if not path or not os.path.exists(path):
+        pytest.skip("CONCRETE_MNIST does not point at binarized_mnist.npz")
+    packed = np.load(path)["train"][:n]
+    return np.unpackbits(packed, axis=1)[:, :784].astype(np.float32)
