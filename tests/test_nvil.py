@@ -86,7 +86,7 @@ class PyroNvil:
         pyro.set_rng_seed(seed)
         pyro.clear_param_store()
         nvil = self.NvilELBO(num_particles=particles, vectorize_particles=True, max_plate_nesting=1)
-        guide = nvil.with_baseline(self.guide)
+        guide = nvil.tunable(self.guide)
         x = torch.tensor(X)
         for name, value in PARAMS.items():
             pyro.param(name, torch.tensor(value))
@@ -148,7 +148,7 @@ class NumpyroNvil:
 
         with jax.enable_x64(True):
             nvil = self.NvilELBO(num_particles=particles)
-            guide = nvil.with_baseline(self.guide)
+            guide = nvil.tunable(self.guide)
             x = jnp.asarray(X)
             params = {k: jnp.asarray(v) for k, v in PARAMS.items()}
             # the baseline network's starting values, as SVI.init would draw them
@@ -209,5 +209,5 @@ def test_nvil_value_is_the_negative_discrete_elbo(backend):
 
 
 def test_nvil_refuses_a_guide_without_its_baseline(backend):
-    with pytest.raises(ValueError, match="with_baseline"):
+    with pytest.raises(ValueError, match="tunable"):
         backend.missing_baseline()

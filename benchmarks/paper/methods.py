@@ -73,6 +73,4 @@ def build(backend, name: str, m: int, model: Callable, guide: Callable, table: s
         return relax(model, temperatures[0]), relax(guide, temperatures[1]), loss
     cls = _loss_class(backend.package.__name__, method)
     loss = backend.make_loss(cls, m if method.multi_sample else 1)
-    if hasattr(loss, "with_baseline"):  # NVIL declares its baseline network in the guide
-        guide = loss.with_baseline(guide)
-    return model, guide, loss
+    return model, loss.tunable(guide), loss  # declares what the estimator learns

@@ -30,6 +30,13 @@ class DiscreteELBO(ELBO):
             )
         super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
 
+    def tunable(self, guide: Callable) -> Callable:
+        """The guide to train with this loss, ``SVI(model, loss.tunable(guide), optim,
+        loss=loss)``: ``guide`` itself for an estimator that learns nothing of its own;
+        those that do (REBAR, RELAX) return a guide that declares what they learn, since
+        ``SVI.init`` creates parameters only for the sites of the model and the guide."""
+        return guide
+
     def _particle(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:

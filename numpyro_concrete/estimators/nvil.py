@@ -79,11 +79,11 @@ class NvilELBO(ELBO):
     ``num_particles``) and whose ``jax.grad`` with respect to ``param_map`` is the NVIL
     estimate.  The baseline network's parameters are ``param`` sites
     ``nvil_baseline_{w|b}{0|1}`` and the running moments a ``mutable`` site
-    ``nvil_moments``; both are declared by the guide that :meth:`with_baseline` returns,
+    ``nvil_moments``; both are declared by the guide that :meth:`tunable` returns,
     which is the guide to give ``SVI``::
 
         nvil = NvilELBO()
-        svi = SVI(model, nvil.with_baseline(guide), optax.adam(3e-4), loss=nvil)
+        svi = SVI(model, nvil.tunable(guide), optax.adam(3e-4), loss=nvil)
 
     :param num_particles: independent samples per step (each with its own signal).
     :param hidden: width of the baseline network's tanh layer (the paper: 100).
@@ -114,7 +114,7 @@ class NvilELBO(ELBO):
         self.decay = decay
         self.baseline_input = baseline_input
 
-    def with_baseline(self, guide: Callable) -> Callable:
+    def tunable(self, guide: Callable) -> Callable:
         """``guide`` that also declares the baseline network's parameters (Glorot-uniform
         weights, zero biases) and the running moments."""
 
@@ -161,7 +161,7 @@ class NvilELBO(ELBO):
         if MOMENTS not in param_map or f"{BASELINE}_w0" not in param_map:
             raise ValueError(
                 "NvilELBO: the guide does not declare the baseline network and its running "
-                "moments; train with SVI(model, nvil.with_baseline(guide), optim, loss=nvil)."
+                "moments; train with SVI(model, nvil.tunable(guide), optim, loss=nvil)."
             )
         particle = jax.tree_util.Partial(self._particle, model, guide, param_map, args, kwargs)
         keys = jax.random.split(rng_key, self.num_particles)

@@ -26,6 +26,14 @@ class DiscreteELBO(ELBO):
             )
         super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
 
+    def tunable(self, guide: Callable) -> Callable:
+        """The guide to train with this loss, ``SVI(model, loss.tunable(guide), optim,
+        loss=loss)``: ``guide`` itself in Pyro, where an estimator creates what it learns
+        (REBAR's ``eta`` and temperatures, RELAX's control variate) in the param store when
+        it first runs. NumPyro's ``tunable`` declares those as ``numpyro.param`` sites; the
+        same code runs on both backends, with every estimator of this package."""
+        return guide
+
     def _passes(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> Iterator[tuple[Callable, Callable]]:

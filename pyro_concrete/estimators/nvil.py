@@ -79,11 +79,11 @@ class NvilELBO(ELBO):
     ``num_particles``) and fills every parameter's ``.grad`` with the NVIL estimate.  The
     baseline network is the module ``nvil_baseline`` in Pyro's parameter store and the
     running moments ``(mean, var, steps)`` the parameter ``nvil_moments`` (never given a
-    gradient); both are declared by the guide that :meth:`with_baseline` returns, which is
+    gradient); both are declared by the guide that :meth:`tunable` returns, which is
     the guide to give ``SVI``::
 
         nvil = NvilELBO()
-        svi = SVI(model, nvil.with_baseline(guide), pyro.optim.Adam({"lr": 3e-4}), loss=nvil)
+        svi = SVI(model, nvil.tunable(guide), pyro.optim.Adam({"lr": 3e-4}), loss=nvil)
 
     :param num_particles: independent samples per step (each with its own signal).
     :param hidden: width of the baseline network's tanh layer (the paper: 100).
@@ -119,7 +119,7 @@ class NvilELBO(ELBO):
         self.baseline_input = baseline_input
         self._network: nn.Module | None = None
 
-    def with_baseline(self, guide: Callable) -> Callable:
+    def tunable(self, guide: Callable) -> Callable:
         """``guide`` that also declares the baseline network and the running moments."""
 
         def guide_with_baseline(*args, **kwargs):
@@ -175,7 +175,7 @@ class NvilELBO(ELBO):
         if MOMENTS not in pyro.get_param_store():
             raise ValueError(
                 "NvilELBO: the guide does not declare the baseline network and its running "
-                "moments; train with SVI(model, nvil.with_baseline(guide), optim, loss=nvil)."
+                "moments; train with SVI(model, nvil.tunable(guide), optim, loss=nvil)."
             )
         baseline = self._baseline(self.baseline_input(*args, **kwargs))
         if baseline.shape != signal.shape[1:]:

@@ -65,12 +65,6 @@ class ControlVariateELBO(DiscreteELBO):
         """The unconstrained tensors of the tuned quantities."""
         raise NotImplementedError
 
-    def tunable(self, guide: Callable) -> Callable:
-        """``guide`` itself: Pyro creates the tuned quantities in the param store when the
-        loss first runs, so the guide needs nothing (NumPyro's ``tunable`` declares them;
-        this one lets the same code run on both backends)."""
-        return guide
-
     def _terms(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> tuple:
         name = type(self).__name__
         hard = DiscreteSampler(estimator=name)
