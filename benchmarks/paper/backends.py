@@ -165,6 +165,7 @@ class _NumpyroTrainer:
             options = {"num_samples": k, "batch_size": min(k, PARTICLES_PER_PASS)}
             chunk_key = self.jax.random.fold_in(key, i)
             if len(x) % self.mesh.size:  # a last chunk that does not split evenly: whole
+                x = self.jax.numpy.asarray(x)
                 bound = self.package.discrete_bound(chunk_key, model, guide, params, x, **options)
             else:
                 bound = sharded_discrete_bound(
