@@ -12,6 +12,9 @@ trained state exactly.  Nothing here depends on the long runs.
 import json
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +141,46 @@ def test_a_method_is_refused_where_it_is_not_defined():
         methods.build(backend, "vimco", 1, None, None, "density")
     with pytest.raises(ValueError, match="unknown method"):
         methods.build(backend, "reinforce", 1, None, None, "density")
+
+
+# Two host devices exist only if XLA is told before JAX starts: a fresh interpreter.
+TWO_DEVICES = """
+import json, sys
+from pathlib import Path
+from benchmarks.paper import run
+out = Path(sys.argv[1])
+for devices in (1, 2):
+    argv = ["--arch", "200H~784V", "--method", "concrete", "--devices", str(devices)]
+    assert run.main([*argv, *sys.argv[2:], "--out", str(out / str(devices))]) == 0
+print(json.dumps([json.loads(next((out / str(d)).glob("*.json")).read_text()) for d in (1, 2)]))
+"""
+
+
+@pytest.mark.slow
+def test_two_devices_give_the_one_device_numbers(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    root = str(Path(__file__).resolve().parents[1])  # benchmarks/ is not installed
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICES, str(tmp_path), *SMALL],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = json.loads(done.stdout.splitlines()[-1])
+    assert (one["config"]["devices"], two["config"]["devices"]) == (1, 2)
+    assert "x1" in one["device"] and "x2" in two["device"]
+    # the same steps; only the order of float32 sums over the devices differs
+    for a, b in zip(one["curve"], two["curve"], strict=True):
+        assert b["test_nll"] == pytest.approx(a["test_nll"], rel=1e-5)
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+    for split in ("test", "train"):
+        assert two[split]["nll"] == pytest.approx(one[split]["nll"], rel=1e-5)
+        assert two[split]["se"] == pytest.approx(one[split]["se"], rel=1e-4)
+
+
+def test_devices_are_refused_where_they_cannot_be_used(tmp_path):
+    argv = ["--arch", "200H-784V", *SMALL, "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match=r"Pyro backend trains on one device.*LightningSVI"):
+        run.main([*argv, "--backend", "pyro", "--devices", "2"])
+    with pytest.raises(SystemExit, match=r"--devices must lie in \[1, .*got 0"):
+        run.main([*argv, "--devices", "0"])

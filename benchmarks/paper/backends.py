@@ -13,8 +13,13 @@ Both backends offer the same small interface, so :mod:`.run` states a run once:
 
 NumPyro is the fast path: ``run(n)`` is one jitted ``lax.scan`` over ``n`` calls of
 ``svi.update``, with the minibatch indices drawn inside from a key folded with the step
-count (so a resumed run draws the same minibatches).  Pyro runs ``svi.step`` in a loop:
-the parity check.
+count (so a resumed run draws the same minibatches).  It is data-parallel over the
+devices of ``numpyro_concrete.distributed.data_mesh``: each minibatch is split over the
+mesh's axis (``NamedSharding(mesh, P("data"))``), the SVI state and the training images
+are replicated, and XLA sums the gradient over devices, so ``N`` devices take the
+one-device steps up to the order of float32 sums; ``bounds`` splits each chunk of images
+the same way (``sharded_discrete_bound``).  Pyro runs ``svi.step`` in a loop, on one
+device: the parity check.
 """
 
 import os
@@ -47,17 +52,28 @@ def pixel_logits(train: np.ndarray, half: int | None = None) -> np.ndarray:
 class NumpyroBackend:
     name = "numpyro"
 
-    def __init__(self) -> None:
+    def __init__(self, devices: int = 1) -> None:
         import jax
         import numpyro
 
         import numpyro_concrete
+        from numpyro_concrete.distributed import data_mesh
 
         self.jax, self.numpyro, self.package = jax, numpyro, numpyro_concrete
+        available = jax.devices()
+        if not 1 <= devices <= len(available):
+            raise ValueError(
+                f"--devices must lie in [1, {len(available)}] (the devices JAX sees), got "
+                f"{devices}; on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+                "makes N host devices"
+            )
+        if BATCH % devices:
+            raise ValueError(f"--devices must divide the minibatch of {BATCH}, got {devices}")
+        self.mesh = data_mesh(available[:devices])
 
     def device(self) -> str:
-        device = self.jax.devices()[0]
-        return f"{device.platform}: {device.device_kind} ({_cpu()})"
+        device, count = self.jax.devices()[0], self.mesh.size
+        return f"{device.platform}: {device.device_kind} x{count} ({_cpu()})"
 
     def versions(self) -> dict:
         return {"jax": self.jax.__version__, "numpyro": self.numpyro.__version__}
@@ -90,20 +106,28 @@ class NumpyroBackend:
 
 class _NumpyroTrainer:
     def __init__(self, backend, model, guide, loss, lr, seed, train) -> None:
+        from jax.sharding import NamedSharding, PartitionSpec
+
         jax, numpyro = backend.jax, backend.numpyro
-        self.jax, self.package = jax, backend.package
-        self.train = jax.numpy.asarray(train)
+        self.jax, self.package, self.mesh = jax, backend.package, backend.mesh
+        # rows split over the mesh's one axis; everything else whole on every device
+        self.rows = NamedSharding(self.mesh, PartitionSpec(*self.mesh.axis_names))
+        self.everywhere = NamedSharding(self.mesh, PartitionSpec())
+        self.train = jax.device_put(jax.numpy.asarray(train), self.everywhere)
         self.svi = numpyro.infer.SVI(model, guide, numpyro.optim.Adam(lr), loss)
         init_key, self.data_key = jax.random.split(jax.random.PRNGKey(seed))
-        self.svi_state = self.svi.init(init_key, self.train[:BATCH])
+        self.svi_state = jax.device_put(
+            self.svi.init(init_key, self.train[:BATCH]), self.everywhere
+        )
         self.steps = 0
-        self._scan = jax.jit(self._scan_steps, static_argnums=3)
+        self._scan = jax.jit(self._scan_steps, static_argnums=3, out_shardings=self.everywhere)
 
     def _scan_steps(self, svi_state, train, key, n: int):
         jax = self.jax
 
         def step(state, key):
             batch = train[jax.random.randint(key, (BATCH,), 0, train.shape[0])]
+            batch = jax.lax.with_sharding_constraint(batch, self.rows)
             return self.svi.update(state, batch)
 
         return jax.lax.scan(step, svi_state, jax.random.split(key, n))
@@ -122,23 +146,31 @@ class _NumpyroTrainer:
 
     def load_state(self, state: dict) -> None:
         treedef = self.jax.tree.structure(self.svi_state)
-        self.svi_state = self.jax.tree.unflatten(
-            treedef, [self.jax.numpy.asarray(x) for x in state["leaves"]]
+        self.svi_state = self.jax.device_put(
+            self.jax.tree.unflatten(treedef, [self.jax.numpy.asarray(x) for x in state["leaves"]]),
+            self.everywhere,
         )
         self.steps = state["steps"]
 
     def bounds(
         self, model: Callable, guide: Callable, images: np.ndarray, k: int, seed: int
     ) -> np.ndarray:
+        from numpyro_concrete.distributed import sharded_discrete_bound
+
         params = self.svi.get_params(self.svi_state)
         key = self.jax.random.PRNGKey(seed)
         out = []
         for i, start in enumerate(range(0, len(images), CHUNK)):
-            x = self.jax.numpy.asarray(images[start : start + CHUNK])
-            bound = self.package.discrete_bound(
-                self.jax.random.fold_in(key, i), model, guide, params, x,
-                num_samples=k, batch_size=min(k, PARTICLES_PER_PASS),
-            )  # fmt: skip
+            x = images[start : start + CHUNK]
+            options = {"num_samples": k, "batch_size": min(k, PARTICLES_PER_PASS)}
+            chunk_key = self.jax.random.fold_in(key, i)
+            if len(x) % self.mesh.size:  # a last chunk that does not split evenly: whole
+                x = self.jax.numpy.asarray(x)
+                bound = self.package.discrete_bound(chunk_key, model, guide, params, x, **options)
+            else:
+                bound = sharded_discrete_bound(
+                    chunk_key, model, guide, params, x, mesh=self.mesh, **options
+                )
             out.append(bound / len(x))
         return np.array(out)
 
@@ -240,9 +272,18 @@ class _PyroTrainer:
         return np.array(out)
 
 
-def get_backend(name: str):
-    """``"numpyro"`` or ``"pyro"``."""
+def get_backend(name: str, devices: int = 1):
+    """``"numpyro"`` (data-parallel over ``devices``) or ``"pyro"`` (one device)."""
     backends = {"numpyro": NumpyroBackend, "pyro": PyroBackend}
     if name not in backends:
         raise ValueError(f"unknown backend {name!r}; choose from {sorted(backends)}")
-    return backends[name]()
+    if name == "pyro":
+        if devices != 1:
+            raise ValueError(
+                f"--devices {devices}: the Pyro backend trains on one device. Data-parallel "
+                "Pyro is pyro_concrete.distributed.LightningSVI, one process per device "
+                "(examples/distributed_pyro.py); this runner uses it for no row. Use "
+                "--backend numpyro for several devices."
+            )
+        return PyroBackend()
+    return NumpyroBackend(devices)

@@ -15,8 +15,10 @@ point (``<out>/checkpoints/``; rerunning the same command resumes from it), and 
 over chunks of 100 images.  The JSON (``<out>/<run>.json``) holds the configuration, the
 versions, the device, the wall times, the bounds and the curve.  ``--train-images`` and
 ``--test-images`` restrict the data (fixed random subsets: the file is ordered by digit),
-for smoke tests.  A method that this checkout does not provide fails its row with a
-message saying so; a preset goes on with the other rows and exits non-zero at the end.
+for smoke tests.  ``--devices N`` (NumPyro) splits every minibatch over N devices (the
+one-device numbers, to float32 rounding).  A method that this checkout does not provide
+fails its row with a message saying so; a preset goes on with the other rows and exits
+non-zero at the end.
 """
 
 import argparse
@@ -76,6 +78,13 @@ def parse(argv=None) -> argparse.Namespace:
         default=1,
         help="CPU threads for torch and XLA (default 1: on a shared machine more threads "
         "oversubscribe the cores and run many times slower)",
+    )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="NumPyro: split each minibatch over this many devices (data-parallel; the "
+        "one-device numbers up to float32 rounding). Pyro: 1 only",
     )
     parser.add_argument("--out", type=Path, help=f"results folder (default {DEFAULT_OUT})")
     parser.add_argument("--no-resume", action="store_true", help="ignore checkpoints")
@@ -300,7 +309,10 @@ def main(argv=None) -> int:
     if args.out is None:
         args.out = DEFAULT_OUT / out_subdir if out_subdir else DEFAULT_OUT
     _set_threads(args.threads)
-    backend = get_backend(args.backend)
+    try:
+        backend = get_backend(args.backend, args.devices)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     data = backend.load()
     data = {
         "train": _subset(data["train"], args.train_images, args.seed),
