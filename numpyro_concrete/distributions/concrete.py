@@ -6,17 +6,22 @@ intermediates), following the paper's App. C.3 advice to make the log-space vari
 the stochastic node.
 """
 
-import math
-
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.scipy.special import gammaln
 from jax.typing import ArrayLike
 from numpyro.distributions import constraints
 
-from ..constraints import log_simplex, positive_finite
+from ..constraints import log_simplex, masked_logits, positive_finite
 from .noise import gumbel
-from .relaxed import RelaxedDiscrete, RelaxedTransformed, no_closed_form, no_closed_form_error
+from .relaxed import (
+    RelaxedDiscrete,
+    RelaxedTransformed,
+    check_event_shape,
+    no_closed_form,
+    no_closed_form_error,
+)
 from .transforms import SimplexExpTransform
 
 __all__ = ["Concrete", "ExpConcrete"]
@@ -24,27 +29,45 @@ __all__ = ["Concrete", "ExpConcrete"]
 _ARG_CONSTRAINTS = {
     "temperature": positive_finite,
     "probs": constraints.simplex,
-    "logits": constraints.real_vector,
+    "logits": masked_logits,
 }
 
 
-@jax.jit
 def _log_exp_concrete_unnormalised(logits: Array, temperature: Array, y: Array) -> Array:
     """The paper's log-space density (App. C.3, Eq. 26) at ``y = log x``:
 
     ``log Gamma(n) + (n-1) log lambda + sum_k (log alpha_k - lambda y_k)
     - n logsumexp_k(log alpha_k - lambda y_k)``, computed as
     ``log Gamma(n) + (n-1) log lambda + sum_k log_softmax(log alpha - lambda y)_k``.
-    It is the Concrete density times ``prod_{k=1..n} x_k`` (design.md section 2).
+    It is the Concrete density times ``prod_{k=1..n} x_k``.  The categories and ``n`` are
+    those of the face of possible categories (finite logits); ``y`` must be finite on it
+    and is ignored off it, where finite stand-ins keep the gradient free of NaN.
     """
-    n = logits.shape[-1]
-    scores = logits - temperature[..., None] * y
-    return math.lgamma(n) + (n - 1) * jnp.log(temperature) + jax.nn.log_softmax(scores, -1).sum(-1)
+    face = logits > -jnp.inf
+    n = face.sum(-1).astype(y.dtype)
+    y = jnp.where(face, y, 0.0)
+    scores = jnp.where(face, jnp.where(face, logits, 0.0) - temperature[..., None] * y, -jnp.inf)
+    log_softmax = jnp.where(face, jax.nn.log_softmax(scores, -1), 0.0)
+    return gammaln(n) + (n - 1) * jnp.log(temperature) + log_softmax.sum(-1)
 
 
-@jax.jit
+def _log_exp_concrete(logits: Array, temperature: Array, y: Array) -> Array:
+    """ExpConcrete log density w.r.t. Lebesgue on the chart of all coordinates but the
+    last possible one: Eq. 26 minus ``y`` there.  ``-inf`` where ``y`` is ``-inf`` on a
+    possible category (the density's limit) or finite on an impossible one."""
+    face = logits > -jnp.inf
+    off = y == -jnp.inf
+    y = jnp.where(off, 0.0, y)
+    last = jnp.argmax(face * jnp.arange(face.shape[-1]), -1)
+    y_last = (y * jax.nn.one_hot(last, face.shape[-1], dtype=y.dtype)).sum(-1)
+    log_p = _log_exp_concrete_unnormalised(logits, temperature, y) - y_last
+    return jnp.where((off == face).any(-1), -jnp.inf, log_p)
+
+
 def _log_concrete_interior(logits: Array, temperature: Array, y: Array) -> Array:
-    """Concrete log density (Eq. 11) at a finite ``y = log x``: Eq. 26 minus ``sum_k y_k``."""
+    """Concrete log density (Eq. 11) at ``y = log x`` finite on the possible categories
+    (and ``-inf`` off them, as in a sample): Eq. 26 minus ``sum_k y_k`` over the face."""
+    y = jnp.where(logits > -jnp.inf, y, 0.0)
     return _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
 
 
@@ -57,24 +80,30 @@ def _log_concrete(logits: Array, temperature: Array, y: Array) -> Array:
     ``K = log Gamma(n) + (n-1) log lambda + sum_k log alpha_k
     - (lambda + 1) sum_{k not in J} y_k - n logsumexp_{k in J} log alpha_k``,
     so the limit is ``+inf`` (``e < 0``), ``-inf`` (``e > 0``) or ``K`` (``e = 0``).
+    With impossible categories (``-inf`` logits) ``n`` and the sums run over the face of
+    the possible ones; a value with mass on an impossible category scores ``-inf``.
     Both branches are computed on finite stand-ins, so neither value nor gradient is NaN.
     """
-    zero = y == -jnp.inf
-    y = jnp.where(zero, 0.0, y)
+    face = logits > -jnp.inf
+    off = y == -jnp.inf
+    zero = off & face
+    y = jnp.where(off, 0.0, y)
+    a = jnp.where(face, logits, 0.0)
     interior = _log_concrete_interior(logits, temperature, y)
-    n = logits.shape[-1]
+    n = face.sum(-1).astype(y.dtype)
     m = zero.sum(-1)
     exponent = (n - m) * temperature - m
-    in_j = zero | (m == 0)[..., None]  # rows off the boundary: any finite stand-in
+    in_j = zero | ((m == 0)[..., None] & face)  # rows off the boundary: any finite stand-in
     limit_at_e0 = (
-        math.lgamma(n)
+        gammaln(n)
         + (n - 1) * jnp.log(temperature)
-        + logits.sum(-1)
+        + a.sum(-1)
         - (temperature + 1) * y.sum(-1)
-        - n * jax.nn.logsumexp(jnp.where(in_j, logits, -jnp.inf), -1)
+        - n * jax.nn.logsumexp(jnp.where(in_j, a, -jnp.inf), -1)
     )
     limit = jnp.where(exponent < 0, jnp.inf, jnp.where(exponent > 0, -jnp.inf, limit_at_e0))
-    return jnp.where(m > 0, limit, interior)
+    log_p = jnp.where(m > 0, limit, interior)
+    return jnp.where((~off & ~face).any(-1), -jnp.inf, log_p)
 
 
 class ExpConcrete(RelaxedDiscrete):
@@ -97,8 +126,10 @@ class ExpConcrete(RelaxedDiscrete):
 
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         shape = self.shape(sample_shape)
-        scores = (self.logits + gumbel(key, shape, self.logits)) / self.temperature[..., None]
-        y = jax.nn.log_softmax(scores, -1)
+        face = self.logits > -jnp.inf  # impossible categories: exactly -inf, zero gradient
+        logits = jnp.where(face, self.logits, 0.0)
+        scores = (logits + gumbel(key, shape, logits)) / self.temperature[..., None]
+        y = jax.nn.log_softmax(jnp.where(face, scores, -jnp.inf), -1)
         # Under jit XLA's exp(0) may round below 1, leaving the largest coordinate an ulp
         # above 0; shifting the whole vector back (a constant: gradients are unchanged)
         # keeps y on the log-simplex side of 0 and exp(y) <= 1.
@@ -107,9 +138,8 @@ class ExpConcrete(RelaxedDiscrete):
     def log_prob(self, value: ArrayLike) -> Array:
         if self._validate_args:
             self._validate_sample(value)
-        value = jnp.asarray(value)
-        log_p = _log_exp_concrete_unnormalised(self.logits, self.temperature, value)
-        return log_p - value[..., -1]
+        value = check_event_shape(self, value)
+        return _log_exp_concrete(self.logits, self.temperature, value)
 
     mean = no_closed_form("mean", "E[log_softmax((log alpha + G) / lambda)] is not elementary")
     mode = no_closed_form("mode", "the maximiser of the density has no closed form")

@@ -21,7 +21,13 @@ from numpyro.distributions.transforms import Transform
 from numpyro.distributions.util import lazy_property
 from numpyro.util import not_jax_tracer
 
-__all__ = ["RelaxedDiscrete", "RelaxedTransformed", "no_closed_form", "no_closed_form_error"]
+__all__ = [
+    "RelaxedDiscrete",
+    "RelaxedTransformed",
+    "check_event_shape",
+    "no_closed_form",
+    "no_closed_form_error",
+]
 
 _PARAMS = ("temperature", "probs", "logits")
 
@@ -54,16 +60,81 @@ def _probs_to_logits(probs: Array, is_binary: bool) -> Array:
     return jnp.log(p) - jnp.log1p(-p) if is_binary else jnp.log(p)
 
 
-def _validate_in_support(dist: Distribution, value: ArrayLike) -> Array:
-    """``dist.support(value)``, raising ``ValueError`` (NumPyro only warns) when it fails.
-
-    Inside ``jit`` the mask is abstract and cannot be checked, as everywhere in NumPyro.
-    """
-    mask = dist.support(value)
-    if not_jax_tracer(mask) and not np.all(mask):
+def _parse_arguments(
+    cls: type,
+    categorical: bool,
+    temperature: ArrayLike,
+    probs: ArrayLike | None,
+    logits: ArrayLike | None,
+    validate: bool,
+) -> tuple[Array, str, Array, tuple[int, ...], tuple[int, ...]]:
+    """``(temperature, "probs"/"logits", that parameter, batch_shape, event_shape)`` from
+    the arguments as the user passed them to ``cls`` (``categorical``: the last
+    dimension of the parameter indexes categories), checked against
+    ``cls.arg_constraints`` when ``validate``: an error names ``cls``, the argument and
+    the values given, before any normalisation.  As in NumPyro's
+    ``Distribution.validate_args``, the check runs at compile time
+    (``jax.ensure_compile_time_eval``), so constant arguments are checked even when the
+    constructor runs inside ``jit``; traced ones cannot be and are not."""
+    name = cls.__name__
+    if (probs is None) == (logits is None):
         raise ValueError(
-            f"{type(dist).__name__}.log_prob got `value` outside its support {dist.support}."
+            f"{name} takes exactly one of `probs` or `logits`, "
+            f"got {'both' if probs is not None else 'neither'}."
         )
+    with jax.ensure_compile_time_eval():  # constants stay constants under jit
+        key, param = ("logits", _as_float(logits)) if probs is None else ("probs", _as_float(probs))
+        temperature = jnp.asarray(temperature, dtype=param.dtype)
+        if categorical and param.ndim < 1:
+            raise ValueError(f"{name} needs `{key}` with at least one dimension, got {param!r}.")
+        for arg, value in (("temperature", temperature), (key, param)) if validate else ():
+            constraint = cls.arg_constraints[arg]
+            ok = constraint(value)
+            if not_jax_tracer(ok) and not np.all(ok):
+                raise ValueError(
+                    f"{name} got invalid `{arg}` (shape {value.shape}): {value!r}; "
+                    f"it must satisfy the constraint {constraint}."
+                )
+    event_shape = param.shape[-1:] if categorical else ()
+    param_batch = param.shape[: param.ndim - len(event_shape)]
+    try:
+        batch_shape = jnp.broadcast_shapes(temperature.shape, param_batch)
+    except ValueError:
+        raise ValueError(
+            f"{name}: `temperature` of shape {temperature.shape} does not broadcast "
+            f"against `{key}` of shape {param.shape} (batch shape {param_batch})."
+        ) from None
+    return temperature, key, param, batch_shape, event_shape
+
+
+def check_event_shape(dist: Distribution, value: ArrayLike) -> Array:
+    """``value`` as an array; ``ValueError`` naming the expected event shape when its shape
+    does not end in it (JAX would only say that shapes are incompatible)."""
+    value = jnp.asarray(value)
+    n = len(dist.event_shape)
+    if n and value.shape[value.ndim - n :] != tuple(dist.event_shape):
+        raise ValueError(
+            f"{type(dist).__name__}.log_prob expects values whose shape ends in the event "
+            f"shape {tuple(dist.event_shape)}, got `value` of shape {value.shape}."
+        )
+    return value
+
+
+def _validate_in_support(dist: Distribution, value: ArrayLike) -> Array:
+    """``dist.support(value)``, raising ``ValueError`` where NumPyro's classes only warn.
+
+    A value outside the support has no density here: the log-space classes would return
+    a meaningless number and the others a limit (``+/-inf``) that silently breaks
+    inference, so the family treats it, like a bad parameter, as an error.  Like
+    NumPyro's check it runs at compile time: a constant value is checked inside ``jit``,
+    a traced one cannot be.
+    """
+    with jax.ensure_compile_time_eval():
+        mask = dist.support(value)
+        if not_jax_tracer(mask) and not np.all(mask):
+            raise ValueError(
+                f"{type(dist).__name__}.log_prob got `value` outside its support {dist.support}."
+            )
     return mask
 
 
@@ -73,7 +144,10 @@ class RelaxedDiscrete(Distribution):
     ``_categorical`` is True when the last dimension of the logits indexes ``n``
     categories (an event dimension), False for the binary case (alpha is a scalar).
     Categorical logits are normalised (``logits - logsumexp(logits)``); this changes no
-    density, since every Concrete density is invariant to shifting log alpha.
+    density, since every Concrete density is invariant to shifting log alpha.  A logit
+    of ``-inf`` makes its category impossible: the distribution lives on the face of
+    the simplex spanned by the others.  Under validation the arguments are checked as
+    passed, before normalisation, so an error shows the values the user gave.
     """
 
     _categorical: bool = True
@@ -88,29 +162,22 @@ class RelaxedDiscrete(Distribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        if (probs is None) == (logits is None):
-            raise ValueError(
-                f"{type(self).__name__} takes exactly one of `probs` or `logits`, "
-                f"got {'both' if probs is not None else 'neither'}."
-            )
-        if logits is None:
-            probs = _as_float(probs)
-            logits = _probs_to_logits(probs, is_binary=not self._categorical)
-            self.probs = probs
-        else:
-            logits = _as_float(logits)
-        if self._categorical:
-            if logits.ndim < 1:
-                raise ValueError("`logits` (or `probs`) must have at least one dimension.")
-            logits = logits - jax.nn.logsumexp(logits, -1, keepdims=True)
-        self.temperature = jnp.asarray(temperature, dtype=logits.dtype)
-        self.logits = logits
-        event_shape = logits.shape[-1:] if self._categorical else ()
-        batch_shape = jnp.broadcast_shapes(
-            self.temperature.shape, logits.shape[: logits.ndim - len(event_shape)]
+        validate = self._validate_args if validate_args is None else validate_args
+        temperature, key, param, batch_shape, event_shape = _parse_arguments(
+            type(self), self._categorical, temperature, probs, logits, validate
         )
+        if key == "probs":
+            self.probs = param
+            logits = _probs_to_logits(param, is_binary=not self._categorical)
+        else:
+            logits = param
+        if self._categorical:
+            logits = logits - jax.nn.logsumexp(logits, -1, keepdims=True)
+        self.temperature = temperature
+        self.logits = logits
         self._broadcast_params(batch_shape, event_shape)
-        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+        super().__init__(batch_shape, event_shape, validate_args=False)  # checked above
+        self._validate_args = validate
 
     def _broadcast_params(self, batch_shape: tuple[int, ...], event_shape: tuple[int, ...]) -> None:
         """Broadcast the temperature to ``batch_shape``, logits (and given probs) beyond it."""
@@ -188,8 +255,12 @@ class RelaxedTransformed(TransformedDistribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        base = self.base_class(temperature, probs=probs, logits=logits, validate_args=validate_args)
-        super().__init__(base, self.transform_class(), validate_args=validate_args)
+        validate = self._validate_args if validate_args is None else validate_args
+        categorical = self.base_class._categorical
+        _parse_arguments(type(self), categorical, temperature, probs, logits, validate)
+        base = self.base_class(temperature, probs=probs, logits=logits, validate_args=False)
+        super().__init__(base, self.transform_class(), validate_args=False)
+        base._validate_args = self._validate_args = validate
 
     def expand(self, batch_shape: tuple[int, ...]) -> "RelaxedTransformed":
         """The same distribution over the base distribution expanded to ``batch_shape``."""
@@ -227,6 +298,7 @@ class RelaxedTransformed(TransformedDistribution):
     def log_prob(self, value: ArrayLike, intermediates: list | None = None) -> Array:
         if self._validate_args:
             self._validate_sample(value)
+        value = check_event_shape(self, value)
         relaxed, intermediates = self._relaxed(value, intermediates)
         if intermediates is not None:  # the sample's exact log-space value [[y, None]], finite
             return type(self).log_density_interior(

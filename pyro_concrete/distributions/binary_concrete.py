@@ -10,7 +10,7 @@ import torch
 from torch.distributions import constraints
 from torch.nn.functional import softplus
 
-from ..constraints import positive_finite
+from ..constraints import finite_real, positive_finite
 from .noise import logistic
 from .relaxed import RelaxedDiscrete, RelaxedTransformed
 from .transforms import UnclampedSigmoidTransform
@@ -20,7 +20,7 @@ __all__ = ["BinaryConcrete", "LogitBinaryConcrete"]
 _ARG_CONSTRAINTS = {
     "temperature": positive_finite,
     "probs": constraints.unit_interval,
-    "logits": constraints.real,
+    "logits": finite_real,
 }
 
 

@@ -10,9 +10,15 @@ import math
 import torch
 from torch.distributions import constraints
 
-from ..constraints import log_simplex, positive_finite
+from ..constraints import log_simplex, masked_logits, positive_finite
 from .noise import gumbel
-from .relaxed import RelaxedDiscrete, RelaxedTransformed, no_closed_form, no_closed_form_error
+from .relaxed import (
+    RelaxedDiscrete,
+    RelaxedTransformed,
+    check_event_shape,
+    no_closed_form,
+    no_closed_form_error,
+)
 from .transforms import SimplexExpTransform
 
 __all__ = ["Concrete", "ExpConcrete"]
@@ -20,42 +26,93 @@ __all__ = ["Concrete", "ExpConcrete"]
 _ARG_CONSTRAINTS = {
     "temperature": positive_finite,
     "probs": constraints.simplex,
-    "logits": constraints.real_vector,
+    "logits": masked_logits,
 }
 
 
 def _log_softmax(x: torch.Tensor) -> torch.Tensor:
-    """``log_softmax`` over the last dimension.  torch's CPU kernel and its backward are
-    several times slower than elementwise code when that dimension is narrower than its
-    vector width (16), and faster beyond (benchmarks/throughput.py).  As in the kernel,
-    the maximum is subtracted first (exactly; the result does not depend on it), so the
-    largest coordinate is accurate to an ulp of ``log n``, not of ``max(x)``."""
+    """``log_softmax`` over the last dimension, normalised to a few ulps at any width.
+
+    torch's CPU kernel and its backward are several times slower than elementwise code
+    when that dimension is narrower than its vector width (16), and faster beyond
+    (benchmarks/throughput.py).  The kernel accumulates ``sum exp`` sequentially in each
+    vector lane, so its normaliser drifts with the width (``exp(y)`` summed to 1 only
+    within 5e-6 at n = 3e4 in float32, beyond the simplex's tolerance); a second pass
+    subtracts ``log sum exp(y)`` computed by ``torch.sum``'s cascade summation, a
+    constant per row that leaves the gradient unchanged.  As in the kernel, the maximum
+    is subtracted first (exactly; the result does not depend on it), so the largest
+    coordinate is accurate to an ulp of ``log n``, not of ``max(x)``."""
     if x.size(-1) >= 16:
-        return x.log_softmax(-1)
+        y = x.log_softmax(-1)
+        return y - y.detach().exp().sum(-1, keepdim=True).log()
     x = x - x.detach().amax(-1, keepdim=True)
     return x - x.exp().sum(-1, keepdim=True).log()
 
 
+def _face(logits: torch.Tensor) -> torch.Tensor | None:
+    """The possible categories (finite logits), or None when all are: a ``-inf`` logit
+    restricts the distribution to the face of the simplex spanned by the others."""
+    impossible = logits == -math.inf
+    return ~impossible if impossible.any() else None
+
+
 def _log_exp_concrete_unnormalised(
-    logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    y: torch.Tensor,
+    face: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The paper's log-space density (App. C.3, Eq. 26) at ``y = log x``:
 
     ``log Gamma(n) + (n-1) log lambda + sum_k (log alpha_k - lambda y_k)
     - n logsumexp_k(log alpha_k - lambda y_k)``, computed as
     ``log Gamma(n) + (n-1) log lambda + sum_k log_softmax(log alpha - lambda y)_k``.
-    It is the Concrete density times ``prod_{k=1..n} x_k`` (design.md section 2).
+    It is the Concrete density times ``prod_{k=1..n} x_k``.  Given a ``face``, the
+    categories and ``n`` are those of the face; ``logits`` and ``y`` off it must be
+    finite stand-ins (a product with ``-inf`` there would make the gradient NaN).
     """
-    n = logits.size(-1)
     scores = logits - temperature.unsqueeze(-1) * y
-    return math.lgamma(n) + (n - 1) * temperature.log() + _log_softmax(scores).sum(-1)
+    if face is None:
+        n = logits.size(-1)
+        return math.lgamma(n) + (n - 1) * temperature.log() + _log_softmax(scores).sum(-1)
+    n = face.sum(-1).to(y.dtype)
+    log_softmax = _log_softmax(scores.masked_fill(~face, -math.inf)).masked_fill(~face, 0.0)
+    return torch.lgamma(n) + (n - 1) * temperature.log() + log_softmax.sum(-1)
+
+
+def _on_face(
+    logits: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(face, logits, y, off)``: the possible categories (None: all), the logits and
+    ``y`` with finite stand-ins (0) off the face and where ``y = -inf``, and ``y == -inf``."""
+    face = _face(logits)
+    off = y == -math.inf
+    if face is None and not off.any():
+        return None, logits, y, off
+    possible = logits > -math.inf
+    return possible, logits.masked_fill(~possible, 0.0), y.masked_fill(off, 0.0), off
+
+
+def _log_exp_concrete(logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor):
+    """ExpConcrete log density w.r.t. Lebesgue on the chart of all coordinates but the
+    last possible one: Eq. 26 minus ``y`` there.  ``-inf`` where ``y`` is ``-inf`` on a
+    possible category (the density's limit) or finite on an impossible one."""
+    face, a, y_in, off = _on_face(logits, y)
+    if face is None:
+        return _log_exp_concrete_unnormalised(logits, temperature, y) - y[..., -1]
+    last = (face * torch.arange(face.size(-1), device=face.device)).argmax(-1)
+    y_last = (y_in * torch.nn.functional.one_hot(last, face.size(-1))).sum(-1)
+    log_p = _log_exp_concrete_unnormalised(a, temperature, y_in, face) - y_last
+    return log_p.masked_fill((off == face).any(-1), -math.inf)
 
 
 def _log_concrete_interior(
     logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor
 ) -> torch.Tensor:
-    """Concrete log density (Eq. 11) at a finite ``y = log x``: Eq. 26 minus ``sum_k y_k``."""
-    return _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
+    """Concrete log density (Eq. 11) at ``y = log x`` finite on the possible categories
+    (and ``-inf`` off them, as in a sample): Eq. 26 minus ``sum_k y_k`` over the face."""
+    face, a, y_in, _ = _on_face(logits, y)
+    return _log_exp_concrete_unnormalised(a, temperature, y_in, face) - y_in.sum(-1)
 
 
 def _log_concrete(logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -67,25 +124,28 @@ def _log_concrete(logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tens
     ``K = log Gamma(n) + (n-1) log lambda + sum_k log alpha_k
     - (lambda + 1) sum_{k not in J} y_k - n logsumexp_{k in J} log alpha_k``,
     so the limit is ``+inf`` (``e < 0``), ``-inf`` (``e > 0``) or ``K`` (``e = 0``).
+    With impossible categories (``-inf`` logits) ``n`` and the sums run over the face of
+    the possible ones; a value with mass on an impossible category scores ``-inf``.
     """
-    zero = y == -math.inf
-    y = y.masked_fill(zero, 0.0)
-    interior = _log_concrete_interior(logits, temperature, y)
-    if not zero.any():
-        return interior
-    n = logits.size(-1)
+    face, a, y_in, off = _on_face(logits, y)
+    if face is None:
+        return _log_concrete_interior(logits, temperature, y)
+    zero = off & face
+    n = face.sum(-1).to(y.dtype)
     m = zero.sum(-1)
+    interior = _log_exp_concrete_unnormalised(a, temperature, y_in, face) - y_in.sum(-1)
     exponent = (n - m) * temperature - m
-    in_j = zero | (m == 0).unsqueeze(-1)  # rows off the boundary: any finite stand-in
+    in_j = zero | ((m == 0).unsqueeze(-1) & face)  # rows off the boundary: any finite stand-in
     limit_at_e0 = (
-        math.lgamma(n)
+        torch.lgamma(n)
         + (n - 1) * temperature.log()
-        + logits.sum(-1)
-        - (temperature + 1) * y.sum(-1)
-        - n * logits.masked_fill(~in_j, -math.inf).logsumexp(-1)
+        + a.sum(-1)
+        - (temperature + 1) * y_in.sum(-1)
+        - n * a.masked_fill(~in_j, -math.inf).logsumexp(-1)
     )
     limit = torch.where(exponent < 0, math.inf, torch.where(exponent > 0, -math.inf, limit_at_e0))
-    return torch.where(m > 0, limit, interior)
+    log_p = torch.where(m > 0, limit, interior)
+    return log_p.masked_fill((~off & ~face).any(-1), -math.inf)
 
 
 class ExpConcrete(RelaxedDiscrete):
@@ -109,14 +169,18 @@ class ExpConcrete(RelaxedDiscrete):
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
-        scores = (self.logits + gumbel(shape, self.logits)) / self.temperature.unsqueeze(-1)
+        face = _face(self.logits)
+        logits = self.logits if face is None else self.logits.masked_fill(~face, 0.0)
+        scores = (logits + gumbel(shape, logits)) / self.temperature.unsqueeze(-1)
+        if face is not None:  # exactly -inf, with a zero (not NaN) gradient
+            scores = scores.masked_fill(~face, -math.inf)
         return _log_softmax(scores)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        log_p = _log_exp_concrete_unnormalised(self.logits, self.temperature, value)
-        return log_p - value[..., -1]
+        check_event_shape(self, value)
+        return _log_exp_concrete(self.logits, self.temperature, value)
 
     mean = no_closed_form("mean", "E[log_softmax((log alpha + G) / lambda)] is not elementary")
     mode = no_closed_form("mode", "the maximiser of the density has no closed form")

@@ -11,7 +11,7 @@ import torch
 from torch.distributions import constraints
 from torch.nn.functional import logsigmoid
 
-from ..constraints import positive_finite
+from ..constraints import finite_real, positive_finite
 from .binary_concrete import log_logistic
 from .noise import logistic
 from .relaxed import RelaxedDiscrete, no_closed_form, no_closed_form_error
@@ -41,7 +41,7 @@ class HardConcrete(RelaxedDiscrete):
     arg_constraints = {
         "temperature": positive_finite,
         "probs": constraints.unit_interval,
-        "logits": constraints.real,
+        "logits": finite_real,
     }
     support = constraints.unit_interval
     has_rsample = True

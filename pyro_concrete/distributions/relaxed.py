@@ -13,7 +13,13 @@ from pyro.distributions import TorchDistribution, TransformedDistribution
 from torch.distributions.transforms import Transform
 from torch.distributions.utils import lazy_property, probs_to_logits
 
-__all__ = ["RelaxedDiscrete", "RelaxedTransformed", "no_closed_form", "no_closed_form_error"]
+__all__ = [
+    "RelaxedDiscrete",
+    "RelaxedTransformed",
+    "check_event_shape",
+    "no_closed_form",
+    "no_closed_form_error",
+]
 
 
 def no_closed_form_error(dist: object, quantity: str, reason: str) -> NotImplementedError:
@@ -37,13 +43,70 @@ def _as_float(x: torch.Tensor | float) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.get_default_dtype())
 
 
+def _parse_arguments(
+    cls: type,
+    categorical: bool,
+    temperature: torch.Tensor | float,
+    probs: torch.Tensor | None,
+    logits: torch.Tensor | None,
+    validate: bool,
+) -> tuple[torch.Tensor, str, torch.Tensor, torch.Size, torch.Size]:
+    """``(temperature, "probs"/"logits", that parameter, batch_shape, event_shape)`` from
+    the arguments as the user passed them to ``cls`` (``categorical``: the last
+    dimension of the parameter indexes categories), checked against
+    ``cls.arg_constraints`` when ``validate``: an error names ``cls``, the argument and
+    the values given, before any normalisation."""
+    name = cls.__name__
+    if (probs is None) == (logits is None):
+        raise ValueError(
+            f"{name} takes exactly one of `probs` or `logits`, "
+            f"got {'both' if probs is not None else 'neither'}."
+        )
+    key, param = ("logits", _as_float(logits)) if probs is None else ("probs", _as_float(probs))
+    temperature = torch.as_tensor(temperature, dtype=param.dtype, device=param.device)
+    if categorical and param.dim() < 1:
+        raise ValueError(f"{name} needs `{key}` with at least one dimension, got {param!r}.")
+    if validate:
+        for arg, value in (("temperature", temperature), (key, param)):
+            constraint = cls.arg_constraints[arg]
+            if not bool(constraint.check(value).all()):
+                raise ValueError(
+                    f"{name} got invalid `{arg}` (shape {tuple(value.shape)}): {value!r}; "
+                    f"it must satisfy the constraint {constraint}."
+                )
+    event_shape = param.shape[-1:] if categorical else torch.Size()
+    param_batch = param.shape[: param.dim() - len(event_shape)]
+    try:
+        batch_shape = torch.broadcast_shapes(temperature.shape, param_batch)
+    except RuntimeError:
+        raise ValueError(
+            f"{name}: `temperature` of shape {tuple(temperature.shape)} does not broadcast "
+            f"against `{key}` of shape {tuple(param.shape)} (batch shape {tuple(param_batch)})."
+        ) from None
+    return temperature, key, param, batch_shape, event_shape
+
+
+def check_event_shape(dist: TorchDistribution, value: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the expected event shape when ``value``'s does not end
+    in it (torch would only say that two sizes differ)."""
+    n = len(dist.event_shape)
+    if n and tuple(value.shape[value.dim() - n :]) != tuple(dist.event_shape):
+        raise ValueError(
+            f"{type(dist).__name__}.log_prob expects values whose shape ends in the event "
+            f"shape {tuple(dist.event_shape)}, got `value` of shape {tuple(value.shape)}."
+        )
+
+
 class RelaxedDiscrete(TorchDistribution):
     """Base of the Concrete family: ``temperature`` lambda > 0 and ``logits`` = log alpha.
 
     ``_categorical`` is True when the last dimension of the logits indexes ``n``
     categories (an event dimension), False for the binary case (alpha is a scalar).
     Categorical logits are normalised (``logits - logsumexp(logits)``); this changes no
-    density, since every Concrete density is invariant to shifting log alpha.
+    density, since every Concrete density is invariant to shifting log alpha.  A logit
+    of ``-inf`` makes its category impossible: the distribution lives on the face of
+    the simplex spanned by the others.  Under validation the arguments are checked as
+    passed, before normalisation, so an error shows the values the user gave.
     """
 
     _categorical: bool = True
@@ -56,31 +119,21 @@ class RelaxedDiscrete(TorchDistribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        if (probs is None) == (logits is None):
-            raise ValueError(
-                f"{type(self).__name__} takes exactly one of `probs` or `logits`, "
-                f"got {'both' if probs is not None else 'neither'}."
-            )
-        if logits is None:
-            probs = _as_float(probs)
-            logits = probs_to_logits(probs, is_binary=not self._categorical)
-            self.probs = probs
-        else:
-            logits = _as_float(logits)
-        if self._categorical:
-            if logits.dim() < 1:
-                raise ValueError("`logits` (or `probs`) must have at least one dimension.")
-            logits = logits - logits.logsumexp(-1, keepdim=True)
-        temperature = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
-        event_shape = logits.shape[-1:] if self._categorical else torch.Size()
-        batch_shape = torch.broadcast_shapes(
-            temperature.shape, logits.shape[: logits.dim() - len(event_shape)]
+        validate = self._validate_args if validate_args is None else validate_args
+        temperature, key, param, batch_shape, event_shape = _parse_arguments(
+            type(self), self._categorical, temperature, probs, logits, validate
         )
+        if key == "probs":
+            self.probs = param.expand(batch_shape + event_shape)
+            logits = probs_to_logits(param, is_binary=not self._categorical)
+        else:
+            logits = param
+        if self._categorical:
+            logits = logits - logits.logsumexp(-1, keepdim=True)
         self.temperature = temperature.expand(batch_shape)
         self.logits = logits.expand(batch_shape + event_shape)
-        if "probs" in self.__dict__:
-            self.probs = self.probs.expand(batch_shape + event_shape)
-        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+        super().__init__(batch_shape, event_shape, validate_args=False)  # checked above
+        self._validate_args = validate
 
     def expand(self, batch_shape: torch.Size, _instance=None) -> "RelaxedDiscrete":
         new = self._get_checked_instance(type(self), _instance)
@@ -147,8 +200,12 @@ class RelaxedTransformed(TransformedDistribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        base = self.base_class(temperature, probs=probs, logits=logits, validate_args=validate_args)
-        super().__init__(base, self.transform_class(cache_size=1), validate_args=validate_args)
+        validate = self._validate_args if validate_args is None else validate_args
+        categorical = self.base_class._categorical
+        _parse_arguments(type(self), categorical, temperature, probs, logits, validate)
+        base = self.base_class(temperature, probs=probs, logits=logits, validate_args=False)
+        super().__init__(base, self.transform_class(cache_size=1), validate_args=False)
+        base._validate_args = self._validate_args = validate
 
     @classmethod
     def infer_shapes(cls, *args: torch.Size, **kwargs: object) -> tuple[torch.Size, torch.Size]:
@@ -174,6 +231,7 @@ class RelaxedTransformed(TransformedDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
+        check_event_shape(self, value)
         relaxed = self._relaxed(value)
         y, x = self.transforms[0]._cached_x_y
         if relaxed is x:  # the sample just drawn: its exact log-space value, finite
