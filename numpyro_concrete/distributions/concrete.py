@@ -136,9 +136,9 @@ class ExpConcrete(RelaxedDiscrete):
         return y - jax.lax.stop_gradient(jnp.maximum(y.max(-1, keepdims=True), 0.0))
 
     def log_prob(self, value: ArrayLike) -> Array:
+        value = check_event_shape(self, value)
         if self._validate_args:
             self._validate_sample(value)
-        value = check_event_shape(self, value)
         return _log_exp_concrete(self.logits, self.temperature, value)
 
     mean = no_closed_form("mean", "E[log_softmax((log alpha + G) / lambda)] is not elementary")

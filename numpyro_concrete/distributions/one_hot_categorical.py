@@ -63,9 +63,9 @@ class OneHotCategorical(Distribution):
         return jax.nn.one_hot(k, self.event_shape[0], dtype=self.logits.dtype)
 
     def log_prob(self, value: ArrayLike) -> Array:
+        value = check_event_shape(self, value)
         if self._validate_args:
             self._validate_sample(value)
-        value = check_event_shape(self, value)
         return jnp.where(value > 0, self.logits, 0.0).sum(-1)
 
     def enumerate_support(self, expand: bool = True) -> Array:

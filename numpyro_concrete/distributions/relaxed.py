@@ -109,8 +109,10 @@ def _parse_arguments(
 
 def check_event_shape(dist: Distribution, value: ArrayLike) -> Array:
     """``value`` as an array; ``ValueError`` naming the expected event shape when its shape
-    does not end in it (JAX would only say that shapes are incompatible)."""
-    value = jnp.asarray(value)
+    does not end in it (JAX would only say that shapes are incompatible).  A constant
+    stays a constant under ``jit``, so that validation can check it."""
+    with jax.ensure_compile_time_eval():
+        value = jnp.asarray(value)
     n = len(dist.event_shape)
     if n and value.shape[value.ndim - n :] != tuple(dist.event_shape):
         raise ValueError(
@@ -296,9 +298,9 @@ class RelaxedTransformed(TransformedDistribution):
         return self.base_dist.probs
 
     def log_prob(self, value: ArrayLike, intermediates: list | None = None) -> Array:
+        value = check_event_shape(self, value)
         if self._validate_args:
             self._validate_sample(value)
-        value = check_event_shape(self, value)
         relaxed, intermediates = self._relaxed(value, intermediates)
         if intermediates is not None:  # the sample's exact log-space value [[y, None]], finite
             return type(self).log_density_interior(

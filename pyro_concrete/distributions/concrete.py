@@ -177,9 +177,9 @@ class ExpConcrete(RelaxedDiscrete):
         return _log_softmax(scores)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        check_event_shape(self, value)
         if self._validate_args:
             self._validate_sample(value)
-        check_event_shape(self, value)
         return _log_exp_concrete(self.logits, self.temperature, value)
 
     mean = no_closed_form("mean", "E[log_softmax((log alpha + G) / lambda)] is not elementary")

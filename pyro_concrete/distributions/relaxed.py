@@ -229,9 +229,9 @@ class RelaxedTransformed(TransformedDistribution):
         return self.base_dist.probs
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        check_event_shape(self, value)
         if self._validate_args:
             self._validate_sample(value)
-        check_event_shape(self, value)
         relaxed = self._relaxed(value)
         y, x = self.transforms[0]._cached_x_y
         if relaxed is x:  # the sample just drawn: its exact log-space value, finite

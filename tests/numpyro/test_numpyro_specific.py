@@ -473,3 +473,45 @@ def test_hand_written_exp_concrete_guide_recovers_the_relaxed_posterior():
     np.testing.assert_allclose(trained, best, atol=0.02)
     exact = prior * table[:, data].prod(1)
     assert trained.argmax() == exact.argmax() and trained[2] > prior[2]
+
+
+# -- validation under jit, masked categories --------------------------------------------
+
+
+@pytest.mark.parametrize("name", [*CATEGORICAL, "BinaryConcrete", "HardConcrete"])
+def test_constant_invalid_arguments_raise_under_jit_and_traced_ones_are_not_checked(name):
+    """As NumPyro's own classes: constants are checked when the constructor runs inside
+    ``jit``; a traced argument cannot be, and is not."""
+    logits = np.asarray(_logits(name))
+    with pytest.raises(ValueError, match="temperature"):
+        jax.jit(lambda: getattr(nc, name)(np.float32(-1.0), logits=logits, validate_args=True))()
+    value = jax.jit(lambda t: getattr(nc, name)(t, logits=logits, validate_args=True).temperature)(
+        -1.0
+    )
+    assert (np.asarray(value) == -1.0).all()
+    support_value = np.full(logits.shape, 2.0)
+    with pytest.raises(ValueError, match="support"):
+        jax.jit(
+            lambda: getattr(nc, name)(0.5, logits=logits, validate_args=True).log_prob(
+                support_value
+            )
+        )()
+
+
+def test_one_hot_categorical_minus_inf_logits_are_impossible_categories():
+    logits = np.array([0.0, -np.inf, 0.0])
+    d = nc.OneHotCategorical(logits=logits, validate_args=True)
+    v = d.sample(jax.random.PRNGKey(0), (2000,))
+    assert (v[:, 1] == 0).all()
+    np.testing.assert_allclose(d.log_prob(jnp.eye(3)), [np.log(0.5), -np.inf, np.log(0.5)])
+    np.testing.assert_allclose(d.entropy(), np.log(2), rtol=1e-6)
+
+    def f(a):
+        d = nc.OneHotCategorical(logits=a)
+        return d.log_prob(jnp.eye(3)[0]) + d.entropy()
+
+    g = jax.grad(f)(jnp.asarray(logits))
+    assert np.isfinite(g).all() and g[1] == 0
+    for bad in (np.array([0.0, np.inf, 0.0]), np.array([-np.inf, -np.inf])):
+        with pytest.raises(ValueError, match="logits"):
+            jax.jit(partial(nc.OneHotCategorical, logits=bad, validate_args=True))()
