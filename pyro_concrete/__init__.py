@@ -12,6 +12,7 @@ from .distributions import (
     HardConcrete,
     HardSample,
     LogitBinaryConcrete,
+    RelaxedSample,
 )
 from .infer import constant_temperature, discrete_bound, discretize, exponential_decay
 from .relax import relax, select
@@ -28,6 +29,7 @@ __all__ = [
     "HardSample",
     "LogSimplexTransform",
     "LogitBinaryConcrete",
+    "RelaxedSample",
     "constant_temperature",
     "discrete_bound",
     "discretize",

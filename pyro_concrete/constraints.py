@@ -1,7 +1,7 @@
 """The log-simplex, its bijection from R^(n-1), and its registration with torch.
 
-``ExpConcrete`` lives on the log-simplex ``{y in R^n : logsumexp(y) = 0}`` (design.md
-section 2), a manifold of dimension ``n - 1``.  ``biject_to(log_simplex)`` is
+``ExpConcrete`` lives on the log-simplex ``{y in R^n : logsumexp(y) = 0}``, a manifold
+of dimension ``n - 1``.  ``biject_to(log_simplex)`` is
 
     u in R^(n-1)  ->  y = log_softmax([u, 0]),   u = y[:-1] - y[-1],
 

@@ -1024,3 +1024,39 @@ class ContractSuite:
         for logits in bad:
             with pytest.raises(ValueError, match="logits"):
                 backend.make(name, 0.5, logits, validate_args=True)
+
+    # -- values on the boundary -----------------------------------------------------------
+
+    @pytest.mark.parametrize("name", ["Concrete", "BinaryConcrete"])
+    def test_a_sample_is_scored_at_its_exact_point_by_another_distribution(self, backend, name):
+        """A float32 sample that rounded onto the boundary, scored by another distribution
+        of its class (a model's prior scoring a guide's sample), gets that distribution's
+        density at the sample's exact log-space value, not the boundary's +inf."""
+        n = 50
+        logits, other = 3.0 * np.random.default_rng(110).normal(size=(2, n))
+        if name == "BinaryConcrete":
+            logits, other = logits * 4, other * 4
+        guide = backend.make(name, 0.03, logits, dtype="float32")
+        prior = backend.make(name, 0.03, other, dtype="float32")
+        draw = backend.sample(guide, (200,), seed=111)
+        x = draw.value
+        assert ((x == 0) | (x == 1)).any()  # rounded onto the boundary
+        y = backend.log_space_value(guide, draw).astype(np.float64)
+        a = other.astype(np.float32).astype(np.float64)
+        t = float(np.float32(0.03))
+        lp = backend.log_prob(prior, draw)
+        assert np.isfinite(lp).all()
+        expected = reference_log_prob_at_log_space(name, y, a, t)
+        _assert_close(lp, expected, rtol=1e-4, atol=1e-3)
+
+    @pytest.mark.parametrize("name", ["Concrete", "BinaryConcrete"])
+    def test_plus_inf_on_the_boundary_warns_what_to_use(self, backend, name):
+        """A value on the boundary, without its exact log-space value, scores the density's
+        limit (+inf here: lambda < 1, and (n - m) lambda < m for Concrete) and warns, naming
+        the log-space class to use."""
+        value = np.array([0.0, 0.3, 0.7]) if name == "Concrete" else np.array(0.0)
+        logits = np.zeros(3) if name == "Concrete" else np.array(0.2)
+        dist = backend.make(name, 0.3, logits, dtype="float32")
+        log_space = {"Concrete": "ExpConcrete", "BinaryConcrete": "LogitBinaryConcrete"}[name]
+        with pytest.warns(RuntimeWarning, match=log_space):
+            assert backend.log_prob(dist, value) == np.inf

@@ -106,15 +106,22 @@ def _log_concrete(logits: Array, temperature: Array, y: Array) -> Array:
     return jnp.where((~off & ~face).any(-1), -jnp.inf, log_p)
 
 
+def _log_concrete_at_value(logits: Array, temperature: Array, x: Array) -> Array:
+    """Concrete log density (Eq. 11) at a value ``x`` of the closed simplex, ``log 0 = -inf``."""
+    return _log_concrete(logits, temperature, SimplexExpTransform().inv(x))
+
+
 class ExpConcrete(RelaxedDiscrete):
     r"""Log of a Concrete variable: ``Y = log_softmax((log alpha + G) / lambda)``.
 
     Support: the log-simplex ``{y : logsumexp(y) = 0}``.  ``log_prob`` is the density of
     ``(y_1, ..., y_{n-1})`` w.r.t. Lebesgue measure, the chart that
     ``biject_to(log_simplex)`` parameterises; it is normalised, unlike the paper's
-    Eq. 26, from which it differs by ``-y_n`` (design.md section 2).  This is the
-    stochastic node the paper recommends training with (App. C.3): its log density
-    of its own samples is finite at any temperature in float32.
+    Eq. 26, from which it differs by ``-y_n``.  This is the stochastic node the paper
+    recommends training with (App. C.3): a log-space sample never rounds onto the
+    boundary, so its log density is finite at any temperature in float32.  A ``-inf``
+    logit makes its category impossible: ``-inf`` in every sample, and the density is
+    that of the face of the other categories (its chart drops the last possible one).
 
     :param temperature: lambda > 0, broadcast against the logits' batch shape.
     :param probs: event probabilities ``alpha / sum(alpha)`` (last dim: categories).
@@ -152,11 +159,15 @@ class ExpConcrete(RelaxedDiscrete):
 class Concrete(RelaxedTransformed):
     r"""The Concrete distribution ``X = softmax((log alpha + G) / lambda)`` (Eq. 10).
 
-    Support: the simplex.  ``log_prob`` is Eq. 11 w.r.t. Lebesgue measure on
-    ``(x_1, ..., x_{n-1})`` (the chart of ``biject_to(simplex)``).  A sample keeps its
-    exact log-space value in its intermediates, so ``log_prob`` of a sample whose
-    coordinates underflowed to 0 is still the density at the exact point; other values
-    on the boundary get the density's limit, never NaN.
+    Support: the simplex. ``log_prob`` is Eq. 11 w.r.t. Lebesgue measure on ``(x_1, ...,
+    x_{n-1})`` (the chart of ``biject_to(simplex)``). A sample keeps its exact log-space
+    value in its intermediates, so ``log_prob(x, intermediates)`` is the density at the
+    exact point, even where coordinates underflowed to 0. A value without it on the
+    boundary gets the density's limit (``+inf`` when ``(n - m) lambda < m`` for ``m``
+    zero coordinates, with a warning), never NaN. In float32 a sample rounds there at
+    low temperature: make ``ExpConcrete`` the latent site of a model, and ``exp`` its
+    value, where finite densities matter. A ``-inf`` logit makes its category
+    impossible (exactly 0 in every sample).
 
     :param temperature: lambda > 0, broadcast against the logits' batch shape.
     :param probs: event probabilities ``alpha / sum(alpha)`` (last dim: categories).
@@ -167,5 +178,5 @@ class Concrete(RelaxedTransformed):
     support = constraints.simplex
     base_class = ExpConcrete
     transform_class = SimplexExpTransform
-    log_density = staticmethod(_log_concrete)
+    log_density = staticmethod(_log_concrete_at_value)
     log_density_interior = staticmethod(_log_concrete_interior)

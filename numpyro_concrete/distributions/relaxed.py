@@ -8,6 +8,7 @@ batch axis of all: ``vmap_over`` maps them together.
 """
 
 import copy
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -107,6 +108,27 @@ def _parse_arguments(
     return temperature, key, param, batch_shape, event_shape
 
 
+def _boundary_warning(dist: Distribution) -> str:
+    """What to do when a simplex-space class scores a value on its boundary."""
+    log_space = dist.base_class.__name__
+    return (
+        f"{type(dist).__name__}.log_prob got a value on the boundary of its support (a "
+        "coordinate exactly 0 or 1) and returned the density's limit there, +inf. A "
+        "float32 sample rounds there at low temperature or extreme logits; scored without "
+        "its intermediates (a model's prior scoring a guide's sample, or a plain sample()) "
+        f"it gets this limit. Make {log_space} the sample site and map its value in the "
+        "model (exp / sigmoid), or score the sample with the intermediates "
+        "sample_with_intermediates() returned."
+    )
+
+
+def _warn_on_boundary(message: str, hit: Array) -> None:
+    """Warn (Python's default filter: once per message) when ``hit``; run by
+    ``jax.debug.callback``, so that it also fires inside ``jit`` and ``grad``."""
+    if np.any(hit):
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
 def check_event_shape(dist: Distribution, value: ArrayLike) -> Array:
     """``value`` as an array; ``ValueError`` naming the expected event shape when its shape
     does not end in it (JAX would only say that shapes are incompatible).  A constant
@@ -120,6 +142,21 @@ def check_event_shape(dist: Distribution, value: ArrayLike) -> Array:
             f"shape {tuple(dist.event_shape)}, got `value` of shape {value.shape}."
         )
     return value
+
+
+def _expanded_shape(dist: Distribution, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``batch_shape`` as a tuple, with NumPyro's ``expand`` error when ``dist``'s batch
+    shape does not broadcast to it."""
+    batch_shape = tuple(batch_shape)
+    try:
+        fits = jnp.broadcast_shapes(dist.batch_shape, batch_shape) == batch_shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"Cannot broadcast distribution of shape {dist.batch_shape} to shape {batch_shape}"
+        )
+    return batch_shape
 
 
 def _validate_in_support(dist: Distribution, value: ArrayLike) -> Array:
@@ -189,10 +226,16 @@ class RelaxedDiscrete(Distribution):
             self.probs = jnp.broadcast_to(self.probs, batch_shape + event_shape)
 
     def expand(self, batch_shape: tuple[int, ...]) -> "RelaxedDiscrete":
-        """The same distribution with its parameters broadcast to ``batch_shape``."""
+        """The same distribution with its parameters broadcast to ``batch_shape``.
+
+        Unlike NumPyro's ``Distribution.expand`` this keeps the class (an
+        ``ExpandedDistribution`` would hide it from ``relax``/``discretize`` and from the
+        straight-through classes' intermediates); the parameters are broadcast instead.
+        """
+        batch_shape = _expanded_shape(self, batch_shape)
         new = copy.copy(self)
-        new._broadcast_params(tuple(batch_shape), self.event_shape)
-        new._batch_shape = tuple(batch_shape)
+        new._broadcast_params(batch_shape, self.event_shape)
+        new._batch_shape = batch_shape
         return new
 
     @lazy_property
@@ -231,9 +274,10 @@ class RelaxedTransformed(TransformedDistribution):
     """A log-space member of the family pushed through an exact map.
 
     Subclasses name the log-space class (``base_class``), the map (``transform_class``)
-    and the log density of the relaxed value written in terms of the log-space value:
-    ``log_density(logits, temperature, y)``, which also defines it on the boundary, and
-    ``log_density_interior``, the same at a finite ``y`` (a sample's exact value).
+    and the log density of the relaxed value: ``log_density(logits, temperature, x)`` at a
+    value ``x``, which also defines it on the boundary, and
+    ``log_density_interior(logits, temperature, y)``, the same written in terms of a
+    finite log-space value ``y`` (a sample's exact value).
     JAX has no transform cache; NumPyro's intermediates play its part:
     ``sample_with_intermediates`` returns ``(x, [[y, None]])`` (``TransformedDistribution``'s
     own format) with ``y`` the exact log-space sample, and ``log_prob(x, intermediates)``
@@ -265,10 +309,12 @@ class RelaxedTransformed(TransformedDistribution):
         base._validate_args = self._validate_args = validate
 
     def expand(self, batch_shape: tuple[int, ...]) -> "RelaxedTransformed":
-        """The same distribution over the base distribution expanded to ``batch_shape``."""
+        """The same distribution over the base distribution expanded to ``batch_shape``
+        (the class is kept, as ``RelaxedDiscrete.expand`` says why)."""
+        batch_shape = _expanded_shape(self, batch_shape)
         new = copy.copy(self)
         new.base_dist = self.base_dist.expand(batch_shape)
-        new._batch_shape = tuple(batch_shape)
+        new._batch_shape = batch_shape
         return new
 
     @classmethod
@@ -306,9 +352,9 @@ class RelaxedTransformed(TransformedDistribution):
             return type(self).log_density_interior(
                 self.logits, self.temperature, intermediates[0][0]
             )
-        return type(self).log_density(
-            self.logits, self.temperature, self.transforms[0].inv(relaxed)
-        )
+        log_p = type(self).log_density(self.logits, self.temperature, relaxed)
+        jax.debug.callback(_warn_on_boundary, _boundary_warning(self), (log_p == jnp.inf).any())
+        return log_p
 
     def _relaxed(
         self, value: ArrayLike, intermediates: list | None

@@ -6,6 +6,8 @@ shape (torch's classes do not: pytorch issue #37162) and expands both parameters
 ``batch_shape``, so every method can rely on aligned shapes.
 """
 
+import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -14,7 +16,9 @@ from torch.distributions.transforms import Transform
 from torch.distributions.utils import lazy_property, probs_to_logits
 
 __all__ = [
+    "Carrier",
     "RelaxedDiscrete",
+    "RelaxedSample",
     "RelaxedTransformed",
     "check_event_shape",
     "no_closed_form",
@@ -84,6 +88,20 @@ def _parse_arguments(
             f"against `{key}` of shape {tuple(param.shape)} (batch shape {tuple(param_batch)})."
         ) from None
     return temperature, key, param, batch_shape, event_shape
+
+
+def _boundary_warning(dist: TorchDistribution) -> str:
+    """What to do when a simplex-space class scores a value on its boundary."""
+    log_space = dist.base_class.__name__
+    return (
+        f"{type(dist).__name__}.log_prob got a value on the boundary of its support (a "
+        "coordinate exactly 0 or 1) and returned the density's limit there, +inf. A "
+        "float32 sample rounds there at low temperature or extreme logits; scored without "
+        "its exact log-space value (e.g. after arithmetic, or rebuilt from numbers) it gets "
+        f"this limit. Make {log_space} the sample site and map its value in the model "
+        "(exp / sigmoid), or score the tensor rsample() returned, which carries its exact "
+        "log-space value."
+    )
 
 
 def check_event_shape(dist: TorchDistribution, value: torch.Tensor) -> None:
@@ -176,13 +194,76 @@ class RelaxedDiscrete(TorchDistribution):
         return batch_shape, event_shape
 
 
+class Carrier(torch.Tensor):
+    """A tensor that carries companion values (``_carried``, attribute names) with it.
+
+    Operations that copy or re-view a tensor whole apply to the companions too (a tensor
+    companion goes through the same operation, anything else is shared); every other
+    operation returns a plain ``torch.Tensor``.  Unlike an attribute stashed on a plain
+    tensor (Pyro issue #3127), the companions survive ``clone``, ``detach``, ``expand``,
+    ``to`` and pickling, and travel with the value through a Pyro trace.
+    """
+
+    _carried: tuple[str, ...] = ()
+    _CARRY = frozenset(
+        {
+            torch.Tensor.clone,
+            torch.Tensor.detach,
+            torch.Tensor.expand,
+            torch.Tensor.expand_as,
+            torch.Tensor.to,
+            torch.Tensor.contiguous,
+            torch.Tensor.cpu,
+            torch.Tensor.requires_grad_,
+        }
+    )
+
+    @classmethod
+    def wrap(cls, value: torch.Tensor, *companions: object) -> "Carrier":
+        """``value`` as a ``cls`` carrying ``companions`` (in the order of ``_carried``)."""
+        out = value.as_subclass(cls)
+        for name, companion in zip(cls._carried, companions, strict=True):
+            setattr(out, name, companion)
+        return out
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        # torch's documented way to run the plain op: the result is a plain tensor
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **kwargs)
+        if func in cls._CARRY and isinstance(args[0], cls):
+            companions = [getattr(args[0], name) for name in cls._carried]
+            companions = [
+                func(c, *args[1:], **kwargs) if isinstance(c, torch.Tensor) else c
+                for c in companions
+            ]
+            return cls.wrap(out, *companions)
+        return out
+
+
+class RelaxedSample(Carrier):
+    """A relaxed sample ``x`` (Concrete, Binary Concrete) that carries the exact log-space
+    value ``log_space`` it was computed from and the map (``transform``, its class) from
+    one to the other, so that any distribution of the same family scores it at its exact
+    point, even where ``x`` rounded onto the boundary of the support."""
+
+    _carried = ("log_space", "transform")
+    log_space: torch.Tensor
+    transform: type[Transform]
+
+
 class RelaxedTransformed(TransformedDistribution):
-    """A log-space member of the family pushed through an exact map with a one-sample cache.
+    """A log-space member of the family pushed through an exact map.
 
     Subclasses name the log-space class (``base_class``), the map (``transform_class``)
-    and the log density of the relaxed value written in terms of the log-space value:
-    ``log_density(logits, temperature, y)``, which also defines it on the boundary, and
-    ``log_density_interior``, the same at a finite ``y`` (a sample's exact, cached value).
+    and the log density of the relaxed value: ``log_density(logits, temperature, x)`` at a
+    value ``x``, which also defines it on the boundary, and
+    ``log_density_interior(logits, temperature, y)``, the same written in terms of a
+    finite log-space value ``y``.  ``rsample`` returns a :class:`RelaxedSample` that
+    carries its exact log-space value, and ``log_prob`` of such a value (this
+    distribution's sample, or another one's: a guide's sample scored by a model's prior)
+    is the density at that exact point, finite where ``x`` rounded onto the boundary.
     Moments and entropy of softmax/sigmoid-transformed noise are not elementary.
     """
 
@@ -204,7 +285,7 @@ class RelaxedTransformed(TransformedDistribution):
         categorical = self.base_class._categorical
         _parse_arguments(type(self), categorical, temperature, probs, logits, validate)
         base = self.base_class(temperature, probs=probs, logits=logits, validate_args=False)
-        super().__init__(base, self.transform_class(cache_size=1), validate_args=False)
+        super().__init__(base, self.transform_class(), validate_args=False)
         base._validate_args = self._validate_args = validate
 
     @classmethod
@@ -233,12 +314,20 @@ class RelaxedTransformed(TransformedDistribution):
         if self._validate_args:
             self._validate_sample(value)
         relaxed = self._relaxed(value)
-        y, x = self.transforms[0]._cached_x_y
-        if relaxed is x:  # the sample just drawn: its exact log-space value, finite
-            return type(self).log_density_interior(self.logits, self.temperature, y)
-        return type(self).log_density(
-            self.logits, self.temperature, self.transforms[0].inv(relaxed)
-        )
+        if isinstance(relaxed, RelaxedSample) and relaxed.transform is self.transform_class:
+            return type(self).log_density_interior(self.logits, self.temperature, relaxed.log_space)
+        log_p = type(self).log_density(self.logits, self.temperature, relaxed)
+        if (log_p == math.inf).any():
+            warnings.warn(_boundary_warning(self), RuntimeWarning, stacklevel=2)
+        return log_p
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> RelaxedSample:
+        y = self.base_dist.rsample(sample_shape)
+        return RelaxedSample.wrap(self.transforms[0](y), y, self.transform_class)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> RelaxedSample:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
 
     def _relaxed(self, value: torch.Tensor) -> torch.Tensor:
         """The relaxed value that ``log_prob`` scores (a hook for straight-through classes)."""

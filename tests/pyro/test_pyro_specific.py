@@ -245,3 +245,50 @@ def test_concrete_site_under_poutine_trace():
     # the site's log_prob is the density at the recorded value
     torch.testing.assert_close(log_p, pc.Concrete(0.5, logits=torch.zeros(3)).log_prob(z.clone()))
     assert torch.isfinite(trace.log_prob_sum())
+
+
+# --- masked categories ----------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="AutoRelaxedDiscrete gives every category a learnable logit, so its samples put "
+    "mass where the prior's logit is -inf and the prior scores them -inf; the guide must "
+    "keep the prior's -inf logits (pyro_concrete/autoguide.py, not this branch's file)",
+)
+def test_masked_one_hot_categorical_trains_after_relax_with_auto_relaxed():
+    def model():
+        pyro.sample("z", dist.OneHotCategorical(logits=torch.tensor([0.0, -float("inf"), 0.0])))
+
+    relaxed = pc.relax(model)
+    svi = SVI(relaxed, pc.AutoRelaxed(relaxed), pyro.optim.Adam({"lr": 0.01}), Trace_ELBO())
+    losses = [svi.step() for _ in range(20)]
+    assert np.isfinite(losses).all()
+
+
+# --- a guide's sample scored by the model's prior ---------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Concrete", "BinaryConcrete"])
+def test_a_guide_sample_is_scored_exactly_by_the_model_prior_at_low_temperature(name):
+    """The sample carries its exact log-space value through the trace: at T = 0.03 float32
+    samples round onto the boundary, and the prior still scores them finitely."""
+    n = 20
+    logits = torch.linspace(-8.0, 8.0, n) if name == "BinaryConcrete" else torch.zeros(n)
+
+    def model():
+        pyro.sample("z", getattr(pc, name)(0.03, logits=logits).to_event(1 - (name == "Concrete")))
+
+    def guide():
+        a = pyro.param("a", torch.zeros(n))
+        pyro.sample("z", getattr(pc, name)(0.03, logits=a).to_event(1 - (name == "Concrete")))
+
+    pyro.set_rng_seed(0)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.05}), Trace_ELBO())
+    rounded = 0
+    for _ in range(30):
+        z = poutine.trace(guide).get_trace().nodes["z"]["value"]
+        rounded += int(((z == 0) | (z == 1)).any())
+        assert np.isfinite(svi.step())
+    assert rounded > 0  # the regime is exercised
+    assert torch.isfinite(pyro.param("a")).all()
