@@ -108,25 +108,33 @@ def _parse_arguments(
     return temperature, key, param, batch_shape, event_shape
 
 
-def _boundary_warning(dist: Distribution) -> str:
-    """What to do when a simplex-space class scores a value on its boundary."""
-    log_space = dist.base_class.__name__
-    return (
-        f"{type(dist).__name__}.log_prob got a value on the boundary of its support (a "
-        "coordinate exactly 0 or 1) and returned the density's limit there, +inf. A "
-        "float32 sample rounds there at low temperature or extreme logits; scored without "
-        "its intermediates (a model's prior scoring a guide's sample, or a plain sample()) "
-        f"it gets this limit. Make {log_space} the sample site and map its value in the "
-        "model (exp / sigmoid), or score the sample with the intermediates "
-        "sample_with_intermediates() returned."
+def _warn_on_boundary(dist: Distribution, log_p: Array) -> None:
+    """Warn (Python's default filter: once per message) that ``dist`` scored a value without
+    its intermediates: eagerly, when that gave ``+inf`` (a value on the boundary); inside
+    ``jit``, where values cannot be checked without a per-call host callback, when the
+    computation is traced.  Either message says what to use instead."""
+    if not_jax_tracer(log_p):
+        if not np.any(np.asarray(log_p) == np.inf):
+            return
+        what = (
+            "got a value on the boundary of its support (a coordinate exactly 0 or 1) and "
+            "returned the density's limit there, +inf."
+        )
+    else:
+        what = (
+            "is scoring a value without its intermediates inside jit, where it cannot check "
+            "it: a value on the boundary of the support (a coordinate exactly 0 or 1) would "
+            "get the density's limit, +inf."
+        )
+    warnings.warn(
+        f"{type(dist).__name__}.log_prob {what} A float32 sample rounds onto the boundary at "
+        "low temperature or extreme logits, and without its intermediates (a model's prior "
+        "scoring a guide's sample, log_prob(sample(key))) it is scored there. Make "
+        f"{dist.base_class.__name__} the sample site and map its value in the model "
+        "(exp / sigmoid), or pass the intermediates sample_with_intermediates() returned.",
+        RuntimeWarning,
+        stacklevel=3,
     )
-
-
-def _warn_on_boundary(message: str, hit: Array) -> None:
-    """Warn (Python's default filter: once per message) when ``hit``; run by
-    ``jax.debug.callback``, so that it also fires inside ``jit`` and ``grad``."""
-    if np.any(hit):
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 def check_event_shape(dist: Distribution, value: ArrayLike) -> Array:
@@ -353,7 +361,7 @@ class RelaxedTransformed(TransformedDistribution):
                 self.logits, self.temperature, intermediates[0][0]
             )
         log_p = type(self).log_density(self.logits, self.temperature, relaxed)
-        jax.debug.callback(_warn_on_boundary, _boundary_warning(self), (log_p == jnp.inf).any())
+        _warn_on_boundary(self, log_p)
         return log_p
 
     def _relaxed(
