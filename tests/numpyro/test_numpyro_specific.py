@@ -515,3 +515,20 @@ def test_one_hot_categorical_minus_inf_logits_are_impossible_categories():
     for bad in (np.array([0.0, np.inf, 0.0]), np.array([-np.inf, -np.inf])):
         with pytest.raises(ValueError, match="logits"):
             jax.jit(partial(nc.OneHotCategorical, logits=bad, validate_args=True))()
+
+
+def test_a_model_prior_scoring_a_guide_sample_warns_to_use_the_log_space_class():
+    """NumPyro's replay does not pass a guide's intermediates to the model, so a model's
+    Concrete prior scores the rounded value; tracing that site warns, naming ExpConcrete."""
+
+    def model():
+        numpyro.sample("z", nc.Concrete(0.03, logits=jnp.zeros(20)))
+
+    def guide():
+        a = numpyro.param("a", jnp.zeros(20))
+        numpyro.sample("z", nc.Concrete(0.03, logits=a))
+
+    svi = SVI(model, guide, numpyro.optim.Adam(0.01), Trace_ELBO())
+    state = svi.init(jax.random.PRNGKey(0))
+    with pytest.warns(RuntimeWarning, match="Make ExpConcrete the sample site"):
+        svi.update(state)
