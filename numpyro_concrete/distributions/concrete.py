@@ -40,15 +40,14 @@ def _log_exp_concrete_unnormalised(logits: Array, temperature: Array, y: Array) 
     - n logsumexp_k(log alpha_k - lambda y_k)``, computed as
     ``log Gamma(n) + (n-1) log lambda + sum_k log_softmax(log alpha - lambda y)_k``.
     It is the Concrete density times ``prod_{k=1..n} x_k``.  The categories and ``n`` are
-    those of the face of possible categories (finite logits); ``y`` must be finite on it
-    and is ignored off it, where finite stand-ins keep the gradient free of NaN.
+    those of the face of possible categories (finite logits).  ``y`` must be finite: off
+    the face a finite stand-in leaves the score exactly ``-inf`` (the logit) with a zero,
+    not NaN, gradient.
     """
     face = logits > -jnp.inf
     n = face.sum(-1).astype(y.dtype)
-    y = jnp.where(face, y, 0.0)
-    scores = jnp.where(face, jnp.where(face, logits, 0.0) - temperature[..., None] * y, -jnp.inf)
-    log_softmax = jnp.where(face, jax.nn.log_softmax(scores, -1), 0.0)
-    return gammaln(n) + (n - 1) * jnp.log(temperature) + log_softmax.sum(-1)
+    log_softmax = jax.nn.log_softmax(logits - temperature[..., None] * y, -1)
+    return gammaln(n) + (n - 1) * jnp.log(temperature) + jnp.where(face, log_softmax, 0.0).sum(-1)
 
 
 def _log_exp_concrete(logits: Array, temperature: Array, y: Array) -> Array:
@@ -58,8 +57,8 @@ def _log_exp_concrete(logits: Array, temperature: Array, y: Array) -> Array:
     face = logits > -jnp.inf
     off = y == -jnp.inf
     y = jnp.where(off, 0.0, y)
-    last = jnp.argmax(face * jnp.arange(face.shape[-1]), -1)
-    y_last = (y * jax.nn.one_hot(last, face.shape[-1], dtype=y.dtype)).sum(-1)
+    last = jnp.argmax(face * jnp.arange(face.shape[-1]), -1, keepdims=True)
+    y_last = jnp.take_along_axis(y, jnp.broadcast_to(last, y.shape[:-1] + (1,)), -1)[..., 0]
     log_p = _log_exp_concrete_unnormalised(logits, temperature, y) - y_last
     return jnp.where((off == face).any(-1), -jnp.inf, log_p)
 
