@@ -50,6 +50,14 @@ CASES = [
 ]
 IDS = [f"{cls.__name__}-{i}" for i, (cls, _) in enumerate(CASES)]
 parametrize_cases = pytest.mark.parametrize("jax_dist, params", CASES, ids=IDS)
+# The tests that compile several programs per case run two cases in the fast tier (a
+# transformed class and a straight-through one) and every case in the slow tier.
+FAST = {nc.Concrete, nc.BinaryConcreteStraightThrough}
+parametrize_cases_heavy = pytest.mark.parametrize(
+    "jax_dist, params",
+    [case if case[0] in FAST else pytest.param(*case, marks=pytest.mark.slow) for case in CASES],
+    ids=IDS,
+)
 
 
 def _score(d, key, sample_shape=()):
@@ -123,7 +131,7 @@ def test_has_rsample(jax_dist, params):
     jax_dist.rsample(random.key(0))
 
 
-@parametrize_cases
+@parametrize_cases_heavy
 def test_sample_gradient(jax_dist, params):
     dist_args = inspect.getfullargspec(jax_dist.__init__)[0][1:]
     params_dict = dict(zip(dist_args[: len(params)], params, strict=True))
@@ -156,7 +164,7 @@ def test_sample_gradient(jax_dist, params):
         assert_allclose(jnp.sum(actual_grad[i]), expected_grad, rtol=0.02, atol=0.03)
 
 
-@parametrize_cases
+@parametrize_cases_heavy
 def test_jit_log_likelihood(jax_dist, params):
     _, log_prob_of = _score(jax_dist(*params), random.key(0), (2, 3))
 
@@ -168,7 +176,7 @@ def test_jit_log_likelihood(jax_dist, params):
     assert_allclose(actual, expected, atol=2e-5, rtol=2e-5)
 
 
-@parametrize_cases
+@parametrize_cases_heavy
 def test_log_prob_gradient(jax_dist, params):
     _, log_prob_of = _score(jax_dist(*params), random.key(0))
 
@@ -218,7 +226,7 @@ def test_distribution_constraints(jax_dist, params):
         jax.jit(lambda: jax_dist(*valid_params, validate_args=True).log_prob(oob_samples))()
 
 
-@parametrize_cases
+@parametrize_cases_heavy
 def test_dist_pytree(jax_dist, params):
     def f(x):
         return jax_dist(*params)
@@ -237,7 +245,7 @@ def test_dist_pytree(jax_dist, params):
     assert_allclose(actual_log_prob(actual_dist), expected_log_prob(expected_dist), rtol=1e-5)
 
 
-@parametrize_cases
+@parametrize_cases_heavy
 def test_vmap_dist(jax_dist, params):
     names = list(inspect.signature(jax_dist).parameters)
     given = [i for i, p in enumerate(params) if p is not None]
@@ -265,7 +273,7 @@ def test_vmap_dist(jax_dist, params):
         assert_allclose(batched_samples[0], samples, rtol=1e-6)
 
 
-@parametrize_cases
+@parametrize_cases_heavy
 @pytest.mark.parametrize("prepend_shape", [(), (2,)])
 @pytest.mark.parametrize("sample_shape", [(4,)])
 def test_expand(jax_dist, params, prepend_shape, sample_shape):
