@@ -57,8 +57,8 @@ def _log_exp_concrete(logits: Array, temperature: Array, y: Array) -> Array:
     face = logits > -jnp.inf
     off = y == -jnp.inf
     y = jnp.where(off, 0.0, y)
-    last = jnp.argmax(face * jnp.arange(face.shape[-1]), -1, keepdims=True)
-    y_last = jnp.take_along_axis(y, jnp.broadcast_to(last, y.shape[:-1] + (1,)), -1)[..., 0]
+    last = jnp.argmax(face * jnp.arange(face.shape[-1]), -1)
+    y_last = (y * jax.nn.one_hot(last, face.shape[-1], dtype=y.dtype)).sum(-1)
     log_p = _log_exp_concrete_unnormalised(logits, temperature, y) - y_last
     return jnp.where((off == face).any(-1), -jnp.inf, log_p)
 
