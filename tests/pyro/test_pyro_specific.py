@@ -185,6 +185,25 @@ def test_hard_sample_keeps_its_relaxed_sample_through(name, op):
     )
 
 
+@pytest.mark.parametrize("op", list(OPERATIONS))
+@pytest.mark.parametrize("name", ["Concrete", "BinaryConcrete"])
+def test_relaxed_sample_keeps_its_exact_log_space_value_through(name, op):
+    """At T = 0.03 a float32 sample rounds onto the boundary; after each operation it
+    still carries its exact log-space value and scores finitely, as before it."""
+    pyro.set_rng_seed(5)
+    d = getattr(pc, name)(0.03, logits=torch.linspace(-6.0, 6.0, 12))
+    x = d.rsample((3,))
+    assert ((x == 0) | (x == 1)).any()
+    expected = d.log_prob(x)
+    out = OPERATIONS[op](x)
+    assert isinstance(out, pc.RelaxedSample) and out.log_space.shape == out.shape
+    got = d.log_prob(out)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(
+        got.to(expected.dtype), expected.expand(got.shape), rtol=1e-6, atol=1e-6
+    )
+
+
 def test_hard_sample_without_its_relaxed_sample_is_refused():
     st, hard = _straight_through_sample("ConcreteStraightThrough")
     plain = hard * 1  # arithmetic returns a plain tensor: the relaxed sample is gone
