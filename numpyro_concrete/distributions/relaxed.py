@@ -210,8 +210,33 @@ class RelaxedDiscrete(Distribution):
         validate_args: bool | None = None,
     ) -> None:
         validate = self._validate_args if validate_args is None else validate_args
+        self._setup(type(self), temperature, probs, logits, validate)
+
+    @classmethod
+    def _built_for(
+        cls,
+        owner: type,
+        temperature: ArrayLike,
+        probs: ArrayLike | None,
+        logits: ArrayLike | None,
+        validate: bool,
+    ) -> "RelaxedDiscrete":
+        """An instance whose argument errors name ``owner``, the class the user built
+        (``Concrete`` for the ``ExpConcrete`` inside it)."""
+        new = cls.__new__(cls)
+        new._setup(owner, temperature, probs, logits, validate)
+        return new
+
+    def _setup(
+        self,
+        owner: type,
+        temperature: ArrayLike,
+        probs: ArrayLike | None,
+        logits: ArrayLike | None,
+        validate: bool,
+    ) -> None:
         temperature, key, param, batch_shape, event_shape = _parse_arguments(
-            type(self), self._categorical, temperature, probs, logits, validate
+            owner, self._categorical, temperature, probs, logits, validate
         )
         if key == "probs":
             self.probs = param
@@ -310,11 +335,9 @@ class RelaxedTransformed(TransformedDistribution):
         validate_args: bool | None = None,
     ) -> None:
         validate = self._validate_args if validate_args is None else validate_args
-        categorical = self.base_class._categorical
-        _parse_arguments(type(self), categorical, temperature, probs, logits, validate)
-        base = self.base_class(temperature, probs=probs, logits=logits, validate_args=False)
-        super().__init__(base, self.transform_class(), validate_args=False)
-        base._validate_args = self._validate_args = validate
+        base = self.base_class._built_for(type(self), temperature, probs, logits, validate)
+        super().__init__(base, self.transform_class(), validate_args=False)  # checked in base
+        self._validate_args = validate
 
     def expand(self, batch_shape: tuple[int, ...]) -> "RelaxedTransformed":
         """The same distribution over the base distribution expanded to ``batch_shape``

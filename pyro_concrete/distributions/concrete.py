@@ -31,29 +31,35 @@ _ARG_CONSTRAINTS = {
 
 
 def _log_softmax(x: torch.Tensor) -> torch.Tensor:
-    """``log_softmax`` over the last dimension, normalised to a few ulps at any width.
-
-    torch's CPU kernel and its backward are several times slower than elementwise code
-    when that dimension is narrower than its vector width (16), and faster beyond
-    (benchmarks/throughput.py).  The kernel accumulates ``sum exp`` sequentially in each
-    vector lane, so its normaliser drifts with the width (``exp(y)`` summed to 1 only
-    within 5e-6 at n = 3e4 in float32, beyond the simplex's tolerance); a second pass
-    subtracts ``log sum exp(y)`` computed by ``torch.sum``'s cascade summation, a
-    constant per row that leaves the gradient unchanged.  As in the kernel, the maximum
-    is subtracted first (exactly; the result does not depend on it), so the largest
-    coordinate is accurate to an ulp of ``log n``, not of ``max(x)``."""
+    """``log_softmax`` over the last dimension.  torch's CPU kernel and its backward are
+    several times slower than elementwise code when that dimension is narrower than its
+    vector width (16), and faster beyond (benchmarks/throughput.py).  As in the kernel,
+    the maximum is subtracted first (exactly; the result does not depend on it), so the
+    largest coordinate is accurate to an ulp of ``log n``, not of ``max(x)``."""
     if x.size(-1) >= 16:
-        y = x.log_softmax(-1)
-        return y - y.detach().exp().sum(-1, keepdim=True).log()
+        return x.log_softmax(-1)
     x = x - x.detach().amax(-1, keepdim=True)
     return x - x.exp().sum(-1, keepdim=True).log()
+
+
+def _on_log_simplex(y: torch.Tensor) -> torch.Tensor:
+    """``y`` (a ``log_softmax``) shifted by ``-log sum exp(y)``, so that ``exp(y)`` sums
+    to 1 within a few ulps at any width.  torch's kernel accumulates ``sum exp`` in each
+    vector lane sequentially, so its normaliser drifts with the width (``exp(y)`` summed
+    to 1 only within 5e-6 at n = 3e4 in float32, beyond the simplex's tolerance);
+    ``torch.sum`` sums in a cascade.  The shift is a constant per row: the gradient is
+    unchanged.  Below the kernel's width ``_log_softmax`` already sums with ``torch.sum``."""
+    if y.size(-1) < 16:
+        return y
+    return y - y.detach().exp().sum(-1, keepdim=True).log()
 
 
 def _face(logits: torch.Tensor) -> torch.Tensor | None:
     """The possible categories (finite logits), or None when all are: a ``-inf`` logit
     restricts the distribution to the face of the simplex spanned by the others."""
-    impossible = logits == -math.inf
-    return ~impossible if impossible.any() else None
+    if logits.amin() > -math.inf:  # one reduction, no mask, in the common case
+        return None
+    return logits > -math.inf
 
 
 def _log_exp_concrete_unnormalised(
@@ -82,14 +88,15 @@ def _log_exp_concrete_unnormalised(
 
 def _on_face(
     logits: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(face, logits, y, off)``: the possible categories (None: all), the logits and
-    ``y`` with finite stand-ins (0) off the face and where ``y = -inf``, and ``y == -inf``."""
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(face, logits, y, off)``: the possible categories, the logits and ``y`` with
+    finite stand-ins (0) off the face and where ``y = -inf``, and ``y == -inf``; or
+    ``(None, logits, y, None)`` when every category is possible and ``y`` is finite."""
     face = _face(logits)
-    off = y == -math.inf
-    if face is None and not off.any():
-        return None, logits, y, off
+    if face is None and y.amin() > -math.inf:
+        return None, logits, y, None
     possible = logits > -math.inf
+    off = y == -math.inf
     return possible, logits.masked_fill(~possible, 0.0), y.masked_fill(off, 0.0), off
 
 
@@ -110,9 +117,16 @@ def _log_concrete_interior(
     logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor
 ) -> torch.Tensor:
     """Concrete log density (Eq. 11) at ``y = log x`` finite on the possible categories
-    (and ``-inf`` off them, as in a sample): Eq. 26 minus ``sum_k y_k`` over the face."""
-    face, a, y_in, _ = _on_face(logits, y)
-    return _log_exp_concrete_unnormalised(a, temperature, y_in, face) - y_in.sum(-1)
+    (and ``-inf`` off them, as in a sample): Eq. 26 minus ``sum_k y_k`` over the face.
+    A ``y`` of another distribution's sample may lie on this one's boundary (``-inf`` on
+    a possible category: ``_log_concrete``'s limit) or off its face (``-inf``)."""
+    face, a, y_in, off = _on_face(logits, y)
+    if face is None:
+        return _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
+    if (off & face).any():
+        return _log_concrete(logits, temperature, y)
+    log_p = _log_exp_concrete_unnormalised(a, temperature, y_in, face) - y_in.sum(-1)
+    return log_p.masked_fill((~off & ~face).any(-1), -math.inf)
 
 
 def _log_concrete(logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -129,7 +143,7 @@ def _log_concrete(logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tens
     """
     face, a, y_in, off = _on_face(logits, y)
     if face is None:
-        return _log_concrete_interior(logits, temperature, y)
+        return _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
     zero = off & face
     n = face.sum(-1).to(y.dtype)
     m = zero.sum(-1)
@@ -183,7 +197,7 @@ class ExpConcrete(RelaxedDiscrete):
         scores = (logits + gumbel(shape, logits)) / self.temperature.unsqueeze(-1)
         if face is not None:  # exactly -inf, with a zero (not NaN) gradient
             scores = scores.masked_fill(~face, -math.inf)
-        return _log_softmax(scores)
+        return _on_log_simplex(_log_softmax(scores))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         check_event_shape(self, value)

@@ -138,8 +138,33 @@ class RelaxedDiscrete(TorchDistribution):
         validate_args: bool | None = None,
     ) -> None:
         validate = self._validate_args if validate_args is None else validate_args
+        self._setup(type(self), temperature, probs, logits, validate)
+
+    @classmethod
+    def _built_for(
+        cls,
+        owner: type,
+        temperature: torch.Tensor | float,
+        probs: torch.Tensor | None,
+        logits: torch.Tensor | None,
+        validate: bool,
+    ) -> "RelaxedDiscrete":
+        """An instance whose argument errors name ``owner``, the class the user built
+        (``Concrete`` for the ``ExpConcrete`` inside it)."""
+        new = cls.__new__(cls)
+        new._setup(owner, temperature, probs, logits, validate)
+        return new
+
+    def _setup(
+        self,
+        owner: type,
+        temperature: torch.Tensor | float,
+        probs: torch.Tensor | None,
+        logits: torch.Tensor | None,
+        validate: bool,
+    ) -> None:
         temperature, key, param, batch_shape, event_shape = _parse_arguments(
-            type(self), self._categorical, temperature, probs, logits, validate
+            owner, self._categorical, temperature, probs, logits, validate
         )
         if key == "probs":
             self.probs = param.expand(batch_shape + event_shape)
@@ -282,11 +307,9 @@ class RelaxedTransformed(TransformedDistribution):
         validate_args: bool | None = None,
     ) -> None:
         validate = self._validate_args if validate_args is None else validate_args
-        categorical = self.base_class._categorical
-        _parse_arguments(type(self), categorical, temperature, probs, logits, validate)
-        base = self.base_class(temperature, probs=probs, logits=logits, validate_args=False)
-        super().__init__(base, self.transform_class(), validate_args=False)
-        base._validate_args = self._validate_args = validate
+        base = self.base_class._built_for(type(self), temperature, probs, logits, validate)
+        super().__init__(base, self.transform_class(), validate_args=False)  # checked in base
+        self._validate_args = validate
 
     @classmethod
     def infer_shapes(cls, *args: torch.Size, **kwargs: object) -> tuple[torch.Size, torch.Size]:
