@@ -549,3 +549,39 @@ def test_masked_one_hot_categorical_trains_after_relax_with_auto_relaxed():
     svi = SVI(relaxed, nc.AutoRelaxed(relaxed), numpyro.optim.Adam(0.01), Trace_ELBO())
     result = svi.run(jax.random.PRNGKey(0), 20, progress_bar=False)
     assert np.isfinite(result.losses).all()
+
+
+def _transcendentals(fn, *args):
+    """How many exp/log/log1p/logistic operations the jaxpr of ``fn(*args)`` performs."""
+    names = {"exp", "log", "log1p", "logistic", "expm1"}
+
+    def walk(jaxpr):
+        count = 0
+        for eqn in jaxpr.eqns:
+            count += eqn.primitive.name in names
+            for param in eqn.params.values():
+                inner = getattr(param, "jaxpr", None)
+                if inner is not None:
+                    count += walk(getattr(inner, "jaxpr", inner))
+        return count
+
+    return walk(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_plain_path_costs_fewer_transcendentals_than_relaxed_bernoulli(grad):
+    """``log_prob(sample(key))`` without intermediates (a model's prior scoring a guide's
+    sample): the elementwise transcendental work, which dominates its time on CPU
+    (``benchmarks/throughput.py``, ``plain`` rows), is below ``RelaxedBernoulliLogits``'."""
+
+    def plain(make):
+        def f(logits, key):
+            d = make(0.5, logits)
+            return d.log_prob(d.sample(key)).sum()
+
+        return jax.grad(f) if grad else f
+
+    args = (jnp.zeros((8, 5)), jax.random.PRNGKey(0))
+    ours = _transcendentals(plain(lambda t, a: nc.BinaryConcrete(t, logits=a)), *args)
+    builtin = _transcendentals(plain(lambda t, a: dist.RelaxedBernoulliLogits(t, logits=a)), *args)
+    assert ours < builtin
