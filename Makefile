@@ -38,3 +38,8 @@ format: venv
 
 bench: venv
 	$(PY) benchmarks/run_all.py
+
+# Every tutorial at its full budget, as a reader runs it (a few minutes each on 2 cores); the last
+# cell of each notebook checks the numbers its text states, so a change that breaks one fails here.
+tutorials: venv
+	CONCRETE_TUTORIAL_BUDGET=full $(PY) -m pytest -p no:xdist -m slow tests/tutorials -k runs_top_to_bottom

@@ -16,39 +16,19 @@ import time
 import numpy as np
 
 
-def make_data(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    true_locs = np.array([-5.0, 0.0, 5.0])
-    z = rng.integers(0, 3, n)
-    return true_locs, (true_locs[z] + rng.standard_normal(n)).astype(np.float32)
-
-
-def exact_assignment_probs(x: np.ndarray, locs: np.ndarray) -> np.ndarray:
-    """p(z_i = k | x_i, locs) for the uniform-weight, unit-variance mixture."""
-    log_lik = -0.5 * (x[:, None] - locs[None, :]) ** 2
-    log_lik -= log_lik.max(1, keepdims=True)
-    p = np.exp(log_lik)
-    return p / p.sum(1, keepdims=True)
-
-
 def run_pyro(x: np.ndarray, steps: int) -> dict:
     import pyro
-    import pyro.distributions as dist
     import torch
     from pyro.infer import SVI, Trace_ELBO
     from pyro.optim import Adam
 
     import pyro_concrete as pc
+    from pyro_concrete.problems import gaussian_mixture
 
     pyro.set_rng_seed(0)
     data = torch.as_tensor(x)
 
-    def model(data):
-        locs = pyro.sample("locs", dist.Normal(0.0, 10.0).expand([3]).to_event(1))
-        with pyro.plate("data", len(data)):
-            z = pyro.sample("z", dist.OneHotCategorical(torch.ones(3) / 3))
-            pyro.sample("x", dist.Normal(pc.select(locs, z), 1.0), obs=data)
-
+    model = gaussian_mixture
     relaxed = pc.relax(model, temperature=0.5)
     guide = pc.AutoRelaxed(relaxed)
     svi = SVI(relaxed, guide, Adam({"lr": 0.05}), Trace_ELBO())
@@ -69,19 +49,14 @@ def run_numpyro(x: np.ndarray, steps: int) -> dict:
     import jax
     import jax.numpy as jnp
     import numpyro
-    import numpyro.distributions as dist
     from numpyro.infer import SVI, Trace_ELBO
 
     import numpyro_concrete as nc
+    from numpyro_concrete.problems import gaussian_mixture
 
     data = jnp.asarray(x)
 
-    def model(data):
-        locs = numpyro.sample("locs", dist.Normal(0.0, 10.0).expand([3]).to_event(1))
-        with numpyro.plate("data", data.shape[0]):
-            z = numpyro.sample("z", nc.OneHotCategorical(jnp.ones(3) / 3))
-            numpyro.sample("x", dist.Normal(nc.select(locs, z), 1.0), obs=data)
-
+    model = gaussian_mixture
     relaxed = nc.relax(model, temperature=0.5)
     guide = nc.AutoRelaxed(relaxed)
     svi = SVI(relaxed, guide, numpyro.optim.Adam(0.05), Trace_ELBO())
@@ -100,8 +75,10 @@ def run_numpyro(x: np.ndarray, steps: int) -> dict:
 
 
 def report(name: str, x: np.ndarray, true_locs: np.ndarray, result: dict) -> None:
+    from pyro_concrete.problems import mixture_posterior
+
     order = np.argsort(result["locs"])
-    exact = exact_assignment_probs(x, result["locs"])
+    exact = mixture_posterior(x, result["locs"])
     mae = np.abs(exact - result["probs"]).mean()
     print(f"\n{name}: {result['steps']} SVI steps in {result['seconds']:.1f} s")
     print(f"  learned locations      {np.round(result['locs'][order], 2)}  (true {true_locs})")
@@ -113,7 +90,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
-    true_locs, x = make_data()
+    from pyro_concrete.problems import mixture_data
+
+    true_locs = np.array([-5.0, 0.0, 5.0])
+    _, x = mixture_data(600, true_locs, seed=0)
     print(f"Mixture of 3 Gaussians, {len(x)} points; relax + AutoRelaxed + Trace_ELBO.")
     report("Pyro", x, true_locs, run_pyro(x, args.steps))
     report("NumPyro (jit)", x, true_locs, run_numpyro(x, args.steps))

@@ -13,10 +13,17 @@ from .distributions import (
     LogitBinaryConcrete,
     OneHotCategorical,
 )
-from .infer import constant_temperature, discrete_bound, discretize, exponential_decay
-from .relax import relax, select
+from .infer import (
+    constant_temperature,
+    discrete_bound,
+    discretize,
+    exponential_decay,
+    zero_temperature_limit,
+)
+from .relax import RELAX_STEP, Relaxed, relax, select
 
 __all__ = [
+    "RELAX_STEP",
     "AutoRelaxed",
     "AutoRelaxedDiscrete",
     "BinaryConcrete",
@@ -28,6 +35,7 @@ __all__ = [
     "LogSimplexTransform",
     "LogitBinaryConcrete",
     "OneHotCategorical",
+    "Relaxed",
     "constant_temperature",
     "discrete_bound",
     "discretize",
@@ -36,4 +44,5 @@ __all__ = [
     "log_simplex",
     "relax",
     "select",
+    "zero_temperature_limit",
 ]

@@ -1,9 +1,10 @@
-"""Enumeration-free relaxed autoguides (design.md section 4).
+"""Enumeration-free relaxed autoguides.
 
 ``AutoRelaxedDiscrete`` gives every relaxed site (a ``LogitBinaryConcrete`` or
 ``ExpConcrete`` site, as ``relax`` makes them) a guide of the same log-space family with
-a learnable ``log_alpha``, initialised from ``Normal(0, init_scale)`` as the seed text
-suggests, at the posterior temperature (2/3 by default, the paper's choice).
+a learnable ``log_alpha``, initialised from ``Normal(0, init_scale)``, at the posterior
+temperature (2/3 by default, the choice of Maddison et al. 2017, Sec. 5) or a schedule
+of it, read at the ``relax_step`` keyword of each call as ``relax`` does.
 ``AutoRelaxed`` pairs it with an ``AutoNormal`` for the continuous sites.  Both follow
 ``AutoNormal``: one parameter per site, full size along subsampled plates, indexed by
 the plates at run time.
@@ -14,6 +15,7 @@ from contextlib import ExitStack
 import jax
 import jax.numpy as jnp
 import numpyro
+import numpyro.distributions as dist
 from jax import Array
 from jax.typing import ArrayLike
 from numpyro import handlers
@@ -22,7 +24,8 @@ from numpyro.infer.autoguide import AutoGuide, AutoGuideList, AutoNormal
 from numpyro.infer.initialization import init_to_uniform
 
 from .distributions import ExpConcrete, LogitBinaryConcrete
-from .relax import base_of
+from .infer import zero_temperature_limit
+from .relax import _RELAXATIONS, RELAX_STEP, Temperature, base_of, temperature_at
 
 __all__ = ["AutoRelaxed", "AutoRelaxedDiscrete", "is_relaxed_site"]
 
@@ -47,6 +50,31 @@ def _is_relaxed_or_deterministic_site(msg: dict) -> bool:
     return msg["type"] == "deterministic" or is_relaxed_site(msg)
 
 
+def _check_no_discrete_sites(owner: str, model, *args, **kwargs) -> None:
+    """Raise, naming the site and what to do, if a latent site of ``model`` is discrete."""
+    with block():
+        trace = handlers.trace(seed(model, numpyro.prng_key())).get_trace(*args, **kwargs)
+    for name, site in trace.items():
+        if site["type"] == "sample" and not site["is_observed"] and site["fn"].support.is_discrete:
+            raise ValueError(_discrete_site_message(owner, name, base_of(site["fn"])))
+
+
+def _discrete_site_message(owner: str, name: str, base: dist.Distribution) -> str:
+    family = type(base).__name__
+    if type(base) in _RELAXATIONS:
+        return (
+            f"{owner}: site {name!r} is a discrete {family} site. Relax the model first, "
+            f"{owner}(numpyro_concrete.relax(model)), with the site among relax's sites= if given."
+        )
+    return (
+        f"{owner}: site {name!r} is a {family}, which relax() leaves discrete: only "
+        "Bernoulli and OneHotCategorical sites relax (a Categorical one as "
+        "OneHotCategorical read with select). Sum it out (enumerate it with "
+        "TraceEnum_ELBO, or by hand), or make it continuous; relax(model, sites=[...]) "
+        "leaves a listed site discrete, and the relaxed autoguides cannot guide it."
+    )
+
+
 class AutoRelaxedDiscrete(AutoGuide):
     """A guide ``q(y_z) = Family(lambda, log_alpha_z)`` for each relaxed site ``z``.
 
@@ -56,7 +84,8 @@ class AutoRelaxedDiscrete(AutoGuide):
     site ``z`` is ``f"{z}_{prefix}_log_alpha"``.
 
     :param model: a model whose latent sites are all relaxed (``relax(model)``).
-    :param temperature: the posterior temperature lambda.
+    :param temperature: the posterior temperature lambda, or a schedule
+        ``step -> lambda`` evaluated at the ``relax_step`` keyword of each call.
     :param init_scale: ``log_alpha`` starts at ``Normal(0, init_scale)``.
     :param prefix: as for ``AutoNormal``.
     :param create_plates: as for ``AutoNormal``.
@@ -65,7 +94,7 @@ class AutoRelaxedDiscrete(AutoGuide):
     def __init__(
         self,
         model,
-        temperature: ArrayLike = 2 / 3,
+        temperature: Temperature = 2 / 3,
         init_scale: float = 0.01,
         *,
         prefix: str = "auto",
@@ -73,17 +102,22 @@ class AutoRelaxedDiscrete(AutoGuide):
     ) -> None:
         if not init_scale > 0:
             raise ValueError(f"Expected init_scale > 0, got {init_scale}.")
-        self.temperature = temperature
+        self._temperature = temperature
         self._init_scale = init_scale
         super().__init__(model, prefix=prefix, create_plates=create_plates)
 
+    @property
+    def temperature(self) -> Temperature:
+        """The posterior temperature or its schedule (fixed at construction)."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: Temperature) -> None:
+        raise AttributeError(_READ_ONLY_TEMPERATURE)
+
     def _setup_prototype(self, *args, **kwargs) -> None:
-        # A plain trace is all this guide needs (no init values in unconstrained space, so
-        # no initialize_model, which would also reject the discrete sites it must report).
-        with block():
-            self.prototype_trace = handlers.trace(seed(self.model, numpyro.prng_key())).get_trace(
-                *args, **kwargs
-            )
+        _check_no_discrete_sites(type(self).__name__, self.model, *args, **kwargs)
+        super()._setup_prototype(*args, **kwargs)
         self._families: dict[str, type] = {}
         self._shapes: dict[str, tuple[tuple[int, ...], int]] = {}
         for name, site in self.prototype_trace.items():
@@ -93,29 +127,35 @@ class AutoRelaxedDiscrete(AutoGuide):
             if family not in _FAMILIES:
                 raise ValueError(
                     f"{type(self).__name__}: site {name!r} is a {family.__name__}, not a "
-                    "relaxed discrete site. Relax the model first (numpyro_concrete.relax), "
-                    "and use AutoRelaxed for models that also have continuous latent sites."
+                    "relaxed discrete site: use AutoRelaxed for models that also have "
+                    "continuous latent sites."
                 )
             fn = site["fn"]
             shape = list(fn.batch_shape + fn.event_shape)
             for frame in site["cond_indep_stack"]:
-                self._prototype_frames[frame.name] = frame
-                full_size = self.prototype_trace[frame.name]["args"][0]
-                self._prototype_frame_full_sizes[frame.name] = full_size
-                shape[frame.dim - fn.event_dim] = full_size
+                shape[frame.dim - fn.event_dim] = self._prototype_frame_full_sizes[frame.name]
             self._families[name] = family
             self._shapes[name] = (tuple(shape), fn.event_dim)
+
+    def _ensure_prototype(self, *args, **kwargs) -> None:
+        """Trace the model once if the guide has not yet seen it (a fresh guide)."""
+        if self.prototype_trace is None:
+            with seed(rng_seed=0):
+                self._setup_prototype(*args, **kwargs)
 
     def _param_name(self, name: str) -> str:
         return f"{name}_{self.prefix}_log_alpha"
 
-    def _guide_fn(self, name: str, site_event_dim: int, log_alpha: Array):
-        fn = self._families[name](self.temperature, logits=log_alpha)
-        return fn.to_event(site_event_dim - fn.event_dim)
+    def _guide_fn(self, name: str, event_dim: int, log_alpha: Array, temperature, hard=False):
+        """The guide of site ``name`` at ``temperature``, or its zero-temperature limit."""
+        fn = self._families[name](temperature, logits=log_alpha)
+        fn = zero_temperature_limit(fn) if hard else fn
+        return fn.to_event(event_dim - fn.event_dim)
 
     def __call__(self, *args, **kwargs) -> dict[str, Array]:
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
+        step = kwargs.get(RELAX_STEP, 0)
         plates = self._create_plates(*args, **kwargs)
         result = {}
         for name, (shape, event_dim) in self._shapes.items():
@@ -127,38 +167,67 @@ class AutoRelaxedDiscrete(AutoGuide):
                     lambda key, shape=shape: self._init_scale * jax.random.normal(key, shape),
                     event_dim=event_dim,
                 )
-                result[name] = numpyro.sample(name, self._guide_fn(name, event_dim, log_alpha))
+                temperature = temperature_at(self._temperature, step)
+                fn = self._guide_fn(name, event_dim, log_alpha, temperature)
+                result[name] = numpyro.sample(name, fn)
         return result
 
     def sample_posterior(self, rng_key, params, *args, sample_shape=(), **kwargs):
+        """Samples of the discrete posterior, in the discrete model's representation:
+        the zero-temperature limit of the guide (``Bernoulli`` integers, one-hot
+        vectors), ready for ``Predictive(model, posterior_samples=...)``."""
+        self._ensure_prototype(*args, **kwargs)
         with seed(rng_seed=rng_key):
             return {
                 name: numpyro.sample(
                     name,
-                    self._guide_fn(name, event_dim, params[self._param_name(name)]).expand_by(
-                        sample_shape
-                    ),
+                    self._guide_fn(
+                        name, event_dim, params[self._param_name(name)], 1.0, hard=True
+                    ).expand_by(sample_shape),
                 )
                 for name, (_, event_dim) in self._shapes.items()
             }
 
-    def probs(self, params: dict) -> dict[str, Array]:
+    def probs(self, params: dict, *args, **kwargs) -> dict[str, Array]:
         """The learned discrete probabilities of each relaxed site: ``sigmoid(log_alpha)``
         (the probability of 1) for a Bernoulli site, ``softmax(log_alpha)`` for a
-        categorical one."""
+        categorical one.  A guide that has not run yet traces the model once, with
+        ``*args, **kwargs``."""
+        self._ensure_prototype(*args, **kwargs)
         return {
             name: family(1.0, logits=params[self._param_name(name)]).probs
             for name, family in self._families.items()
         }
 
-    def median(self, params: dict) -> dict[str, Array]:
-        """The noise-free relaxed value of each site in log space, ``log alpha / lambda``
-        (the logistic's median) or ``log_softmax(log alpha / lambda)``."""
+    def median(self, params: dict, relax_step: ArrayLike = 0) -> dict[str, Array]:
+        """The noise-free relaxed value of each site in log space at the temperature of
+        ``relax_step``: ``log alpha / lambda`` (the logistic's median) or
+        ``log_softmax(log alpha / lambda)``."""
+        self._ensure_prototype()
+        temperature = jnp.asarray(temperature_at(self._temperature, relax_step))
         medians = {}
         for name, family in self._families.items():
-            y = params[self._param_name(name)] / jnp.asarray(self.temperature)
+            y = params[self._param_name(name)] / temperature
             medians[name] = jax.nn.log_softmax(y, -1) if family is ExpConcrete else y
         return medians
+
+    def quantiles(self, params: dict, quantiles) -> dict[str, Array]:
+        raise NotImplementedError(_NO_QUANTILES)
+
+
+_READ_ONLY_TEMPERATURE = (
+    "The relaxed guides' temperature is fixed at construction (a reassigned value would "
+    "be ignored by a jitted update): pass a schedule, AutoRelaxed(model, "
+    "temperature=numpyro_concrete.exponential_decay(...)), and feed the step with "
+    "svi.update(state, *args, relax_step=step)."
+)
+
+_NO_QUANTILES = (
+    "Relaxed sites have no quantiles that describe the discrete posterior (their "
+    "log-space values depend on the temperature, and a point of the log-simplex has no "
+    "per-coordinate quantiles in closed form): read guide.probs(params) for the "
+    "posterior probabilities, or draw hard samples with sample_posterior."
+)
 
 
 class AutoRelaxed(AutoGuideList):
@@ -173,7 +242,8 @@ class AutoRelaxed(AutoGuideList):
         guide.probs(result.params)  # {"z": learned probabilities}
 
     :param model: a relaxed model (``relax(model)``).
-    :param temperature: posterior temperature of the relaxed sites (default 2/3).
+    :param temperature: posterior temperature of the relaxed sites (default 2/3), or a
+        schedule ``step -> lambda`` read at the ``relax_step`` keyword.
     :param init_scale: ``log_alpha`` starts at ``Normal(0, init_scale)``.
     :param init_loc_fn: initialisation of the continuous sites, as for ``AutoNormal``.
     :param continuous_init_scale: ``AutoNormal``'s ``init_scale``.
@@ -183,7 +253,7 @@ class AutoRelaxed(AutoGuideList):
     def __init__(
         self,
         model,
-        temperature: ArrayLike = 2 / 3,
+        temperature: Temperature = 2 / 3,
         init_scale: float = 0.01,
         *,
         init_loc_fn=init_to_uniform,
@@ -203,29 +273,18 @@ class AutoRelaxed(AutoGuideList):
         )
 
     def _setup_prototype(self, *args, **kwargs) -> None:
-        with block():
-            trace = handlers.trace(seed(self.model, numpyro.prng_key())).get_trace(*args, **kwargs)
-        for name, site in trace.items():
-            if (
-                site["type"] == "sample"
-                and not site["is_observed"]
-                and site["fn"].support.is_discrete
-            ):
-                raise ValueError(
-                    f"AutoRelaxed: site {name!r} is a discrete "
-                    f"{type(base_of(site['fn'])).__name__} site. Relax the model first: "
-                    "AutoRelaxed(numpyro_concrete.relax(model))."
-                )
+        _check_no_discrete_sites(type(self).__name__, self.model, *args, **kwargs)
         super()._setup_prototype(*args, **kwargs)
 
     @property
-    def temperature(self) -> ArrayLike:
+    def temperature(self) -> Temperature:
+        """The posterior temperature or its schedule (fixed at construction)."""
         return self[0].temperature
 
     @temperature.setter
-    def temperature(self, value: ArrayLike) -> None:
-        self[0].temperature = value
+    def temperature(self, value: Temperature) -> None:
+        raise AttributeError(_READ_ONLY_TEMPERATURE)
 
-    def probs(self, params: dict) -> dict[str, Array]:
+    def probs(self, params: dict, *args, **kwargs) -> dict[str, Array]:
         """The learned discrete probabilities of each relaxed site (see ``AutoRelaxedDiscrete``)."""
-        return self[0].probs(params)
+        return self[0].probs(params, *args, **kwargs)

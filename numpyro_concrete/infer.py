@@ -1,17 +1,19 @@
 """The discrete objective of a relaxed model, and temperature schedules.
 
-Training optimises the relaxed ELBO; what the paper reports (Maddison et al. 2017,
-Sec. 5) is the bound on the *discrete* model: hard samples from the zero-temperature
-limit of the trained guide, scored by the original model.  ``discretize`` takes that
-limit, ``discrete_bound`` estimates the importance-weighted bound with it.
+Training optimises the relaxed ELBO; what Maddison et al. (2017, Sec. 5) report is the
+bound on the *discrete* model: hard samples from the zero-temperature limit of the
+trained guide, scored by the original model.  ``discretize`` takes that limit,
+``discrete_bound`` estimates the importance-weighted bound with it.  A temperature
+schedule is a function ``step -> lambda`` that ``relax`` and the relaxed autoguides
+evaluate at the ``relax_step`` keyword of each call.
 """
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import numpyro
 import numpyro.distributions as dist
 from jax import Array
 from jax.typing import ArrayLike
@@ -34,11 +36,13 @@ __all__ = [
     "discrete_bound",
     "discretize",
     "exponential_decay",
+    "zero_temperature_limit",
 ]
 
 
-def _limit(fn: dist.Distribution) -> dist.Distribution:
-    """Zero-temperature limit (Prop. 1c): the discrete distribution ``fn`` relaxes."""
+def zero_temperature_limit(fn: dist.Distribution) -> dist.Distribution:
+    """Zero-temperature limit (Prop. 1c): the discrete distribution ``fn`` relaxes, or
+    ``fn`` itself if it is no Concrete-family distribution."""
     if isinstance(fn, ExpConcrete | Concrete):
         return OneHotCategorical(logits=fn.logits)
     if isinstance(fn, LogitBinaryConcrete | BinaryConcrete | HardConcrete):
@@ -50,11 +54,14 @@ class DiscretizeMessenger(Messenger):
     """Replaces every Concrete-family site by its zero-temperature limit: ``ExpConcrete``,
     ``Concrete`` (and straight-through) by ``OneHotCategorical``; ``LogitBinaryConcrete``,
     ``BinaryConcrete``, ``HardConcrete`` by ``Bernoulli``, with the same logits.  The values
-    are in the discrete model's representation: one-hot vectors and ``{0, 1}``."""
+    are in the discrete model's representation: one-hot vectors and ``{0, 1}`` integers."""
 
     def process_message(self, msg: dict) -> None:
-        if msg["type"] == "sample" and _limit(base_of(msg["fn"])) is not base_of(msg["fn"]):
-            msg["fn"] = map_base(msg["fn"], _limit)
+        if msg["type"] != "sample":
+            return
+        base = base_of(msg["fn"])
+        if zero_temperature_limit(base) is not base:
+            msg["fn"] = map_base(msg["fn"], zero_temperature_limit)
 
 
 def discretize(fn: Callable | None = None) -> DiscretizeMessenger:
@@ -66,20 +73,28 @@ def _sample_sites(trace: dict) -> list[dict]:
     return [site for site in trace.values() if site["type"] == "sample"]
 
 
-def _max_plate_nesting(*traces: dict) -> int:
-    dims = [-frame.dim for t in traces for s in _sample_sites(t) for frame in s["cond_indep_stack"]]
-    return max(dims, default=0)
+def _check_not_subsampled(*traces: dict) -> None:
+    for trace in traces:
+        for name, site in trace.items():
+            if site["type"] == "plate" and jnp.shape(site["value"])[0] < site["args"][0]:
+                raise ValueError(
+                    f"discrete_bound: plate {name!r} subsamples {jnp.shape(site['value'])[0]} "
+                    f"of its {site['args'][0]} elements, so the bound would be of a random "
+                    "batch, rescaled. Bound the data the call is given: run the model "
+                    "without subsample_size (a batch of data as the plate's whole size), "
+                    "and sum the bounds of the batches."
+                )
 
 
-def _factor_plates(*traces: dict) -> set[str]:
-    """Plates enclosing every sample site of every trace: the model and guide factorise
-    over their elements, so the bound may be taken element by element."""
+def _factor_dims(*traces: dict) -> set[int]:
+    """Dims of the plates enclosing every sample site of every trace: the model and guide
+    factorise over their elements, so the bound may be taken element by element."""
     stacks = [
-        {frame.name for frame in site["cond_indep_stack"]}
+        {(frame.name, frame.dim) for frame in site["cond_indep_stack"]}
         for trace in traces
         for site in _sample_sites(trace)
     ]
-    return set.intersection(*stacks) if stacks else set()
+    return {dim for _, dim in set.intersection(*stacks)} if stacks else set()
 
 
 def _site_log_prob(site: dict) -> Array:
@@ -88,25 +103,14 @@ def _site_log_prob(site: dict) -> Array:
     return lp if site["scale"] is None else site["scale"] * lp
 
 
-def _check_vectorised(site: dict, lp_ndim: int, ndim: int) -> None:
-    if lp_ndim > ndim:
-        raise ValueError(
-            f"discrete_bound: site {site['name']!r} has batch dimensions left of its plates "
-            f"(log_prob has {lp_ndim} dims, the particle plate sits at dim {-ndim}): the model "
-            "and guide must be vectorisable over a leftmost particle plate, as for "
-            "Trace_ELBO(vectorize_particles=True). Declare every batch dimension with a plate."
-        )
-
-
-def _log_weights(trace: dict, keep: set[int], ndim: int) -> Array:
+def _log_weights(trace: dict, keep: set[int]) -> Array:
     """Sum of the trace's log densities over every dimension not in ``keep``."""
+    nesting = max((-d for d in keep), default=0)
     total = jnp.zeros(())
     for site in _sample_sites(trace):
         lp = _site_log_prob(site)
-        _check_vectorised(site, lp.ndim, ndim)
-        lp = lp.reshape((1,) * (ndim - lp.ndim) + lp.shape)
-        summed = tuple(d for d in range(-ndim, 0) if d not in keep)
-        total = total + lp.sum(summed, keepdims=True)
+        lp = lp.sum(tuple(d for d in range(-lp.ndim, 0) if d not in keep), keepdims=True)
+        total = total + lp.reshape(lp.shape[max(lp.ndim - nesting, 0) :])
     return total
 
 
@@ -128,8 +132,9 @@ def discrete_bound(
     ``K = 1`` is the discrete ELBO.  ``L_K <= log p(x)`` and ``L_K -> log p(x)`` as ``K``
     grows.  When every site lies in a common plate (a data plate with local latents), the
     bound is taken per element of that plate and summed, which is tighter and the quantity
-    reported as "test log-likelihood".  The particles are drawn in a vectorised plate, so
-    the model and guide must be vectorisable over an extra leftmost batch dimension.
+    reported as "test log-likelihood".  The particles are independent runs of the guide
+    and the model, drawn with ``jax.vmap``, so any model works; a plate that subsamples is
+    rejected, since the bound is of the data the call is given.
 
     :param rng_key: a PRNG key.
     :param model: the original discrete model (or any model with the guide's site names).
@@ -144,45 +149,50 @@ def discrete_bound(
     model = handlers.substitute(model, data=params)
 
     def traces(key: Array) -> tuple[dict, dict]:
-        guide_trace = handlers.trace(handlers.seed(discrete_guide, key)).get_trace(*args, **kwargs)
-        replayed = handlers.replay(handlers.seed(model, key), trace=guide_trace)
+        guide_key, model_key = jax.random.split(key)
+        guide_trace = handlers.trace(handlers.seed(discrete_guide, guide_key)).get_trace(
+            *args, **kwargs
+        )
+        replayed = handlers.replay(handlers.seed(model, model_key), trace=guide_trace)
         return guide_trace, handlers.trace(replayed).get_trace(*args, **kwargs)
 
     rng_key, key = jax.random.split(rng_key)
-    guide_trace, model_trace = traces(key)
-    nesting = _max_plate_nesting(guide_trace, model_trace)
-    factor_plates = _factor_plates(guide_trace, model_trace)
-    keep = {-nesting - 1} | {
-        frame.dim
-        for site in _sample_sites(model_trace)
-        for frame in site["cond_indep_stack"]
-        if frame.name in factor_plates
-    }
+    prototype = traces(key)
+    _check_not_subsampled(*prototype)
+    keep = _factor_dims(*prototype)
+
+    def log_weight(key: Array) -> Array:
+        guide_trace, model_trace = traces(key)
+        return _log_weights(model_trace, keep) - _log_weights(guide_trace, keep)
+
+    particles = jax.vmap(log_weight)  # eager, like the model: no compilation per call
+    keys = jax.random.split(rng_key, num_samples)
     batch_size = batch_size or num_samples
-    log_w = []
-    for start in range(0, num_samples, batch_size):
-        rng_key, key = jax.random.split(rng_key)
-        with numpyro.plate(
-            "_discrete_bound_particles", min(batch_size, num_samples - start), dim=-nesting - 1
-        ):
-            guide_trace, model_trace = traces(key)
-        log_w.append(
-            _log_weights(model_trace, keep, nesting + 1)
-            - _log_weights(guide_trace, keep, nesting + 1)
-        )
-    log_w = jnp.concatenate(log_w, -nesting - 1)
-    bound = jax.nn.logsumexp(log_w, -nesting - 1) - math.log(num_samples)
+    log_w = jnp.concatenate(
+        [particles(keys[i : i + batch_size]) for i in range(0, num_samples, batch_size)]
+    )
+    bound = jax.nn.logsumexp(log_w, 0) - math.log(num_samples)
     return float(bound.sum())
 
 
-def constant_temperature(temperature: ArrayLike) -> Callable[[ArrayLike], ArrayLike]:
+@dataclass(frozen=True)
+class constant_temperature:
     """The schedule ``step -> temperature``."""
-    return lambda step: temperature
+
+    temperature: ArrayLike
+
+    def __call__(self, step: ArrayLike) -> ArrayLike:
+        return self.temperature
 
 
-def exponential_decay(
-    t0: float = 1.0, rate: float = 1e-4, t_min: float = 0.5
-) -> Callable[[ArrayLike], Array]:
+@dataclass(frozen=True)
+class exponential_decay:
     """Jang et al. (2017, Sec. 4.1): ``step -> max(t_min, t0 exp(-rate step))``, traceable
     under ``jit`` (``step`` may be a traced integer)."""
-    return lambda step: jnp.maximum(t_min, t0 * jnp.exp(-rate * jnp.asarray(step)))
+
+    t0: float = 1.0
+    rate: float = 1e-4
+    t_min: float = 0.5
+
+    def __call__(self, step: ArrayLike) -> Array:
+        return jnp.maximum(self.t_min, self.t0 * jnp.exp(-self.rate * jnp.asarray(step)))

@@ -1,8 +1,8 @@
-"""Relaxation of a model's discrete sites into log-space Concrete sites (design.md section 4).
+"""Relaxation of a model's discrete sites into log-space Concrete sites.
 
 ``relax(model)`` turns every latent ``Bernoulli`` and ``OneHotCategorical`` site ``"z"``
-into a site of the same name whose stochastic node lives in log space, as the paper
-recommends (App. C.3):
+into a site of the same name whose stochastic node lives in log space, as Maddison et
+al. (2017, App. C.3) recommend:
 
 =====================  ==================================  ==========================
 original site          recorded site ``"z"`` (the node)    the model's code receives
@@ -21,10 +21,18 @@ space, where they are finite in float32.  Handlers applied *outside* ``relax``
 (``condition``, ``replay``, ``substitute``) therefore see and provide log-space values;
 handlers applied to the model *inside* ``relax`` see the original discrete sites, and a
 value they fix stays discrete (``relax(condition(model, data))`` leaves observed sites
-untouched).
+untouched).  A *hard* value given from outside (an integer array, or an exact one-hot
+vector, which is never a point of the log-simplex) reaches the model unchanged, so
+``Predictive(relax(model), guide=discretize(guide))`` runs the model on hard values.
+
+``numpyro.contrib.control_flow.scan`` and ``cond`` run their bodies under ``block``:
+``RelaxMessenger`` relaxes the bodies themselves (``_relax_control_flow_bodies``).
+
+Temperatures: a constant, or a schedule ``step -> temperature`` evaluated at the
+reserved keyword ``relax_step`` of each call (``RELAX_STEP``), which ``relax`` and the
+relaxed autoguides read and remove; the step may be a traced integer under ``jit``.
 """
 
-import functools
 from collections.abc import Callable, Iterable
 
 import jax
@@ -36,7 +44,28 @@ from numpyro.primitives import Messenger
 
 from .distributions import ExpConcrete, LogitBinaryConcrete, OneHotCategorical
 
-__all__ = ["RelaxMessenger", "base_of", "map_base", "relax", "select"]
+__all__ = [
+    "RELAX_STEP",
+    "RelaxMessenger",
+    "Relaxed",
+    "base_of",
+    "map_base",
+    "relax",
+    "select",
+    "temperature_at",
+]
+
+#: The keyword that carries the step of a temperature schedule to a relaxed model and to
+#: its guide (``svi.update(state, data, relax_step=step)``); a hand-written guide that
+#: follows a schedule takes it as an argument.
+RELAX_STEP = "relax_step"
+
+Temperature = ArrayLike | Callable[[ArrayLike], ArrayLike]
+
+
+def temperature_at(temperature: Temperature, step: ArrayLike) -> ArrayLike:
+    """The temperature at ``step``: ``temperature(step)`` for a schedule, else itself."""
+    return temperature(step) if callable(temperature) else temperature
 
 
 def map_base(
@@ -60,11 +89,28 @@ def base_of(fn: dist.Distribution) -> dist.Distribution:
     return fn
 
 
+def _is_hard(value: Array) -> bool:
+    return not jnp.issubdtype(jnp.result_type(value), jnp.floating)
+
+
+def _binary_to_model(y: Array) -> Array:
+    """``sigmoid(y)``; a hard (integer) value as it is."""
+    return jnp.asarray(y, jnp.result_type(float)) if _is_hard(y) else jax.nn.sigmoid(y)
+
+
+def _categorical_to_model(y: Array) -> Array:
+    """``exp(y)``; a hard value (integer, or an exact one-hot vector) as it is."""
+    if _is_hard(y):
+        return jnp.asarray(y, jnp.result_type(float))
+    one_hot = ((y == 0) | (y == 1)).all(-1, keepdims=True) & (y.sum(-1, keepdims=True) == 1)
+    return jnp.where(one_hot, y, jnp.exp(y))
+
+
 #: discrete family -> (log-space relaxation, map from the log-space value to the model's)
 _RELAXATIONS = {
-    dist.BernoulliProbs: (LogitBinaryConcrete, jax.nn.sigmoid),
-    dist.BernoulliLogits: (LogitBinaryConcrete, jax.nn.sigmoid),
-    OneHotCategorical: (ExpConcrete, jnp.exp),
+    dist.BernoulliProbs: (LogitBinaryConcrete, _binary_to_model),
+    dist.BernoulliLogits: (LogitBinaryConcrete, _binary_to_model),
+    OneHotCategorical: (ExpConcrete, _categorical_to_model),
 }
 
 
@@ -90,6 +136,9 @@ class RelaxMessenger(Messenger):
         self._relaxed: dict[str, tuple[type, Callable]] = {}
 
     def process_message(self, msg: dict) -> None:
+        if msg["type"] == "control_flow":
+            _relax_control_flow_bodies(msg, self.temperature, self.sites)
+            return
         if msg["type"] != "sample" or msg["is_observed"]:
             return
         if msg["value"] is not None:  # fixed by a handler inside relax: a discrete value
@@ -116,6 +165,22 @@ class RelaxMessenger(Messenger):
             msg["value"] = to_model(msg["value"])
 
 
+def _relax_control_flow_bodies(msg: dict, temperature: ArrayLike, sites) -> None:
+    """Relax the bodies of ``scan`` and ``cond``.  They run under ``block`` and replay the
+    recorded sites to the enclosing handlers only afterwards, with their values fixed;
+    NumPyro has no public hook into a body (``handlers.reparam`` is not applied there
+    either), so this wraps the body functions that the ``control_flow`` message carries
+    among its arguments: ``scan``'s first, ``cond``'s second and third."""
+    from numpyro.contrib.control_flow.cond import cond_wrapper
+    from numpyro.contrib.control_flow.scan import scan_wrapper
+
+    bodies = {scan_wrapper: (0,), cond_wrapper: (1, 2)}.get(msg["fn"], ())
+    msg["args"] = tuple(
+        RelaxMessenger(arg, temperature, sites) if i in bodies else arg
+        for i, arg in enumerate(msg["args"])
+    )
+
+
 def _not_relaxable_message(name: str, base: dist.Distribution) -> str:
     if isinstance(base, dist.CategoricalProbs | dist.CategoricalLogits):
         return (
@@ -131,26 +196,45 @@ def _not_relaxable_message(name: str, base: dist.Distribution) -> str:
     )
 
 
-def relax(
-    model: Callable, temperature: ArrayLike = 0.5, sites: Iterable[str] | None = None
-) -> Callable:
-    """The model with its latent discrete sites relaxed into log-space Concrete sites.
+class Relaxed:
+    """A model with its latent discrete sites relaxed (what ``relax`` returns).
 
-    The returned model takes the original model's arguments plus an optional keyword
-    ``temperature=`` that overrides the default for that call, so a schedule can be fed
-    through ``svi.update(state, ..., temperature=schedule(step))``, traced under ``jit``.
-
-    :param model: a NumPyro model with latent ``Bernoulli``/``OneHotCategorical`` sites.
-    :param temperature: the prior temperature lambda (Maddison et al. use 1/2 for priors).
-    :param sites: the names of the sites to relax (default: every eligible latent site).
+    Calling it runs ``model`` under a ``RelaxMessenger`` at the temperature of the
+    call's ``relax_step`` keyword (0 when absent), which the model does not see; every
+    other argument is the model's.  A class rather than a closure, so that it pickles.
     """
 
-    @functools.wraps(model)
-    def relaxed_model(*args, temperature: ArrayLike = temperature, **kwargs):
-        with RelaxMessenger(temperature=temperature, sites=sites):
-            return model(*args, **kwargs)
+    def __init__(
+        self, model: Callable, temperature: Temperature, sites: Iterable[str] | None
+    ) -> None:
+        self.model = model
+        self.temperature = temperature
+        self.sites = None if sites is None else frozenset(sites)
 
-    return relaxed_model
+    def __call__(self, *args, **kwargs):
+        temperature = temperature_at(self.temperature, kwargs.pop(RELAX_STEP, 0))
+        return RelaxMessenger(self.model, temperature, self.sites)(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"relax({self.model!r}, temperature={self.temperature!r}, sites={self.sites})"
+
+
+def relax(
+    model: Callable, temperature: Temperature = 0.5, sites: Iterable[str] | None = None
+) -> Relaxed:
+    """The model with its latent discrete sites relaxed into log-space Concrete sites.
+
+    The returned model takes the original model's arguments, all passed on unchanged,
+    plus the reserved keyword ``relax_step`` (``RELAX_STEP``): the step at which a
+    schedule is evaluated, e.g. ``svi.update(state, data, relax_step=step)``, traced
+    under ``jit`` so that a whole schedule compiles once.
+
+    :param model: a NumPyro model with latent ``Bernoulli``/``OneHotCategorical`` sites.
+    :param temperature: the prior temperature lambda (Maddison et al. use 1/2 for
+        priors), or a schedule ``step -> lambda`` (``exponential_decay``).
+    :param sites: the names of the sites to relax (default: every eligible latent site).
+    """
+    return Relaxed(model, temperature, sites)
 
 
 def select(table: ArrayLike, z: ArrayLike) -> Array:

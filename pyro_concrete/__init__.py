@@ -14,10 +14,18 @@ from .distributions import (
     LogitBinaryConcrete,
     RelaxedSample,
 )
-from .infer import constant_temperature, discrete_bound, discretize, exponential_decay
-from .relax import relax, select
+from .infer import (
+    JitTrace_ELBO,
+    constant_temperature,
+    discrete_bound,
+    discretize,
+    exponential_decay,
+    zero_temperature_limit,
+)
+from .relax import RELAX_STEP, Relaxed, relax, select
 
 __all__ = [
+    "RELAX_STEP",
     "AutoRelaxed",
     "AutoRelaxedDiscrete",
     "BinaryConcrete",
@@ -27,8 +35,10 @@ __all__ = [
     "ExpConcrete",
     "HardConcrete",
     "HardSample",
+    "JitTrace_ELBO",
     "LogSimplexTransform",
     "LogitBinaryConcrete",
+    "Relaxed",
     "RelaxedSample",
     "constant_temperature",
     "discrete_bound",
@@ -38,4 +48,5 @@ __all__ = [
     "log_simplex",
     "relax",
     "select",
+    "zero_temperature_limit",
 ]

@@ -1,9 +1,10 @@
-"""Enumeration-free relaxed autoguides (design.md section 4).
+"""Enumeration-free relaxed autoguides.
 
 ``AutoRelaxedDiscrete`` gives every relaxed site (a ``LogitBinaryConcrete`` or
 ``ExpConcrete`` site, as ``relax`` makes them) a guide of the same log-space family with
-a learnable ``log_alpha``, initialised from ``Normal(0, init_scale)`` as the seed text
-suggests, at the posterior temperature (2/3 by default, the paper's choice).
+a learnable ``log_alpha``, initialised from ``Normal(0, init_scale)``, at the posterior
+temperature (2/3 by default, the choice of Maddison et al. 2017, Sec. 5) or a schedule
+of it, read at the ``relax_step`` keyword of each call as ``relax`` does.
 ``AutoRelaxed`` pairs it with an ``AutoNormal`` for the continuous sites.  Both follow
 ``AutoNormal``: one parameter per site, full size along subsampled plates, indexed by
 the plates at run time.
@@ -13,7 +14,9 @@ from contextlib import ExitStack
 from operator import attrgetter
 
 import pyro
+import pyro.distributions as dist
 import torch
+from pyro import poutine
 from pyro.infer.autoguide import AutoGuide, AutoGuideList, AutoNormal
 from pyro.infer.autoguide.initialization import init_to_feasible
 from pyro.infer.autoguide.utils import deep_setattr
@@ -22,7 +25,7 @@ from pyro.poutine import block
 from torch.distributions import constraints
 
 from .distributions import ExpConcrete, LogitBinaryConcrete
-from .relax import base_of
+from .relax import _RELAXATIONS, RELAX_STEP, Temperature, base_of, temperature_at
 
 __all__ = ["AutoRelaxed", "AutoRelaxedDiscrete", "is_relaxed_site"]
 
@@ -36,6 +39,44 @@ def is_relaxed_site(msg: dict) -> bool:
     )
 
 
+def _check_no_discrete_sites(owner: str, trace: poutine.Trace) -> None:
+    """Raise, naming the site and what to do, if a latent site of ``trace`` is discrete."""
+    for name, site in trace.iter_stochastic_nodes():
+        if site["fn"].support.is_discrete:
+            raise ValueError(_discrete_site_message(owner, name, base_of(site["fn"])))
+
+
+def _discrete_site_message(owner: str, name: str, base: dist.TorchDistribution) -> str:
+    family = type(base).__name__
+    if type(base) in _RELAXATIONS:
+        return (
+            f"{owner}: site {name!r} is a discrete {family} site. Relax the model first, "
+            f"{owner}(pyro_concrete.relax(model)), with the site among relax's sites= if given."
+        )
+    return (
+        f"{owner}: site {name!r} is a {family}, which relax() leaves discrete: only "
+        "Bernoulli and OneHotCategorical sites relax (a Categorical one as "
+        "OneHotCategorical read with select). Sum it out (enumerate it with "
+        "TraceEnum_ELBO, or by hand), or make it continuous; relax(model, sites=[...]) "
+        "leaves a listed site discrete, and the relaxed autoguides cannot guide it."
+    )
+
+
+_READ_ONLY_TEMPERATURE = (
+    "The relaxed guides' temperature is fixed at construction, as in NumPyro (where a "
+    "reassigned value would be ignored by a jitted update): pass a schedule, "
+    "AutoRelaxed(model, temperature=pyro_concrete.exponential_decay(...)), and feed the "
+    "step with svi.step(*args, relax_step=step)."
+)
+
+_NO_QUANTILES = (
+    "Relaxed sites have no quantiles that describe the discrete posterior (their "
+    "log-space values depend on the temperature, and a point of the log-simplex has no "
+    "per-coordinate quantiles in closed form): read guide.probs() for the posterior "
+    "probabilities, or draw hard samples with Predictive(model, guide=discretize(guide))."
+)
+
+
 class AutoRelaxedDiscrete(AutoGuide):
     """A guide ``q(y_z) = Family(lambda, log_alpha_z)`` for each relaxed site ``z``.
 
@@ -44,8 +85,8 @@ class AutoRelaxedDiscrete(AutoGuide):
     pathwise gradients, with no enumeration and no score function.
 
     :param model: a model whose latent sites are all relaxed (``relax(model)``).
-    :param temperature: the posterior temperature lambda; may be reassigned between
-        steps (``guide.temperature = schedule(step)``).
+    :param temperature: the posterior temperature lambda, or a schedule
+        ``step -> lambda`` evaluated at the ``relax_step`` keyword of each call.
     :param init_scale: ``log_alpha`` starts at ``Normal(0, init_scale)``.
     :param create_plates: as for ``AutoNormal``.
     """
@@ -53,19 +94,29 @@ class AutoRelaxedDiscrete(AutoGuide):
     def __init__(
         self,
         model,
-        temperature: float | torch.Tensor = 2 / 3,
+        temperature: Temperature = 2 / 3,
         init_scale: float = 0.01,
         *,
         create_plates=None,
     ) -> None:
         if not init_scale > 0:
             raise ValueError(f"Expected init_scale > 0, got {init_scale}.")
-        self.temperature = temperature
+        self._temperature = temperature
         self._init_scale = init_scale
         super().__init__(model, create_plates=create_plates)
 
+    @property
+    def temperature(self) -> Temperature:
+        """The posterior temperature or its schedule (fixed at construction)."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: Temperature) -> None:
+        raise AttributeError(_READ_ONLY_TEMPERATURE)
+
     def _setup_prototype(self, *args, **kwargs) -> None:
         super()._setup_prototype(*args, **kwargs)
+        _check_no_discrete_sites(type(self).__name__, self.prototype_trace)
         self.log_alpha = PyroModule()
         self._families: dict[str, type] = {}
         for name, site in self.prototype_trace.iter_stochastic_nodes():
@@ -73,8 +124,8 @@ class AutoRelaxedDiscrete(AutoGuide):
             if family not in _FAMILIES:
                 raise ValueError(
                     f"{type(self).__name__}: site {name!r} is a {family.__name__}, not a "
-                    "relaxed discrete site. Relax the model first (pyro_concrete.relax), and "
-                    "use AutoRelaxed for models that also have continuous latent sites."
+                    "relaxed discrete site: use AutoRelaxed for models that also have "
+                    "continuous latent sites."
                 )
             fn = site["fn"]
             shape = list(fn.batch_shape + fn.event_shape)
@@ -88,6 +139,7 @@ class AutoRelaxedDiscrete(AutoGuide):
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
+        temperature = temperature_at(self._temperature, kwargs.get(RELAX_STEP, 0))
         plates = self._create_plates(*args, **kwargs)
         result = {}
         for name, site in self.prototype_trace.iter_stochastic_nodes():
@@ -95,7 +147,7 @@ class AutoRelaxedDiscrete(AutoGuide):
                 for frame in site["cond_indep_stack"]:
                     if frame.vectorized:
                         stack.enter_context(plates[frame.name])
-                fn = self._families[name](self.temperature, logits=self._log_alpha(name))
+                fn = self._families[name](temperature, logits=self._log_alpha(name))
                 fn = fn.to_event(site["fn"].event_dim - fn.event_dim)
                 result[name] = pyro.sample(name, fn)
         return result
@@ -104,10 +156,13 @@ class AutoRelaxedDiscrete(AutoGuide):
         return attrgetter(name)(self.log_alpha)
 
     @torch.no_grad()
-    def probs(self) -> dict[str, torch.Tensor]:
+    def probs(self, *args, **kwargs) -> dict[str, torch.Tensor]:
         """The learned discrete probabilities of each relaxed site: ``sigmoid(log_alpha)``
         (the probability of 1) for a Bernoulli site, ``softmax(log_alpha)`` for a
-        categorical one."""
+        categorical one.  A guide that has not run yet (say, rebuilt to read a saved
+        parameter store) traces the model once, with ``*args, **kwargs``."""
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
         return {
             name: family(1.0, logits=self._log_alpha(name)).probs.detach()
             for name, family in self._families.items()
@@ -115,13 +170,18 @@ class AutoRelaxedDiscrete(AutoGuide):
 
     @torch.no_grad()
     def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
-        """The noise-free relaxed value of each site in log space, ``log alpha / lambda``
-        (the logistic's median) or ``log_softmax(log alpha / lambda)``."""
+        """The noise-free relaxed value of each site in log space at the temperature of
+        the ``relax_step`` keyword: ``log alpha / lambda`` (the logistic's median) or
+        ``log_softmax(log alpha / lambda)``."""
+        temperature = temperature_at(self._temperature, kwargs.get(RELAX_STEP, 0))
         medians = {}
         for name, family in self._families.items():
-            y = self._log_alpha(name) / torch.as_tensor(self.temperature)
+            y = self._log_alpha(name) / torch.as_tensor(temperature)
             medians[name] = y.log_softmax(-1) if family is ExpConcrete else y
         return medians
+
+    def quantiles(self, quantiles, *args, **kwargs) -> dict[str, torch.Tensor]:
+        raise NotImplementedError(_NO_QUANTILES)
 
 
 class AutoRelaxed(AutoGuideList):
@@ -136,7 +196,8 @@ class AutoRelaxed(AutoGuideList):
         guide.probs()  # {"z": learned probabilities}
 
     :param model: a relaxed model (``relax(model)``).
-    :param temperature: posterior temperature of the relaxed sites (default 2/3).
+    :param temperature: posterior temperature of the relaxed sites (default 2/3), or a
+        schedule ``step -> lambda`` read at the ``relax_step`` keyword.
     :param init_scale: ``log_alpha`` starts at ``Normal(0, init_scale)``.
     :param init_loc_fn: initialisation of the continuous sites, as for ``AutoNormal``.
     :param continuous_init_scale: ``AutoNormal``'s ``init_scale``.
@@ -146,7 +207,7 @@ class AutoRelaxed(AutoGuideList):
     def __init__(
         self,
         model,
-        temperature: float | torch.Tensor = 2 / 3,
+        temperature: Temperature = 2 / 3,
         init_scale: float = 0.01,
         *,
         init_loc_fn=init_to_feasible,
@@ -167,22 +228,19 @@ class AutoRelaxed(AutoGuideList):
 
     def _setup_prototype(self, *args, **kwargs) -> None:
         super()._setup_prototype(*args, **kwargs)
-        for name, site in self.prototype_trace.iter_stochastic_nodes():
-            if site["fn"].support.is_discrete:
-                raise ValueError(
-                    f"AutoRelaxed: site {name!r} is a discrete "
-                    f"{type(base_of(site['fn'])).__name__} site. Relax the model first: "
-                    "AutoRelaxed(pyro_concrete.relax(model))."
-                )
+        _check_no_discrete_sites(type(self).__name__, self.prototype_trace)
 
     @property
-    def temperature(self) -> float | torch.Tensor:
+    def temperature(self) -> Temperature:
+        """The posterior temperature or its schedule (fixed at construction)."""
         return self[0].temperature
 
     @temperature.setter
-    def temperature(self, value: float | torch.Tensor) -> None:
-        self[0].temperature = value
+    def temperature(self, value: Temperature) -> None:
+        raise AttributeError(_READ_ONLY_TEMPERATURE)
 
-    def probs(self) -> dict[str, torch.Tensor]:
+    def probs(self, *args, **kwargs) -> dict[str, torch.Tensor]:
         """The learned discrete probabilities of each relaxed site (see ``AutoRelaxedDiscrete``)."""
-        return self[0].probs()
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        return self[0].probs(*args, **kwargs)

@@ -14,6 +14,8 @@ Base measures, the contract of the packages:
 - ``HardConcrete``: Lebesgue on (0, 1) plus unit point masses at 0 and 1.
 """
 
+import itertools
+
 import numpy as np
 from scipy.special import expit, gammaln, log_expit, log_softmax, logsumexp, softmax
 
@@ -33,10 +35,14 @@ __all__ = [
     "hard_concrete_log_p0",
     "hard_concrete_log_p1",
     "hard_concrete_log_prob",
+    "hmm_posterior",
     "log_simplex_from_chart",
     "logistic_entropy",
     "logit_binary_concrete_log_density",
+    "mixture_map_locations",
+    "mixture_posterior",
     "softmax",
+    "subset_regression_log_joint",
 ]
 
 
@@ -241,3 +247,50 @@ def hard_concrete_log_prob(z, logits, temperature, low=-0.1, high=1.1):
             hard_concrete_log_p1(logits, lam, low, high),
         ),
     )
+
+
+# --- discrete models of the relaxation suite (tests/relax_suite.py) ----------------------
+
+
+def hmm_posterior(ys, locs, trans, init, scale=1.0):
+    """Forward-backward for ``z_0 ~ Cat(init)``, ``z_t ~ Cat(trans[z_{t-1}])``,
+    ``y_t ~ N(locs[z_t], scale)``: ``(log p(y), p(z_t | y) of shape (T, K))``, float64."""
+    ys, locs, trans, init = _f64(ys, locs, trans, init)
+    log_lik = -0.5 * ((ys[:, None] - locs) / scale) ** 2 - np.log(scale * np.sqrt(2 * np.pi))
+    log_trans = np.log(trans)
+    alpha = [np.log(init) + log_lik[0]]
+    for t in range(1, len(ys)):
+        alpha.append(logsumexp(alpha[-1][:, None] + log_trans, 0) + log_lik[t])
+    beta = [np.zeros(len(locs))]
+    for t in range(len(ys) - 1, 0, -1):
+        beta.insert(0, logsumexp(log_trans + (log_lik[t] + beta[0])[None, :], 1))
+    log_px = logsumexp(alpha[-1])
+    return log_px, np.exp(np.array(alpha) + np.array(beta) - log_px)
+
+
+def subset_regression_log_joint(X, y, weights, prior, scale):
+    """``log p(y, gamma)`` of ``gamma_j ~ Bernoulli(prior)``, ``y ~ N(X (gamma * w), scale)``
+    for every ``gamma`` in ``{0, 1}^d`` (rows in ``itertools.product`` order), float64."""
+    X, y, weights = _f64(X, y, weights)
+    gammas = np.array(list(itertools.product((0.0, 1.0), repeat=X.shape[1])))
+    log_prior = (gammas * np.log(prior) + (1 - gammas) * np.log1p(-prior)).sum(1)
+    mean = (gammas * weights) @ X.T
+    log_lik = (-0.5 * ((y - mean) / scale) ** 2 - np.log(scale * np.sqrt(2 * np.pi))).sum(1)
+    return gammas, log_prior + log_lik
+
+
+def mixture_posterior(x, locs):
+    """``p(z_i = k | x_i, locs)`` of a mixture of ``N(locs_k, 1)`` with equal weights."""
+    x, locs = _f64(x, locs)
+    return softmax(-0.5 * (x[:, None] - locs[None, :]) ** 2, axis=-1)
+
+
+def mixture_map_locations(x, prior_scale=10.0, iters=500):
+    """The MAP of the mixture's locations under ``N(0, prior_scale^2)`` priors, the
+    assignments summed out, by EM from ``(-1, 0, 1)``."""
+    x = _f64(x)[0]
+    locs = np.array([-1.0, 0.0, 1.0])
+    for _ in range(iters):
+        r = mixture_posterior(x, locs)
+        locs = (r * x[:, None]).sum(0) / (r.sum(0) + 1 / prior_scale**2)
+    return locs

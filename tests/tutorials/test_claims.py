@@ -1,0 +1,45 @@
+"""The claim checker that closes every tutorial: a claim that does not hold fails the
+notebook, and the small budget skips, by name, the claims that hold only at the full one."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+CLAIMS_PY = Path(__file__).resolve().parents[2] / "tutorials" / "claims.py"
+
+
+def load_claims(monkeypatch, budget):
+    monkeypatch.setenv("CONCRETE_TUTORIAL_BUDGET", budget)
+    spec = importlib.util.spec_from_file_location("claims", CLAIMS_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Claims
+
+
+def test_a_false_claim_fails_by_name(monkeypatch, capsys):
+    claims = load_claims(monkeypatch, "full")()
+    claims.rounds_to("rounds to 0.310", 0.31018, 0.310, 3)
+    claims.rounds_to("rounds to 0.292", 0.31018, 0.292, 3)
+    claims.between("between 1 and 2", 2.5, 1, 2)
+    with pytest.raises(AssertionError, match=re.escape("rounds to 0.292; between 1 and 2")):
+        claims.verify()
+    assert re.search(r"^ok +rounds to 0.310", capsys.readouterr().out, re.MULTILINE)
+
+
+def test_small_budget_skips_full_budget_claims_by_name(monkeypatch, capsys):
+    claims = load_claims(monkeypatch, "small")()
+    claims.check("needs the full run", lambda: {}["missing"], lambda: {}["missing"])
+    claims.check("closed form", True, 1, every_budget=True)
+    claims.verify()
+    out = capsys.readouterr().out
+    assert "skipped (full budget only)  needs the full run" in out
+    assert "1 claims hold, 0 fail, 1 skipped" in out
+
+
+def test_small_budget_still_checks_every_budget_claims(monkeypatch):
+    claims = load_claims(monkeypatch, "small")()
+    claims.check("closed form", False, 1, every_budget=True)
+    with pytest.raises(AssertionError, match="closed form"):
+        claims.verify()
