@@ -6,6 +6,8 @@ intermediates), following the paper's App. C.3 advice to make the log-space vari
 the stochastic node.
 """
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from jax import Array
@@ -50,7 +52,21 @@ def _log_exp_concrete_unnormalised(logits: Array, temperature: Array, y: Array) 
     return gammaln(n) + (n - 1) * jnp.log(temperature) + jnp.where(face, log_softmax, 0.0).sum(-1)
 
 
-def _log_exp_concrete(logits: Array, temperature: Array, y: Array) -> Array:
+def _unmasked_or(masked: Array, general: Callable, plain: Callable, *args: Array) -> Array:
+    """``general(*args)`` where ``masked`` (some category impossible, or a coordinate on the
+    boundary), else the cheaper ``plain(*args)``, which computes the same without the
+    stand-ins: ``lax.cond`` runs one branch (under ``vmap`` it computes both and selects)."""
+    return jax.lax.cond(jnp.any(masked), general, plain, *args)
+
+
+def _log_exp_concrete_plain(logits: Array, temperature: Array, y: Array) -> Array:
+    """Eq. 26 minus ``y_n`` where every category is possible and ``y`` is finite."""
+    n = logits.shape[-1]
+    log_softmax = jax.nn.log_softmax(logits - temperature[..., None] * y, -1)
+    return gammaln(n) + (n - 1) * jnp.log(temperature) + log_softmax.sum(-1) - y[..., -1]
+
+
+def _log_exp_concrete_on_face(logits: Array, temperature: Array, y: Array) -> Array:
     """ExpConcrete log density w.r.t. Lebesgue on the chart of all coordinates but the
     last possible one: Eq. 26 minus ``y`` there.  ``-inf`` where ``y`` is ``-inf`` on a
     possible category (the density's limit) or finite on an impossible one."""
@@ -63,11 +79,31 @@ def _log_exp_concrete(logits: Array, temperature: Array, y: Array) -> Array:
     return jnp.where((off == face).any(-1), -jnp.inf, log_p)
 
 
+def _log_exp_concrete(logits: Array, temperature: Array, y: Array) -> Array:
+    """ExpConcrete log density (``_log_exp_concrete_on_face``, its plain form when no
+    category is impossible and ``y`` is finite)."""
+    masked = (logits == -jnp.inf).any() | (y == -jnp.inf).any()
+    return _unmasked_or(
+        masked, _log_exp_concrete_on_face, _log_exp_concrete_plain, logits, temperature, y
+    )
+
+
+def _log_concrete_on_face(logits: Array, temperature: Array, y: Array) -> Array:
+    """Eq. 26 minus ``sum_k y_k`` over the face of possible categories."""
+    y = jnp.where(logits > -jnp.inf, y, 0.0)
+    return _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
+
+
+def _log_concrete_plain(logits: Array, temperature: Array, y: Array) -> Array:
+    """Eq. 26 minus ``sum_k y_k`` where every category is possible."""
+    return _log_exp_concrete_plain(logits, temperature, y) + y[..., -1] - y.sum(-1)
+
+
 def _log_concrete_interior(logits: Array, temperature: Array, y: Array) -> Array:
     """Concrete log density (Eq. 11) at ``y = log x`` finite on the possible categories
     (and ``-inf`` off them, as in a sample): Eq. 26 minus ``sum_k y_k`` over the face."""
-    y = jnp.where(logits > -jnp.inf, y, 0.0)
-    return _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
+    masked = (logits == -jnp.inf).any()
+    return _unmasked_or(masked, _log_concrete_on_face, _log_concrete_plain, logits, temperature, y)
 
 
 def _log_concrete(logits: Array, temperature: Array, y: Array) -> Array:
@@ -110,6 +146,18 @@ def _log_concrete_at_value(logits: Array, temperature: Array, x: Array) -> Array
     return _log_concrete(logits, temperature, SimplexExpTransform().inv(x))
 
 
+def _scores(logits: Array, temperature: Array, gumbel: Array) -> Array:
+    """``(log alpha + G) / lambda``, the scores a Concrete sample is the softmax of."""
+    return (logits + gumbel) / temperature[..., None]
+
+
+def _scores_on_face(logits: Array, temperature: Array, gumbel: Array) -> Array:
+    """The scores with impossible categories exactly ``-inf``, with a zero (not NaN)
+    gradient: ``-inf / lambda`` would give ``0 * inf`` in the temperature's gradient."""
+    face = logits > -jnp.inf
+    return jnp.where(face, _scores(jnp.where(face, logits, 0.0), temperature, gumbel), -jnp.inf)
+
+
 class ExpConcrete(RelaxedDiscrete):
     r"""Log of a Concrete variable: ``Y = log_softmax((log alpha + G) / lambda)``.
 
@@ -132,10 +180,10 @@ class ExpConcrete(RelaxedDiscrete):
 
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         shape = self.shape(sample_shape)
-        face = self.logits > -jnp.inf  # impossible categories: exactly -inf, zero gradient
-        logits = jnp.where(face, self.logits, 0.0)
-        scores = (logits + gumbel(key, shape, logits)) / self.temperature[..., None]
-        y = jax.nn.log_softmax(jnp.where(face, scores, -jnp.inf), -1)
+        g = gumbel(key, shape, self.logits)
+        masked = (self.logits == -jnp.inf).any()
+        scores = _unmasked_or(masked, _scores_on_face, _scores, self.logits, self.temperature, g)
+        y = jax.nn.log_softmax(scores, -1)
         # Under jit XLA's exp(0) may round below 1, leaving the largest coordinate an ulp
         # above 0; shifting the whole vector back (a constant: gradients are unchanged)
         # keeps y on the log-simplex side of 0 and exp(y) <= 1.
