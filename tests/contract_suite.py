@@ -1,4 +1,4 @@
-"""The contract every Concrete-family distribution honours, in every backend (design.md s. 5).
+"""The contract every Concrete-family distribution honours, in every backend.
 
 Not collected by itself: ``tests/<backend>/test_contract.py`` subclasses
 :class:`ContractSuite` and provides a ``backend`` fixture (``tests/backends.py``).  The
@@ -150,7 +150,7 @@ def _one_hot_argmax(v):
 
 
 class ContractSuite:
-    """Section 5 of design.md, for every class of the family, against a ``backend``."""
+    """The contract, for every class of the family, against a ``backend``."""
 
     # -- shapes, broadcasting, expand --------------------------------------------------
 
