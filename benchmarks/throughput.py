@@ -18,7 +18,9 @@ Against:
   handling), so that ``ours/eager-floor`` is what the distribution layer costs;
 - NumPyro, everything under ``jax.jit``: ours vs ``RelaxedBernoulliLogits`` (NumPyro has
   no relaxed categorical) and vs the bare jitted formula (the floor: the same
-  arithmetic inline in ``jax.numpy``).
+  arithmetic inline in ``jax.numpy``); for ``BinaryConcrete`` also the plain path
+  ``log_prob(sample(key))`` without intermediates (``plain fwd`` / ``plain grad``), the
+  one a model's prior takes when it scores a guide's sample.
 
 Ratios are ``t(ours) / t(other)``, median over interleaved repeats: < 1 means ours is
 faster.  Targets: ``ours/built-in <= 1.0`` and ``ours/floor <= 1.2`` (the floor target is
@@ -264,7 +266,20 @@ def numpyro_table(options: Options) -> str:
 
         return sample_and_score
 
+    def plain(make: Callable) -> Callable:
+        """``(key, logits) -> (x, log p(x))`` the plain way: ``log_prob(sample(key))``,
+        without intermediates (the path of a model's prior scoring a guide's sample)."""
+
+        def sample_and_score(key: jax.Array, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+            d = make(TEMPERATURE, logits)
+            x = d.sample(key)
+            return x, d.log_prob(x)
+
+        return sample_and_score
+
     batch, ns = sizes(options)
+    ours_plain = _jitted(plain(lambda t, logits: numpyro_concrete.BinaryConcrete(t, logits=logits)))
+    builtin_plain = _jitted(plain(nd.RelaxedBernoulliLogits))
     builtin_fwd, builtin_grad = _jitted(library(nd.RelaxedBernoulliLogits))
     rows = []
     for name in ("Concrete", "ExpConcrete", "BinaryConcrete"):
@@ -299,6 +314,28 @@ def numpyro_table(options: Options) -> str:
                     ]
                 )
                 print(f"  numpyro {name} n={n} {op}: ours/floor {vs_floor:.2f}", file=sys.stderr)
+            plain_ops = zip(("plain fwd", "plain grad"), ours_plain, builtin_plain, strict=True)
+            for op, ours, builtin in plain_ops if has_builtin else ():
+                candidates = {"ours": _ready(ours, args), "builtin": _ready(builtin, args)}
+                timing = time_interleaved(candidates, options)
+                vs_builtin = timing.ratio("ours", "builtin")
+                lo, hi = timing.spread("ours", "builtin")
+                rows.append(
+                    [
+                        name,
+                        n,
+                        op,
+                        vs_builtin,
+                        "-",
+                        f"{lo:.2f}-{hi:.2f} (built-in)",
+                        f"{1e3 * timing.median('ours'):.2f}",
+                        _verdict(vs_builtin <= BUILTIN_TARGET),
+                        "-",
+                    ]
+                )
+                print(
+                    f"  numpyro {name} n={n} {op}: ours/builtin {vs_builtin:.2f}", file=sys.stderr
+                )
     headers = [
         "ours (jit)",
         "n",

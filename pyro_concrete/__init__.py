@@ -12,6 +12,7 @@ from .distributions import (
     HardConcrete,
     HardSample,
     LogitBinaryConcrete,
+    RelaxedSample,
 )
 from .estimators import DisarmELBO, NvilELBO, RebarELBO, RelaxELBO, VimcoELBO
 from .infer import (
@@ -43,6 +44,7 @@ __all__ = [
     "RebarELBO",
     "RelaxELBO",
     "Relaxed",
+    "RelaxedSample",
     "VimcoELBO",
     "constant_temperature",
     "discrete_bound",

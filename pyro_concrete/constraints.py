@@ -1,19 +1,30 @@
 """The log-simplex, its bijection from R^(n-1), and its registration with torch.
 
-``ExpConcrete`` lives on the log-simplex ``{y in R^n : logsumexp(y) = 0}`` (design.md
-section 2), a manifold of dimension ``n - 1``.  ``biject_to(log_simplex)`` is
+``ExpConcrete`` lives on the log-simplex ``{y in R^n : logsumexp(y) = 0}``, a manifold
+of dimension ``n - 1``.  ``biject_to(log_simplex)`` is
 
     u in R^(n-1)  ->  y = log_softmax([u, 0]),   u = y[:-1] - y[-1],
 
 whose Jacobian on the chart ``(y_1, ..., y_{n-1})`` is ``I - 1 softmax([u, 0])[:-1]^T``
 with determinant ``x_n = exp(y_n)``: ``log|det J| = y_n``.
+
+A category whose logit is ``-inf`` is impossible: its coordinate is ``-inf`` in every
+sample, so the log-simplex here admits ``-inf`` coordinates (the faces of the simplex).
+``masked_logits`` admits such logits and ``finite_real`` the binary ones (torch's
+``real`` lets ``+/-inf`` through).
 """
 
 import torch
 from torch.distributions import constraints
 from torch.distributions.transforms import Transform
 
-__all__ = ["LogSimplexTransform", "log_simplex", "positive_finite"]
+__all__ = [
+    "LogSimplexTransform",
+    "finite_real",
+    "log_simplex",
+    "masked_logits",
+    "positive_finite",
+]
 
 
 class _PositiveFinite(constraints.Constraint):
@@ -26,14 +37,40 @@ class _PositiveFinite(constraints.Constraint):
 positive_finite = _PositiveFinite()
 
 
+class _FiniteReal(constraints.Constraint):
+    """``-inf < x < inf``: a binary logit (``+/-inf`` would put all mass on one end)."""
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        return torch.isfinite(value)
+
+
+finite_real = _FiniteReal()
+
+
+class _MaskedLogits(constraints.Constraint):
+    """Categorical logits: each real or ``-inf`` (an impossible category), at least one
+    finite; ``nan`` and ``+inf`` fail."""
+
+    event_dim = 1
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        allowed = ((value == value) & (value < float("inf"))).all(-1)
+        return allowed & (value > -float("inf")).any(-1)
+
+
+masked_logits = _MaskedLogits()
+
+
 class _LogSimplex(constraints.Constraint):
-    """``{y in R^n : y finite, logsumexp(y) = 0}``, up to a few ulps per coordinate."""
+    """``{y in [-inf, inf)^n : logsumexp(y) = 0}``, up to a few ulps per coordinate
+    (``-inf``: a coordinate on a face of the simplex; ``nan`` and ``+inf`` fail)."""
 
     event_dim = 1
 
     def check(self, value: torch.Tensor) -> torch.Tensor:
         tol = 8 * value.size(-1) * torch.finfo(value.dtype).eps
-        return torch.isfinite(value).all(-1) & (value.logsumexp(-1).abs() <= tol)
+        allowed = ((value == value) & (value < float("inf"))).all(-1)
+        return allowed & (value.logsumexp(-1).abs() <= tol)
 
 
 log_simplex = _LogSimplex()

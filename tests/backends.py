@@ -5,9 +5,8 @@ gradients come back as numpy arrays.  An adapter owns everything backend-specifi
 
 - building a distribution in a given float dtype (``"float32"`` or ``"float64"``);
 - drawing samples with a fixed seed, returning a :class:`Draw` whose ``handle`` lets the
-  distribution score *its own* sample exactly (Pyro: the very tensor ``rsample``
-  returned, which hits the transform's one-sample cache, so score it before drawing
-  again from the same object; NumPyro: the ``intermediates`` of
+  distribution score *its own* sample exactly (Pyro: the tensor ``rsample`` returned,
+  which carries its exact log-space value; NumPyro: the ``intermediates`` of
   ``sample_with_intermediates``);
 - the exact log-space value behind a sample of ``Concrete``/``BinaryConcrete`` and the
   relaxed sample behind a straight-through value;
@@ -213,11 +212,10 @@ class PyroBackend(Backend):
         return dist.support.check(self._value(dist, value)).numpy().copy()
 
     def log_space_value(self, dist, draw):
-        # The transform caches the last (y, x) pair: inverting the very tensor rsample
-        # returned (for a straight-through sample: the relaxed tensor it carries) gives back
-        # the log-space value it was computed from.
+        # A sample (for a straight-through sample: the relaxed sample it carries) is a
+        # RelaxedSample that carries the log-space value it was computed from.
         x = getattr(draw.handle, "relaxed", draw.handle)
-        return dist.transforms[0].inv(x).detach().numpy().copy()
+        return x.log_space.detach().numpy().copy()
 
     def relaxed_value(self, dist, draw):
         return draw.handle.relaxed.detach().numpy().copy()

@@ -1,6 +1,6 @@
 """Shared test configuration.
 
-Layout: ``tests/contract_suite.py`` states design.md section 5 once, as the class
+Layout: ``tests/contract_suite.py`` states the family's contract once, as the class
 ``ContractSuite``; ``tests/<backend>/test_contract.py`` binds a ``backend`` fixture
 (``tests/backends.py``) and subclasses it.  ``tests/references.py`` holds the independent
 float64 reference densities.  ``tests/``, ``tests/pyro/`` and ``tests/numpyro/`` are

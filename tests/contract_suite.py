@@ -1,4 +1,4 @@
-"""The contract every Concrete-family distribution honours, in every backend (design.md s. 5).
+"""The contract every Concrete-family distribution honours, in every backend.
 
 Not collected by itself: ``tests/<backend>/test_contract.py`` subclasses
 :class:`ContractSuite` and provides a ``backend`` fixture (``tests/backends.py``).  The
@@ -10,6 +10,7 @@ Statistical tests use fixed seeds and p-value thresholds of 1e-3 (``P_MIN``).
 """
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -149,7 +150,7 @@ def _one_hot_argmax(v):
 
 
 class ContractSuite:
-    """Section 5 of design.md, for every class of the family, against a ``backend``."""
+    """The contract, for every class of the family, against a ``backend``."""
 
     # -- shapes, broadcasting, expand --------------------------------------------------
 
@@ -898,3 +899,165 @@ class ContractSuite:
         _assert_close(relaxed, exact, rtol=1e-12, atol=1e-300)
         expected = reference_log_prob_at_log_space(name, y, logits, temperature)
         _assert_close(backend.log_prob(dist, draw), expected, rtol=1e-10, atol=1e-10)
+
+    # -- own samples at any width, errors that say what was passed -----------------------
+
+    @pytest.mark.parametrize("dtype", ["float32", "float64"])
+    @pytest.mark.parametrize("n", light_only([10_000, 100_000], {10_000}))
+    @pytest.mark.parametrize("name", ["ExpConcrete", "Concrete", "ConcreteStraightThrough"])
+    def test_own_samples_pass_validation_at_any_width(self, backend, name, n, dtype):
+        """Own samples lie in the support as validation checks it (a simplex sums to 1
+        within 1e-6) and are scored, for n up to 1e5 categories."""
+        logits = np.random.default_rng(100).normal(size=n)
+        dist = backend.make(name, 0.5, logits, dtype=dtype, validate_args=True)
+        draw = backend.sample(dist, (20,), seed=101)
+        assert backend.in_support(dist, draw).all()
+        assert np.isfinite(backend.log_prob(dist, draw)).all()
+
+    @pytest.mark.parametrize("name", CLASS_NAMES)
+    def test_mismatched_shapes_name_both_arguments_and_their_shapes(self, backend, name):
+        logits = _logits(np.random.default_rng(102), name, (3,), 4)
+        for validate_args in (True, False):
+            with pytest.raises(ValueError, match=rf"^{name}\b") as info:
+                backend.make(name, np.ones(2), logits, validate_args=validate_args)
+            message = str(info.value)
+            assert "`temperature`" in message and "(2,)" in message
+            assert "`logits`" in message and str(logits.shape) in message
+
+    @pytest.mark.parametrize("name", CLASS_NAMES)
+    def test_invalid_argument_error_names_the_class_built_and_shows_the_values_passed(
+        self, backend, name
+    ):
+        """The error names the class the user built (not the log-space class inside it) and
+        shows the logits as given, not after normalisation."""
+        logits = np.array([0.0, np.nan, 1.0]) if name in CATEGORICAL else np.array([0.5, np.nan])
+        with pytest.raises(ValueError, match=rf"^{name}\b.*`logits`") as info:
+            backend.make(name, 0.5, logits, validate_args=True)
+        shown = r"0\.,\s+nan,\s+1\." if name in CATEGORICAL else r"0\.50*,\s+nan"
+        assert re.search(shown, str(info.value)), str(info.value)
+        with pytest.raises(ValueError, match=rf"^{name}\b.*`temperature`"):
+            backend.make(name, -1.0, np.zeros_like(logits), validate_args=True)
+
+    @pytest.mark.parametrize("validate_args", [True, False])
+    @pytest.mark.parametrize("name", CATEGORICAL)
+    def test_log_prob_of_the_wrong_event_size_names_the_event_shape(
+        self, backend, name, validate_args
+    ):
+        dist = backend.make(name, 0.5, np.zeros(3), validate_args=validate_args)
+        with pytest.raises(ValueError, match=r"event shape \(3,\)"):
+            backend.log_prob(dist, np.full(4, 0.25))
+
+    # -- impossible categories: -inf logits ---------------------------------------------
+
+    MASKED_LOGITS = np.array([[0.4, -np.inf, -0.3, 1.1], [-np.inf, 0.2, -np.inf, -0.5]])
+
+    @pytest.mark.parametrize("dtype", light_only(["float32", "float64"], {"float64"}))
+    @pytest.mark.parametrize("temperature", light_only([0.05, 0.7], {0.7}))
+    @pytest.mark.parametrize("name", CATEGORICAL)
+    def test_minus_inf_logits_are_impossible_categories(self, backend, name, temperature, dtype):
+        """Exact zeros (ExpConcrete: -inf) on impossible categories; own samples in the
+        support and scored by the density on the face of the possible ones (the float64
+        reference with the impossible categories left out)."""
+        logits = self.MASKED_LOGITS
+        face = np.isfinite(logits)
+        dist = backend.make(name, temperature, logits, dtype=dtype, validate_args=True)
+        draw = backend.sample(dist, (50,), seed=103)
+        assert backend.in_support(dist, draw).all()
+        off = np.broadcast_to(~face, draw.value.shape)
+        if name == "ExpConcrete":
+            assert (draw.value[off] == -np.inf).all() and np.isfinite(draw.value[~off]).all()
+            y = draw.value
+        else:
+            assert (draw.value[off] == 0).all()
+            y = backend.log_space_value(dist, draw)
+        lp = backend.log_prob(dist, draw)
+        assert np.isfinite(lp).all()
+        for row in range(2):
+            args = (y[:, row][:, face[row]], logits[row, face[row]], temperature)
+            if name == "ExpConcrete":
+                expected = R.exp_concrete_log_density(*args)
+            else:
+                expected = R.concrete_log_density_at_log(*args)
+            rtol = 1e-9 if dtype == "float64" else 2e-4
+            _assert_close(lp[:, row], expected, rtol=rtol, atol=rtol)
+
+    @pytest.mark.parametrize("name", ["ExpConcrete", "Concrete"])
+    def test_minus_inf_logits_score_values_on_the_face_and_none_off_it(self, backend, name):
+        logits = np.array([0.4, -np.inf, -0.3])
+        x = np.array([[0.3, 0.0, 0.7], [0.9, 0.0, 0.1], [0.3, 0.2, 0.5]])
+        with np.errstate(divide="ignore"):
+            value = np.log(x) if name == "ExpConcrete" else x
+        dist = backend.make(name, 0.6, logits)
+        lp = backend.log_prob(dist, value)
+        face = np.isfinite(logits)
+        reference = R.exp_concrete_log_density if name == "ExpConcrete" else R.concrete_log_density
+        face_values = value[:2][:, face]
+        _assert_close(lp[:2], reference(face_values, logits[face], 0.6), rtol=1e-10)
+        assert lp[2] == -np.inf  # mass on an impossible category
+
+    @pytest.mark.parametrize("name", CATEGORICAL)
+    def test_minus_inf_logits_have_finite_gradients(self, backend, name):
+        """No NaN through -inf logits (the double-where trap): pathwise gradients of a
+        sample and of the log density of an own sample are finite, zero on the impossible
+        categories."""
+        logits = self.MASKED_LOGITS
+        weights = np.random.default_rng(104).normal(size=(5, *logits.shape))
+        if name == "ExpConcrete":
+            weights = np.where(np.isfinite(logits), weights, 0.0)  # -inf * 0 is NaN
+        _, grads = backend.grad_sample(name, 0.4, logits, (5,), 105, weights)
+        assert np.isfinite(grads["logits"]).all() and np.isfinite(grads["temperature"]).all()
+        assert (grads["logits"][~np.isfinite(logits)] == 0).all()
+        lp, g = backend.grad_log_prob_of_own_sample(name, 0.4, logits, (5,), 106)
+        assert np.isfinite(lp).all() and np.isfinite(g).all()
+        assert (g[~np.isfinite(logits)] == 0).all()
+
+    @pytest.mark.parametrize("name", CLASS_NAMES)
+    def test_infinite_logits_that_leave_no_density_raise_value_error_naming_them(
+        self, backend, name
+    ):
+        """+inf, or every category impossible (binary: +/-inf), is a point mass with no
+        density: rejected under validation."""
+        if name in CATEGORICAL:
+            bad = [np.array([0.0, np.inf, 1.0]), np.array([-np.inf, -np.inf])]
+        else:
+            bad = [np.array([0.0, np.inf]), np.array([-np.inf, 0.3])]
+        for logits in bad:
+            with pytest.raises(ValueError, match="logits"):
+                backend.make(name, 0.5, logits, validate_args=True)
+
+    # -- values on the boundary -----------------------------------------------------------
+
+    @pytest.mark.parametrize("name", ["Concrete", "BinaryConcrete"])
+    def test_a_sample_is_scored_at_its_exact_point_by_another_distribution(self, backend, name):
+        """A float32 sample that rounded onto the boundary, scored by another distribution
+        of its class (a model's prior scoring a guide's sample), gets that distribution's
+        density at the sample's exact log-space value, not the boundary's +inf."""
+        n = 50
+        logits, other = 3.0 * np.random.default_rng(110).normal(size=(2, n))
+        if name == "BinaryConcrete":
+            logits, other = logits * 4, other * 4
+        guide = backend.make(name, 0.03, logits, dtype="float32")
+        prior = backend.make(name, 0.03, other, dtype="float32")
+        draw = backend.sample(guide, (200,), seed=111)
+        x = draw.value
+        assert ((x == 0) | (x == 1)).any()  # rounded onto the boundary
+        y = backend.log_space_value(guide, draw).astype(np.float64)
+        a = other.astype(np.float32).astype(np.float64)
+        t = float(np.float32(0.03))
+        lp = backend.log_prob(prior, draw)
+        assert np.isfinite(lp).all()
+        expected = reference_log_prob_at_log_space(name, y, a, t)
+        _assert_close(lp, expected, rtol=1e-4, atol=1e-3)
+
+    @pytest.mark.parametrize("name", ["Concrete", "BinaryConcrete"])
+    def test_plus_inf_on_the_boundary_warns_what_to_use(self, backend, name):
+        """A value on the boundary, without its exact log-space value, scores the density's
+        limit (+inf here: lambda < 1, and (n - m) lambda < m for Concrete) and warns, naming
+        the log-space class to use (eagerly: NumPyro warns inside jit, unable to check, when
+        it traces a value without intermediates)."""
+        value = np.array([0.0, 0.3, 0.7]) if name == "Concrete" else np.array(0.0)
+        logits = np.zeros(3) if name == "Concrete" else np.array(0.2)
+        dist = backend.make(name, 0.3, logits, dtype="float32", validate_args=True)
+        log_space = {"Concrete": "ExpConcrete", "BinaryConcrete": "LogitBinaryConcrete"}[name]
+        with pytest.warns(RuntimeWarning, match=log_space):
+            assert backend.log_prob(dist, value) == np.inf

@@ -1,4 +1,4 @@
-"""Independent float64 reference densities of the Concrete family (design.md section 2).
+"""Independent float64 reference densities of the Concrete family.
 
 Written from the formulas of Maddison, Mnih & Teh (2017; Eq. 11, App. B, App. C.3) and
 Louizos, Welling & Kingma (2018), in numpy/scipy only: nothing here imports the code
@@ -9,7 +9,7 @@ Base measures, the contract of the packages:
 
 - ``Concrete``: Lebesgue measure on ``(x_1, ..., x_{n-1})``.
 - ``ExpConcrete``: Lebesgue measure on ``(y_1, ..., y_{n-1})``, ``y = log x``; this is the
-  paper's Eq. 26 minus ``y_n`` (design.md section 2: Eq. 26 is not normalised there).
+  paper's Eq. 26 minus ``y_n`` (Eq. 26 is not normalised there).
 - ``BinaryConcrete``: Lebesgue on (0, 1); ``LogitBinaryConcrete``: Lebesgue on R.
 - ``HardConcrete``: Lebesgue on (0, 1) plus unit point masses at 0 and 1.
 """

@@ -29,7 +29,6 @@ _ARG_CONSTRAINTS = {
 }
 
 
-@jax.jit
 def log_logistic(logits: Array, temperature: Array, y: ArrayLike) -> Array:
     """Density of ``y = logit(X)`` (App. B, Eq. 24):
     ``log lambda + log alpha - lambda y - 2 softplus(log alpha - lambda y)``."""
@@ -37,28 +36,30 @@ def log_logistic(logits: Array, temperature: Array, y: ArrayLike) -> Array:
     return jnp.log(temperature) + score - 2 * softplus(score)
 
 
-@jax.jit
 def _log_binary_concrete_interior(logits: Array, temperature: Array, y: Array) -> Array:
     """Binary Concrete log density (App. B, Eq. 21) at a finite ``y = logit x``."""
     return log_logistic(logits, temperature, y) + softplus(y) + softplus(-y)
 
 
-def _log_binary_concrete(logits: Array, temperature: Array, y: Array) -> Array:
-    """Binary Concrete log density (App. B, Eq. 21) w.r.t. Lebesgue on (0, 1), at ``y = logit x``:
-    ``log g(y) - log x - log(1 - x)`` with ``-log x = softplus(-y)``, ``-log(1 - x) = softplus(y)``.
+def _log_binary_concrete(logits: Array, temperature: Array, x: ArrayLike) -> Array:
+    """Binary Concrete log density (App. B, Eq. 21) w.r.t. Lebesgue on (0, 1) at a value ``x``:
+    ``log g(y) - log x - log(1 - x)`` at ``y = logit x = log x - log(1 - x)``, each log
+    taken once (the sample path's ``softplus(-y)`` and ``softplus(y)`` would recompute them).
 
-    At ``x = 0`` (``y = -inf``) the density behaves as ``(lambda / alpha) x^(lambda - 1)`` and
-    at ``x = 1`` as ``lambda alpha (1 - x)^(lambda - 1)``: the value there is the limit,
-    ``+inf`` (lambda < 1), ``-inf`` (lambda > 1) or ``log lambda -/+ log alpha`` (lambda = 1).
+    At ``x = 0`` the density behaves as ``(lambda / alpha) x^(lambda - 1)`` and at ``x = 1``
+    as ``lambda alpha (1 - x)^(lambda - 1)``: the value there is the limit, ``+inf``
+    (lambda < 1), ``-inf`` (lambda > 1) or ``log lambda -/+ log alpha`` (lambda = 1).
     Both branches are computed on finite stand-ins, so neither value nor gradient is NaN.
     """
-    edge = jnp.isinf(y)
-    y_in = jnp.where(edge, 0.0, y)
-    interior = _log_binary_concrete_interior(logits, temperature, y_in)
+    x = jnp.asarray(x)
+    inside = (x > 0) & (x < 1)
+    safe = jnp.where(inside, x, 0.5)
+    log_x, log_1mx = jnp.log(safe), jnp.log1p(-safe)
+    interior = log_logistic(logits, temperature, log_x - log_1mx) - log_x - log_1mx
     exponent = temperature - 1
-    limit_at_e0 = jnp.log(temperature) + jnp.sign(y) * logits
+    limit_at_e0 = jnp.log(temperature) + jnp.where(x > 0, logits, -logits)
     limit = jnp.where(exponent < 0, jnp.inf, jnp.where(exponent > 0, -jnp.inf, limit_at_e0))
-    return jnp.where(edge, limit, interior)
+    return jnp.where(inside, interior, limit)
 
 
 class LogitBinaryConcrete(RelaxedDiscrete):
@@ -113,9 +114,12 @@ class BinaryConcrete(RelaxedTransformed):
     r"""The Binary Concrete ``X = sigmoid((log alpha + L) / lambda)`` (App. B).
 
     Support: the unit interval.  ``log_prob`` is App. B Eq. 21 w.r.t. Lebesgue measure.
-    A sample keeps its exact logit in its intermediates, so ``log_prob`` of a sample
-    that rounded to 0 or 1 is still the density at the exact point; other values on the
-    boundary get the density's limit, never NaN.  No clamping.
+    A sample keeps its exact logit in its intermediates, so ``log_prob(x, intermediates)``
+    is the density at the exact point, even where it rounded to 0 or 1.
+    A value without it at 0 or 1 gets the density's limit (``+inf`` when lambda < 1, with
+    a warning), never NaN; no clamping.  In float32 a sample rounds there at low
+    temperature or large ``|logits|``: make ``LogitBinaryConcrete`` the latent site of a
+    model, and ``sigmoid`` its value, where finite densities matter.
 
     :param temperature: lambda > 0, broadcast against the logits' shape.
     :param probs: ``alpha / (1 + alpha)``, the probability of the Bernoulli relaxed.

@@ -26,7 +26,7 @@ class HardConcrete(RelaxedDiscrete):
     r"""``Z = clip(low + (high - low) S, 0, 1)`` with ``S ~ BinaryConcrete(lambda, alpha)``.
 
     ``log_prob`` is w.r.t. Lebesgue measure on ``(0, 1)`` plus unit point masses at 0 and
-    1 (design.md section 2): with the Binary Concrete CDF
+    1: with the Binary Concrete CDF
     ``F(t) = sigmoid(lambda logit(t) - log alpha)``,
 
     - ``P(Z = 0) = sigmoid(lambda log(-low / high) - log alpha)``,

@@ -1,4 +1,4 @@
-"""Parameter-free noise for the reparameterised samplers (design.md section 3).
+"""Parameter-free noise for the reparameterised samplers.
 
 No ``U`` is ever exactly 0 or 1: both samplers transform ``U`` on the grid
 ``{k eps + eps/2 : k = 0 .. 1/eps - 1}`` (``jax.random.uniform`` draws multiples of
@@ -6,12 +6,7 @@ No ``U`` is ever exactly 0 or 1: both samplers transform ``U`` on the grid
 The Gumbel sample is ``G = -log(-log U)`` and the logistic ``L = log U - log(1 - U)``;
 their tails are cut only where the grid ends (``|L| > log(2/eps)``, 16.6 in float32, and
 ``G`` outside ``[-2.9, 16.6]``: probabilities below 1e-7).
-
-The draws, like the densities, are jitted: eager use compiles one kernel per shape
-instead of one per primitive, and an enclosing ``jit`` inlines them.
 """
-
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -25,13 +20,11 @@ def _open_uniform(key: Array, shape: tuple[int, ...], like: Array) -> Array:
     return jax.random.uniform(key, shape, like.dtype) + jnp.finfo(like.dtype).eps / 2
 
 
-@partial(jax.jit, static_argnums=1)
 def gumbel(key: Array, shape: tuple[int, ...], like: Array) -> Array:
     """Standard Gumbel noise ``G = -log(-log U)``."""
     return -jnp.log(-jnp.log(_open_uniform(key, shape, like)))
 
 
-@partial(jax.jit, static_argnums=1)
 def logistic(key: Array, shape: tuple[int, ...], like: Array) -> Array:
     """Standard logistic noise ``L = log U - log(1 - U)``."""
     u = _open_uniform(key, shape, like)

@@ -12,7 +12,8 @@ from jax.typing import ArrayLike
 from numpyro.distributions import Distribution, constraints
 from numpyro.distributions.util import lazy_property
 
-from ..constraints import one_hot
+from ..constraints import masked_logits, one_hot
+from .relaxed import check_event_shape
 
 __all__ = ["OneHotCategorical"]
 
@@ -20,11 +21,16 @@ __all__ = ["OneHotCategorical"]
 class OneHotCategorical(Distribution):
     """``one_hot(k)`` with ``k ~ Categorical(probs)``; ``log_prob(v) = sum_k v_k log p_k``.
 
+    A logit of ``-inf`` (a probability of 0) makes its category impossible, as in Pyro's
+    ``OneHotCategorical``: it is never drawn, and scoring it gives ``-inf``.  Parameters
+    are normalised at compile time when they are constants, so validation checks them
+    inside ``jit`` too, as NumPyro's own classes do.
+
     :param probs: event probabilities (last dim: categories).
     :param logits: unnormalised log probabilities.
     """
 
-    arg_constraints = {"probs": constraints.simplex, "logits": constraints.real_vector}
+    arg_constraints = {"probs": constraints.simplex, "logits": masked_logits}
     support = one_hot
     has_enumerate_support = True
     pytree_data_fields = ("logits",)
@@ -38,11 +44,12 @@ class OneHotCategorical(Distribution):
     ) -> None:
         if (probs is None) == (logits is None):
             raise ValueError("OneHotCategorical takes exactly one of `probs` or `logits`.")
-        if logits is None:
-            self.probs = jnp.asarray(probs, dtype=jnp.result_type(float))
-            logits = jnp.log(self.probs)
-        logits = jnp.asarray(logits, dtype=jnp.result_type(float))
-        self.logits = logits - jax.nn.logsumexp(logits, -1, keepdims=True)
+        with jax.ensure_compile_time_eval():  # constants stay constants under jit
+            if logits is None:
+                self.probs = jnp.asarray(probs, dtype=jnp.result_type(float))
+                logits = jnp.log(self.probs)
+            logits = jnp.asarray(logits, dtype=jnp.result_type(float))
+            self.logits = logits - jax.nn.logsumexp(logits, -1, keepdims=True)
         super().__init__(
             self.logits.shape[:-1], self.logits.shape[-1:], validate_args=validate_args
         )
@@ -56,9 +63,10 @@ class OneHotCategorical(Distribution):
         return jax.nn.one_hot(k, self.event_shape[0], dtype=self.logits.dtype)
 
     def log_prob(self, value: ArrayLike) -> Array:
+        value = check_event_shape(self, value)
         if self._validate_args:
             self._validate_sample(value)
-        return jnp.where(jnp.asarray(value) > 0, self.logits, 0.0).sum(-1)
+        return jnp.where(value > 0, self.logits, 0.0).sum(-1)
 
     def enumerate_support(self, expand: bool = True) -> Array:
         n = self.event_shape[0]
@@ -76,4 +84,5 @@ class OneHotCategorical(Distribution):
         return self.probs * (1 - self.probs)
 
     def entropy(self) -> Array:
-        return -(self.probs * self.logits).sum(-1)
+        # 0 log 0 = 0, with a finite stand-in so that the gradient is not NaN
+        return -(self.probs * jnp.where(self.logits > -jnp.inf, self.logits, 0.0)).sum(-1)

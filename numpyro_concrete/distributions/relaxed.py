@@ -8,6 +8,7 @@ batch axis of all: ``vmap_over`` maps them together.
 """
 
 import copy
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -21,7 +22,13 @@ from numpyro.distributions.transforms import Transform
 from numpyro.distributions.util import lazy_property
 from numpyro.util import not_jax_tracer
 
-__all__ = ["RelaxedDiscrete", "RelaxedTransformed", "no_closed_form", "no_closed_form_error"]
+__all__ = [
+    "RelaxedDiscrete",
+    "RelaxedTransformed",
+    "check_event_shape",
+    "no_closed_form",
+    "no_closed_form_error",
+]
 
 _PARAMS = ("temperature", "probs", "logits")
 
@@ -54,16 +61,127 @@ def _probs_to_logits(probs: Array, is_binary: bool) -> Array:
     return jnp.log(p) - jnp.log1p(-p) if is_binary else jnp.log(p)
 
 
-def _validate_in_support(dist: Distribution, value: ArrayLike) -> Array:
-    """``dist.support(value)``, raising ``ValueError`` (NumPyro only warns) when it fails.
-
-    Inside ``jit`` the mask is abstract and cannot be checked, as everywhere in NumPyro.
-    """
-    mask = dist.support(value)
-    if not_jax_tracer(mask) and not np.all(mask):
+def _parse_arguments(
+    cls: type,
+    categorical: bool,
+    temperature: ArrayLike,
+    probs: ArrayLike | None,
+    logits: ArrayLike | None,
+    validate: bool,
+) -> tuple[Array, str, Array, tuple[int, ...], tuple[int, ...]]:
+    """``(temperature, "probs"/"logits", that parameter, batch_shape, event_shape)`` from
+    the arguments as the user passed them to ``cls`` (``categorical``: the last
+    dimension of the parameter indexes categories), checked against
+    ``cls.arg_constraints`` when ``validate``: an error names ``cls``, the argument and
+    the values given, before any normalisation.  As in NumPyro's
+    ``Distribution.validate_args``, the check runs at compile time
+    (``jax.ensure_compile_time_eval``), so constant arguments are checked even when the
+    constructor runs inside ``jit``; traced ones cannot be and are not."""
+    name = cls.__name__
+    if (probs is None) == (logits is None):
         raise ValueError(
-            f"{type(dist).__name__}.log_prob got `value` outside its support {dist.support}."
+            f"{name} takes exactly one of `probs` or `logits`, "
+            f"got {'both' if probs is not None else 'neither'}."
         )
+    with jax.ensure_compile_time_eval():  # constants stay constants under jit
+        key, param = ("logits", _as_float(logits)) if probs is None else ("probs", _as_float(probs))
+        temperature = jnp.asarray(temperature, dtype=param.dtype)
+        if categorical and param.ndim < 1:
+            raise ValueError(f"{name} needs `{key}` with at least one dimension, got {param!r}.")
+        for arg, value in (("temperature", temperature), (key, param)) if validate else ():
+            constraint = cls.arg_constraints[arg]
+            ok = constraint(value)
+            if not_jax_tracer(ok) and not np.all(ok):
+                raise ValueError(
+                    f"{name} got invalid `{arg}` (shape {value.shape}): {value!r}; "
+                    f"it must satisfy the constraint {constraint}."
+                )
+    event_shape = param.shape[-1:] if categorical else ()
+    param_batch = param.shape[: param.ndim - len(event_shape)]
+    try:
+        batch_shape = jnp.broadcast_shapes(temperature.shape, param_batch)
+    except ValueError:
+        raise ValueError(
+            f"{name}: `temperature` of shape {temperature.shape} does not broadcast "
+            f"against `{key}` of shape {param.shape} (batch shape {param_batch})."
+        ) from None
+    return temperature, key, param, batch_shape, event_shape
+
+
+def _warn_on_boundary(dist: Distribution, log_p: Array) -> None:
+    """Warn (Python's default filter: once per message) that ``dist`` scored a value without
+    its intermediates: eagerly, when that gave ``+inf`` (a value on the boundary); inside
+    ``jit``, where values cannot be checked without a per-call host callback, when the
+    computation is traced.  Either message says what to use instead."""
+    if not_jax_tracer(log_p):
+        if not np.any(np.asarray(log_p) == np.inf):
+            return
+        what = (
+            "got a value on the boundary of its support (a coordinate exactly 0 or 1) and "
+            "returned the density's limit there, +inf."
+        )
+    else:
+        what = (
+            "is scoring a value without its intermediates inside jit, where it cannot check "
+            "it: a value on the boundary of the support (a coordinate exactly 0 or 1) would "
+            "get the density's limit, +inf."
+        )
+    warnings.warn(
+        f"{type(dist).__name__}.log_prob {what} A float32 sample rounds onto the boundary at "
+        "low temperature or extreme logits, and without its intermediates (a model's prior "
+        "scoring a guide's sample, log_prob(sample(key))) it is scored there. Make "
+        f"{dist.base_class.__name__} the sample site and map its value in the model "
+        "(exp / sigmoid), or pass the intermediates sample_with_intermediates() returned.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def check_event_shape(dist: Distribution, value: ArrayLike) -> Array:
+    """``value`` as an array; ``ValueError`` naming the expected event shape when its shape
+    does not end in it (JAX would only say that shapes are incompatible).  A constant
+    stays a constant under ``jit``, so that validation can check it."""
+    with jax.ensure_compile_time_eval():
+        value = jnp.asarray(value)
+    n = len(dist.event_shape)
+    if n and value.shape[value.ndim - n :] != tuple(dist.event_shape):
+        raise ValueError(
+            f"{type(dist).__name__}.log_prob expects values whose shape ends in the event "
+            f"shape {tuple(dist.event_shape)}, got `value` of shape {value.shape}."
+        )
+    return value
+
+
+def _expanded_shape(dist: Distribution, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``batch_shape`` as a tuple, with NumPyro's ``expand`` error when ``dist``'s batch
+    shape does not broadcast to it."""
+    batch_shape = tuple(batch_shape)
+    try:
+        fits = jnp.broadcast_shapes(dist.batch_shape, batch_shape) == batch_shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"Cannot broadcast distribution of shape {dist.batch_shape} to shape {batch_shape}"
+        )
+    return batch_shape
+
+
+def _validate_in_support(dist: Distribution, value: ArrayLike) -> Array:
+    """``dist.support(value)``, raising ``ValueError`` where NumPyro's classes only warn.
+
+    A value outside the support has no density here: the log-space classes would return
+    a meaningless number and the others a limit (``+/-inf``) that silently breaks
+    inference, so the family treats it, like a bad parameter, as an error.  Like
+    NumPyro's check it runs at compile time: a constant value is checked inside ``jit``,
+    a traced one cannot be.
+    """
+    with jax.ensure_compile_time_eval():
+        mask = dist.support(value)
+        if not_jax_tracer(mask) and not np.all(mask):
+            raise ValueError(
+                f"{type(dist).__name__}.log_prob got `value` outside its support {dist.support}."
+            )
     return mask
 
 
@@ -73,7 +191,10 @@ class RelaxedDiscrete(Distribution):
     ``_categorical`` is True when the last dimension of the logits indexes ``n``
     categories (an event dimension), False for the binary case (alpha is a scalar).
     Categorical logits are normalised (``logits - logsumexp(logits)``); this changes no
-    density, since every Concrete density is invariant to shifting log alpha.
+    density, since every Concrete density is invariant to shifting log alpha.  A logit
+    of ``-inf`` makes its category impossible: the distribution lives on the face of
+    the simplex spanned by the others.  Under validation the arguments are checked as
+    passed, before normalisation, so an error shows the values the user gave.
     """
 
     _categorical: bool = True
@@ -88,29 +209,47 @@ class RelaxedDiscrete(Distribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        if (probs is None) == (logits is None):
-            raise ValueError(
-                f"{type(self).__name__} takes exactly one of `probs` or `logits`, "
-                f"got {'both' if probs is not None else 'neither'}."
-            )
-        if logits is None:
-            probs = _as_float(probs)
-            logits = _probs_to_logits(probs, is_binary=not self._categorical)
-            self.probs = probs
-        else:
-            logits = _as_float(logits)
-        if self._categorical:
-            if logits.ndim < 1:
-                raise ValueError("`logits` (or `probs`) must have at least one dimension.")
-            logits = logits - jax.nn.logsumexp(logits, -1, keepdims=True)
-        self.temperature = jnp.asarray(temperature, dtype=logits.dtype)
-        self.logits = logits
-        event_shape = logits.shape[-1:] if self._categorical else ()
-        batch_shape = jnp.broadcast_shapes(
-            self.temperature.shape, logits.shape[: logits.ndim - len(event_shape)]
+        validate = self._validate_args if validate_args is None else validate_args
+        self._setup(type(self), temperature, probs, logits, validate)
+
+    @classmethod
+    def _built_for(
+        cls,
+        owner: type,
+        temperature: ArrayLike,
+        probs: ArrayLike | None,
+        logits: ArrayLike | None,
+        validate: bool,
+    ) -> "RelaxedDiscrete":
+        """An instance whose argument errors name ``owner``, the class the user built
+        (``Concrete`` for the ``ExpConcrete`` inside it)."""
+        new = cls.__new__(cls)
+        new._setup(owner, temperature, probs, logits, validate)
+        return new
+
+    def _setup(
+        self,
+        owner: type,
+        temperature: ArrayLike,
+        probs: ArrayLike | None,
+        logits: ArrayLike | None,
+        validate: bool,
+    ) -> None:
+        temperature, key, param, batch_shape, event_shape = _parse_arguments(
+            owner, self._categorical, temperature, probs, logits, validate
         )
+        if key == "probs":
+            self.probs = param
+            logits = _probs_to_logits(param, is_binary=not self._categorical)
+        else:
+            logits = param
+        if self._categorical:
+            logits = logits - jax.nn.logsumexp(logits, -1, keepdims=True)
+        self.temperature = temperature
+        self.logits = logits
         self._broadcast_params(batch_shape, event_shape)
-        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+        super().__init__(batch_shape, event_shape, validate_args=False)  # checked above
+        self._validate_args = validate
 
     def _broadcast_params(self, batch_shape: tuple[int, ...], event_shape: tuple[int, ...]) -> None:
         """Broadcast the temperature to ``batch_shape``, logits (and given probs) beyond it."""
@@ -120,10 +259,16 @@ class RelaxedDiscrete(Distribution):
             self.probs = jnp.broadcast_to(self.probs, batch_shape + event_shape)
 
     def expand(self, batch_shape: tuple[int, ...]) -> "RelaxedDiscrete":
-        """The same distribution with its parameters broadcast to ``batch_shape``."""
+        """The same distribution with its parameters broadcast to ``batch_shape``.
+
+        Unlike NumPyro's ``Distribution.expand`` this keeps the class (an
+        ``ExpandedDistribution`` would hide it from ``relax``/``discretize`` and from the
+        straight-through classes' intermediates); the parameters are broadcast instead.
+        """
+        batch_shape = _expanded_shape(self, batch_shape)
         new = copy.copy(self)
-        new._broadcast_params(tuple(batch_shape), self.event_shape)
-        new._batch_shape = tuple(batch_shape)
+        new._broadcast_params(batch_shape, self.event_shape)
+        new._batch_shape = batch_shape
         return new
 
     @lazy_property
@@ -162,9 +307,10 @@ class RelaxedTransformed(TransformedDistribution):
     """A log-space member of the family pushed through an exact map.
 
     Subclasses name the log-space class (``base_class``), the map (``transform_class``)
-    and the log density of the relaxed value written in terms of the log-space value:
-    ``log_density(logits, temperature, y)``, which also defines it on the boundary, and
-    ``log_density_interior``, the same at a finite ``y`` (a sample's exact value).
+    and the log density of the relaxed value: ``log_density(logits, temperature, x)`` at a
+    value ``x``, which also defines it on the boundary, and
+    ``log_density_interior(logits, temperature, y)``, the same written in terms of a
+    finite log-space value ``y`` (a sample's exact value).
     JAX has no transform cache; NumPyro's intermediates play its part:
     ``sample_with_intermediates`` returns ``(x, [[y, None]])`` (``TransformedDistribution``'s
     own format) with ``y`` the exact log-space sample, and ``log_prob(x, intermediates)``
@@ -188,14 +334,18 @@ class RelaxedTransformed(TransformedDistribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        base = self.base_class(temperature, probs=probs, logits=logits, validate_args=validate_args)
-        super().__init__(base, self.transform_class(), validate_args=validate_args)
+        validate = self._validate_args if validate_args is None else validate_args
+        base = self.base_class._built_for(type(self), temperature, probs, logits, validate)
+        super().__init__(base, self.transform_class(), validate_args=False)  # checked in base
+        self._validate_args = validate
 
     def expand(self, batch_shape: tuple[int, ...]) -> "RelaxedTransformed":
-        """The same distribution over the base distribution expanded to ``batch_shape``."""
+        """The same distribution over the base distribution expanded to ``batch_shape``
+        (the class is kept, as ``RelaxedDiscrete.expand`` says why)."""
+        batch_shape = _expanded_shape(self, batch_shape)
         new = copy.copy(self)
         new.base_dist = self.base_dist.expand(batch_shape)
-        new._batch_shape = tuple(batch_shape)
+        new._batch_shape = batch_shape
         return new
 
     @classmethod
@@ -225,6 +375,7 @@ class RelaxedTransformed(TransformedDistribution):
         return self.base_dist.probs
 
     def log_prob(self, value: ArrayLike, intermediates: list | None = None) -> Array:
+        value = check_event_shape(self, value)
         if self._validate_args:
             self._validate_sample(value)
         relaxed, intermediates = self._relaxed(value, intermediates)
@@ -232,9 +383,9 @@ class RelaxedTransformed(TransformedDistribution):
             return type(self).log_density_interior(
                 self.logits, self.temperature, intermediates[0][0]
             )
-        return type(self).log_density(
-            self.logits, self.temperature, self.transforms[0].inv(relaxed)
-        )
+        log_p = type(self).log_density(self.logits, self.temperature, relaxed)
+        _warn_on_boundary(self, log_p)
+        return log_p
 
     def _relaxed(
         self, value: ArrayLike, intermediates: list | None

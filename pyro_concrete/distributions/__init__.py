@@ -3,6 +3,7 @@
 from .binary_concrete import BinaryConcrete, LogitBinaryConcrete
 from .concrete import Concrete, ExpConcrete
 from .hard_concrete import HardConcrete
+from .relaxed import RelaxedSample
 from .straight_through import BinaryConcreteStraightThrough, ConcreteStraightThrough, HardSample
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "HardConcrete",
     "HardSample",
     "LogitBinaryConcrete",
+    "RelaxedSample",
 ]

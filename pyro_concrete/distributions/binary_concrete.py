@@ -10,7 +10,7 @@ import torch
 from torch.distributions import constraints
 from torch.nn.functional import softplus
 
-from ..constraints import positive_finite
+from ..constraints import finite_real, positive_finite
 from .noise import logistic
 from .relaxed import RelaxedDiscrete, RelaxedTransformed
 from .transforms import UnclampedSigmoidTransform
@@ -20,7 +20,7 @@ __all__ = ["BinaryConcrete", "LogitBinaryConcrete"]
 _ARG_CONSTRAINTS = {
     "temperature": positive_finite,
     "probs": constraints.unit_interval,
-    "logits": constraints.real,
+    "logits": finite_real,
 }
 
 
@@ -39,24 +39,26 @@ def _log_binary_concrete_interior(
 
 
 def _log_binary_concrete(
-    logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor
+    logits: torch.Tensor, temperature: torch.Tensor, x: torch.Tensor
 ) -> torch.Tensor:
-    """Binary Concrete log density (App. B, Eq. 21) w.r.t. Lebesgue on (0, 1), at ``y = logit x``:
-    ``log g(y) - log x - log(1 - x)`` with ``-log x = softplus(-y)``, ``-log(1 - x) = softplus(y)``.
+    """Binary Concrete log density (App. B, Eq. 21) w.r.t. Lebesgue on (0, 1) at a value ``x``:
+    ``log g(y) - log x - log(1 - x)`` at ``y = logit x = log x - log(1 - x)``, each log
+    taken once (the sample path's ``softplus(-y)`` and ``softplus(y)`` would recompute them).
 
-    At ``x = 0`` (``y = -inf``) the density behaves as ``(lambda / alpha) x^(lambda - 1)`` and
-    at ``x = 1`` as ``lambda alpha (1 - x)^(lambda - 1)``: the value there is the limit,
-    ``+inf`` (lambda < 1), ``-inf`` (lambda > 1) or ``log lambda -/+ log alpha`` (lambda = 1).
+    At ``x = 0`` the density behaves as ``(lambda / alpha) x^(lambda - 1)`` and at ``x = 1``
+    as ``lambda alpha (1 - x)^(lambda - 1)``: the value there is the limit, ``+inf``
+    (lambda < 1), ``-inf`` (lambda > 1) or ``log lambda -/+ log alpha`` (lambda = 1).
     """
-    edge = y.isinf()
-    y_in = y.masked_fill(edge, 0.0)
-    interior = _log_binary_concrete_interior(logits, temperature, y_in)
-    if not edge.any():
+    inside = (x > 0) & (x < 1)
+    safe = torch.where(inside, x, 0.5)
+    log_x, log_1mx = safe.log(), (-safe).log1p()
+    interior = log_logistic(logits, temperature, log_x - log_1mx) - log_x - log_1mx
+    if inside.all():
         return interior
     exponent = temperature - 1
-    limit_at_e0 = temperature.log() + y.sign() * logits
+    limit_at_e0 = temperature.log() + torch.where(x > 0, logits, -logits)
     limit = torch.where(exponent < 0, math.inf, torch.where(exponent > 0, -math.inf, limit_at_e0))
-    return torch.where(edge, limit, interior)
+    return torch.where(inside, interior, limit)
 
 
 class LogitBinaryConcrete(RelaxedDiscrete):
@@ -112,9 +114,13 @@ class BinaryConcrete(RelaxedTransformed):
     r"""The Binary Concrete ``X = sigmoid((log alpha + L) / lambda)`` (App. B).
 
     Support: the unit interval.  ``log_prob`` is App. B Eq. 21 w.r.t. Lebesgue measure.
-    A sample keeps its exact logit in a cached transform, so ``log_prob`` of a sample
-    that rounded to 0 or 1 is still the density at the exact point; other values on the
-    boundary get the density's limit, never NaN.  No clamping.
+    A sample is a ``RelaxedSample`` that carries its exact logit, so ``log_prob`` of it
+    (by this distribution or another ``BinaryConcrete``: a model's prior scoring a
+    guide's sample) is the density at the exact point, even where it rounded to 0 or 1.
+    A value without it at 0 or 1 gets the density's limit (``+inf`` when lambda < 1, with
+    a warning), never NaN; no clamping.  In float32 a sample rounds there at low
+    temperature or large ``|logits|``: make ``LogitBinaryConcrete`` the latent site of a
+    model, and ``sigmoid`` its value, where finite densities matter.
 
     :param temperature: lambda > 0, broadcast against the logits' shape.
     :param probs: ``alpha / (1 + alpha)``, the probability of the Bernoulli relaxed.

@@ -11,7 +11,7 @@ import torch
 from torch.distributions import constraints
 from torch.nn.functional import logsigmoid
 
-from ..constraints import positive_finite
+from ..constraints import finite_real, positive_finite
 from .binary_concrete import log_logistic
 from .noise import logistic
 from .relaxed import RelaxedDiscrete, no_closed_form, no_closed_form_error
@@ -23,7 +23,7 @@ class HardConcrete(RelaxedDiscrete):
     r"""``Z = clip(low + (high - low) S, 0, 1)`` with ``S ~ BinaryConcrete(lambda, alpha)``.
 
     ``log_prob`` is w.r.t. Lebesgue measure on ``(0, 1)`` plus unit point masses at 0 and
-    1 (design.md section 2): with the Binary Concrete CDF
+    1: with the Binary Concrete CDF
     ``F(t) = sigmoid(lambda logit(t) - log alpha)``,
 
     - ``P(Z = 0) = sigmoid(lambda log(-low / high) - log alpha)``,
@@ -41,7 +41,7 @@ class HardConcrete(RelaxedDiscrete):
     arg_constraints = {
         "temperature": positive_finite,
         "probs": constraints.unit_interval,
-        "logits": constraints.real,
+        "logits": finite_real,
     }
     support = constraints.unit_interval
     has_rsample = True

@@ -1,4 +1,4 @@
-"""Parameter-free noise for the reparameterised samplers (design.md section 3).
+"""Parameter-free noise for the reparameterised samplers.
 
 No ``U`` is ever exactly 0 or 1: both samplers transform ``U`` on the grid
 ``{k eps + eps/2 : k = 0 .. 1/eps - 1}`` (``torch.rand`` draws multiples of ``eps/2``,

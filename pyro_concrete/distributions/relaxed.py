@@ -6,6 +6,8 @@ shape (torch's classes do not: pytorch issue #37162) and expands both parameters
 ``batch_shape``, so every method can rely on aligned shapes.
 """
 
+import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -13,7 +15,15 @@ from pyro.distributions import TorchDistribution, TransformedDistribution
 from torch.distributions.transforms import Transform
 from torch.distributions.utils import lazy_property, probs_to_logits
 
-__all__ = ["RelaxedDiscrete", "RelaxedTransformed", "no_closed_form", "no_closed_form_error"]
+__all__ = [
+    "Carrier",
+    "RelaxedDiscrete",
+    "RelaxedSample",
+    "RelaxedTransformed",
+    "check_event_shape",
+    "no_closed_form",
+    "no_closed_form_error",
+]
 
 
 def no_closed_form_error(dist: object, quantity: str, reason: str) -> NotImplementedError:
@@ -37,13 +47,84 @@ def _as_float(x: torch.Tensor | float) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.get_default_dtype())
 
 
+def _parse_arguments(
+    cls: type,
+    categorical: bool,
+    temperature: torch.Tensor | float,
+    probs: torch.Tensor | None,
+    logits: torch.Tensor | None,
+    validate: bool,
+) -> tuple[torch.Tensor, str, torch.Tensor, torch.Size, torch.Size]:
+    """``(temperature, "probs"/"logits", that parameter, batch_shape, event_shape)`` from
+    the arguments as the user passed them to ``cls`` (``categorical``: the last
+    dimension of the parameter indexes categories), checked against
+    ``cls.arg_constraints`` when ``validate``: an error names ``cls``, the argument and
+    the values given, before any normalisation."""
+    name = cls.__name__
+    if (probs is None) == (logits is None):
+        raise ValueError(
+            f"{name} takes exactly one of `probs` or `logits`, "
+            f"got {'both' if probs is not None else 'neither'}."
+        )
+    key, param = ("logits", _as_float(logits)) if probs is None else ("probs", _as_float(probs))
+    temperature = torch.as_tensor(temperature, dtype=param.dtype, device=param.device)
+    if categorical and param.dim() < 1:
+        raise ValueError(f"{name} needs `{key}` with at least one dimension, got {param!r}.")
+    if validate:
+        for arg, value in (("temperature", temperature), (key, param)):
+            constraint = cls.arg_constraints[arg]
+            if not bool(constraint.check(value).all()):
+                raise ValueError(
+                    f"{name} got invalid `{arg}` (shape {tuple(value.shape)}): {value!r}; "
+                    f"it must satisfy the constraint {constraint}."
+                )
+    event_shape = param.shape[-1:] if categorical else torch.Size()
+    param_batch = param.shape[: param.dim() - len(event_shape)]
+    try:
+        batch_shape = torch.broadcast_shapes(temperature.shape, param_batch)
+    except RuntimeError:
+        raise ValueError(
+            f"{name}: `temperature` of shape {tuple(temperature.shape)} does not broadcast "
+            f"against `{key}` of shape {tuple(param.shape)} (batch shape {tuple(param_batch)})."
+        ) from None
+    return temperature, key, param, batch_shape, event_shape
+
+
+def _boundary_warning(dist: TorchDistribution) -> str:
+    """What to do when a simplex-space class scores a value on its boundary."""
+    log_space = dist.base_class.__name__
+    return (
+        f"{type(dist).__name__}.log_prob got a value on the boundary of its support (a "
+        "coordinate exactly 0 or 1) and returned the density's limit there, +inf. A "
+        "float32 sample rounds there at low temperature or extreme logits; scored without "
+        "its exact log-space value (e.g. after arithmetic, or rebuilt from numbers) it gets "
+        f"this limit. Make {log_space} the sample site and map its value in the model "
+        "(exp / sigmoid), or score the tensor rsample() returned, which carries its exact "
+        "log-space value."
+    )
+
+
+def check_event_shape(dist: TorchDistribution, value: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the expected event shape when ``value``'s does not end
+    in it (torch would only say that two sizes differ)."""
+    n = len(dist.event_shape)
+    if n and tuple(value.shape[value.dim() - n :]) != tuple(dist.event_shape):
+        raise ValueError(
+            f"{type(dist).__name__}.log_prob expects values whose shape ends in the event "
+            f"shape {tuple(dist.event_shape)}, got `value` of shape {tuple(value.shape)}."
+        )
+
+
 class RelaxedDiscrete(TorchDistribution):
     """Base of the Concrete family: ``temperature`` lambda > 0 and ``logits`` = log alpha.
 
     ``_categorical`` is True when the last dimension of the logits indexes ``n``
     categories (an event dimension), False for the binary case (alpha is a scalar).
     Categorical logits are normalised (``logits - logsumexp(logits)``); this changes no
-    density, since every Concrete density is invariant to shifting log alpha.
+    density, since every Concrete density is invariant to shifting log alpha.  A logit
+    of ``-inf`` makes its category impossible: the distribution lives on the face of
+    the simplex spanned by the others.  Under validation the arguments are checked as
+    passed, before normalisation, so an error shows the values the user gave.
     """
 
     _categorical: bool = True
@@ -56,31 +137,46 @@ class RelaxedDiscrete(TorchDistribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        if (probs is None) == (logits is None):
-            raise ValueError(
-                f"{type(self).__name__} takes exactly one of `probs` or `logits`, "
-                f"got {'both' if probs is not None else 'neither'}."
-            )
-        if logits is None:
-            probs = _as_float(probs)
-            logits = probs_to_logits(probs, is_binary=not self._categorical)
-            self.probs = probs
-        else:
-            logits = _as_float(logits)
-        if self._categorical:
-            if logits.dim() < 1:
-                raise ValueError("`logits` (or `probs`) must have at least one dimension.")
-            logits = logits - logits.logsumexp(-1, keepdim=True)
-        temperature = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
-        event_shape = logits.shape[-1:] if self._categorical else torch.Size()
-        batch_shape = torch.broadcast_shapes(
-            temperature.shape, logits.shape[: logits.dim() - len(event_shape)]
+        validate = self._validate_args if validate_args is None else validate_args
+        self._setup(type(self), temperature, probs, logits, validate)
+
+    @classmethod
+    def _built_for(
+        cls,
+        owner: type,
+        temperature: torch.Tensor | float,
+        probs: torch.Tensor | None,
+        logits: torch.Tensor | None,
+        validate: bool,
+    ) -> "RelaxedDiscrete":
+        """An instance whose argument errors name ``owner``, the class the user built
+        (``Concrete`` for the ``ExpConcrete`` inside it)."""
+        new = cls.__new__(cls)
+        new._setup(owner, temperature, probs, logits, validate)
+        return new
+
+    def _setup(
+        self,
+        owner: type,
+        temperature: torch.Tensor | float,
+        probs: torch.Tensor | None,
+        logits: torch.Tensor | None,
+        validate: bool,
+    ) -> None:
+        temperature, key, param, batch_shape, event_shape = _parse_arguments(
+            owner, self._categorical, temperature, probs, logits, validate
         )
+        if key == "probs":
+            self.probs = param.expand(batch_shape + event_shape)
+            logits = probs_to_logits(param, is_binary=not self._categorical)
+        else:
+            logits = param
+        if self._categorical:
+            logits = logits - logits.logsumexp(-1, keepdim=True)
         self.temperature = temperature.expand(batch_shape)
         self.logits = logits.expand(batch_shape + event_shape)
-        if "probs" in self.__dict__:
-            self.probs = self.probs.expand(batch_shape + event_shape)
-        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+        super().__init__(batch_shape, event_shape, validate_args=False)  # checked above
+        self._validate_args = validate
 
     def expand(self, batch_shape: torch.Size, _instance=None) -> "RelaxedDiscrete":
         new = self._get_checked_instance(type(self), _instance)
@@ -123,13 +219,76 @@ class RelaxedDiscrete(TorchDistribution):
         return batch_shape, event_shape
 
 
+class Carrier(torch.Tensor):
+    """A tensor that carries companion values (``_carried``, attribute names) with it.
+
+    Operations that copy or re-view a tensor whole apply to the companions too (a tensor
+    companion goes through the same operation, anything else is shared); every other
+    operation returns a plain ``torch.Tensor``.  Unlike an attribute stashed on a plain
+    tensor (Pyro issue #3127), the companions survive ``clone``, ``detach``, ``expand``,
+    ``to`` and pickling, and travel with the value through a Pyro trace.
+    """
+
+    _carried: tuple[str, ...] = ()
+    _CARRY = frozenset(
+        {
+            torch.Tensor.clone,
+            torch.Tensor.detach,
+            torch.Tensor.expand,
+            torch.Tensor.expand_as,
+            torch.Tensor.to,
+            torch.Tensor.contiguous,
+            torch.Tensor.cpu,
+            torch.Tensor.requires_grad_,
+        }
+    )
+
+    @classmethod
+    def wrap(cls, value: torch.Tensor, *companions: object) -> "Carrier":
+        """``value`` as a ``cls`` carrying ``companions`` (in the order of ``_carried``)."""
+        out = value.as_subclass(cls)
+        for name, companion in zip(cls._carried, companions, strict=True):
+            setattr(out, name, companion)
+        return out
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        # torch's documented way to run the plain op: the result is a plain tensor
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **kwargs)
+        if func in cls._CARRY and isinstance(args[0], cls):
+            companions = [getattr(args[0], name) for name in cls._carried]
+            companions = [
+                func(c, *args[1:], **kwargs) if isinstance(c, torch.Tensor) else c
+                for c in companions
+            ]
+            return cls.wrap(out, *companions)
+        return out
+
+
+class RelaxedSample(Carrier):
+    """A relaxed sample ``x`` (Concrete, Binary Concrete) that carries the exact log-space
+    value ``log_space`` it was computed from and the map (``transform``, its class) from
+    one to the other, so that any distribution of the same family scores it at its exact
+    point, even where ``x`` rounded onto the boundary of the support."""
+
+    _carried = ("log_space", "transform")
+    log_space: torch.Tensor
+    transform: type[Transform]
+
+
 class RelaxedTransformed(TransformedDistribution):
-    """A log-space member of the family pushed through an exact map with a one-sample cache.
+    """A log-space member of the family pushed through an exact map.
 
     Subclasses name the log-space class (``base_class``), the map (``transform_class``)
-    and the log density of the relaxed value written in terms of the log-space value:
-    ``log_density(logits, temperature, y)``, which also defines it on the boundary, and
-    ``log_density_interior``, the same at a finite ``y`` (a sample's exact, cached value).
+    and the log density of the relaxed value: ``log_density(logits, temperature, x)`` at a
+    value ``x``, which also defines it on the boundary, and
+    ``log_density_interior(logits, temperature, y)``, the same written in terms of a
+    finite log-space value ``y``.  ``rsample`` returns a :class:`RelaxedSample` that
+    carries its exact log-space value, and ``log_prob`` of such a value (this
+    distribution's sample, or another one's: a guide's sample scored by a model's prior)
+    is the density at that exact point, finite where ``x`` rounded onto the boundary.
     Moments and entropy of softmax/sigmoid-transformed noise are not elementary.
     """
 
@@ -147,8 +306,10 @@ class RelaxedTransformed(TransformedDistribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        base = self.base_class(temperature, probs=probs, logits=logits, validate_args=validate_args)
-        super().__init__(base, self.transform_class(cache_size=1), validate_args=validate_args)
+        validate = self._validate_args if validate_args is None else validate_args
+        base = self.base_class._built_for(type(self), temperature, probs, logits, validate)
+        super().__init__(base, self.transform_class(), validate_args=False)  # checked in base
+        self._validate_args = validate
 
     @classmethod
     def infer_shapes(cls, *args: torch.Size, **kwargs: object) -> tuple[torch.Size, torch.Size]:
@@ -172,15 +333,24 @@ class RelaxedTransformed(TransformedDistribution):
         return self.base_dist.probs
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        check_event_shape(self, value)
         if self._validate_args:
             self._validate_sample(value)
         relaxed = self._relaxed(value)
-        y, x = self.transforms[0]._cached_x_y
-        if relaxed is x:  # the sample just drawn: its exact log-space value, finite
-            return type(self).log_density_interior(self.logits, self.temperature, y)
-        return type(self).log_density(
-            self.logits, self.temperature, self.transforms[0].inv(relaxed)
-        )
+        if isinstance(relaxed, RelaxedSample) and relaxed.transform is self.transform_class:
+            return type(self).log_density_interior(self.logits, self.temperature, relaxed.log_space)
+        log_p = type(self).log_density(self.logits, self.temperature, relaxed)
+        if (log_p == math.inf).any():
+            warnings.warn(_boundary_warning(self), RuntimeWarning, stacklevel=2)
+        return log_p
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> RelaxedSample:
+        y = self.base_dist.rsample(sample_shape)
+        return RelaxedSample.wrap(self.transforms[0](y), y, self.transform_class)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> RelaxedSample:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
 
     def _relaxed(self, value: torch.Tensor) -> torch.Tensor:
         """The relaxed value that ``log_prob`` scores (a hook for straight-through classes)."""

@@ -15,46 +15,17 @@ from torch.distributions import constraints
 
 from .binary_concrete import BinaryConcrete
 from .concrete import Concrete
+from .relaxed import Carrier
 
 __all__ = ["BinaryConcreteStraightThrough", "ConcreteStraightThrough", "HardSample"]
 
 
-class HardSample(torch.Tensor):
-    """A hard sample that carries the relaxed sample ``relaxed`` it was rounded from.
+class HardSample(Carrier):
+    """A hard sample that carries the relaxed sample ``relaxed`` it was rounded from (a
+    :class:`RelaxedSample`, itself carrying its exact log-space value)."""
 
-    Operations that copy or re-view a tensor whole apply to ``relaxed`` too; every other
-    operation returns a plain ``torch.Tensor``.
-    """
-
+    _carried = ("relaxed",)
     relaxed: torch.Tensor
-    _CARRY = frozenset(
-        {
-            torch.Tensor.clone,
-            torch.Tensor.detach,
-            torch.Tensor.expand,
-            torch.Tensor.expand_as,
-            torch.Tensor.to,
-            torch.Tensor.contiguous,
-            torch.Tensor.cpu,
-            torch.Tensor.requires_grad_,
-        }
-    )
-
-    @staticmethod
-    def wrap(hard: torch.Tensor, relaxed: torch.Tensor) -> "HardSample":
-        out = hard.as_subclass(HardSample)
-        out.relaxed = relaxed
-        return out
-
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        with torch._C.DisableTorchFunctionSubclass():
-            out = func(*args, **kwargs)
-            if func in cls._CARRY and isinstance(args[0], HardSample):
-                relaxed = func(args[0].relaxed, *args[1:], **kwargs)
-                return HardSample.wrap(out, relaxed)
-        return out
 
 
 class _StraightThrough:
@@ -81,7 +52,7 @@ class _StraightThrough:
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> HardSample:
         relaxed = super().rsample(sample_shape)
-        hard = self._round(self.transforms[0].inv(relaxed)).to(relaxed.dtype)
+        hard = self._round(relaxed.log_space).to(relaxed.dtype)
         path = relaxed if self.rao_samples == 1 else self._rao_blackwell(hard)
         return HardSample.wrap(hard + (path - path.detach()), relaxed)
 

@@ -1,4 +1,4 @@
-"""design.md section 5, the contract, against ``numpyro_concrete`` (tests/contract_suite.py).
+"""The contract of the family, against ``numpyro_concrete`` (tests/contract_suite.py).
 
 Skipped, as a whole, until ``numpyro_concrete`` exports every class of the family.
 """

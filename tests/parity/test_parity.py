@@ -133,14 +133,14 @@ def test_hard_concrete_log_prob_agrees_at_its_atoms_and_inside():
 
 @pytest.mark.parametrize("name", ["Concrete", "BinaryConcrete"])
 def test_log_prob_agrees_at_the_exact_log_space_value_of_an_underflowed_sample(name):
-    """At T = 0.01 float64 samples round to the boundary; Pyro's cached transform and
+    """At T = 0.01 float64 samples round to the boundary; Pyro's ``RelaxedSample`` and
     NumPyro's intermediates both score the exact log-space value ``y``."""
     rng = np.random.default_rng(2)
     logits = 3 * rng.normal(size=(400,) if name == "Concrete" else (200,))
     pyro_dist, numpyro_dist = both(name, 0.01, logits=logits)
     x, intermediates = numpyro_dist.sample_with_intermediates(jax.random.key(3), (3,))
     y = torch.tensor(np.asarray(intermediates[0][0]))
-    cached = pyro_dist.transforms[0](y)  # primes the one-sample cache with (y, x)
+    cached = pc.RelaxedSample.wrap(pyro_dist.transforms[0](y), y, pyro_dist.transform_class)
     assert ((x == 0) | (x == 1)).any() and ((cached == 0) | (cached == 1)).any()
     assert_same(pyro_dist.log_prob(cached), numpyro_dist.log_prob(x, intermediates))
 

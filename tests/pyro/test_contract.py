@@ -1,4 +1,4 @@
-"""design.md section 5, the contract, against ``pyro_concrete`` (tests/contract_suite.py)."""
+"""The contract of the family, against ``pyro_concrete`` (tests/contract_suite.py)."""
 
 import pytest
 

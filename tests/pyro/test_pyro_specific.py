@@ -185,6 +185,25 @@ def test_hard_sample_keeps_its_relaxed_sample_through(name, op):
     )
 
 
+@pytest.mark.parametrize("op", list(OPERATIONS))
+@pytest.mark.parametrize("name", ["Concrete", "BinaryConcrete"])
+def test_relaxed_sample_keeps_its_exact_log_space_value_through(name, op):
+    """At T = 0.03 a float32 sample rounds onto the boundary; after each operation it
+    still carries its exact log-space value and scores finitely, as before it."""
+    pyro.set_rng_seed(5)
+    d = getattr(pc, name)(0.03, logits=torch.linspace(-6.0, 6.0, 12))
+    x = d.rsample((3,))
+    assert ((x == 0) | (x == 1)).any()
+    expected = d.log_prob(x)
+    out = OPERATIONS[op](x)
+    assert isinstance(out, pc.RelaxedSample) and out.log_space.shape == out.shape
+    got = d.log_prob(out)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(
+        got.to(expected.dtype), expected.expand(got.shape), rtol=1e-6, atol=1e-6
+    )
+
+
 def test_hard_sample_without_its_relaxed_sample_is_refused():
     st, hard = _straight_through_sample("ConcreteStraightThrough")
     plain = hard * 1  # arithmetic returns a plain tensor: the relaxed sample is gone
@@ -245,3 +264,50 @@ def test_concrete_site_under_poutine_trace():
     # the site's log_prob is the density at the recorded value
     torch.testing.assert_close(log_p, pc.Concrete(0.5, logits=torch.zeros(3)).log_prob(z.clone()))
     assert torch.isfinite(trace.log_prob_sum())
+
+
+# --- masked categories ----------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="AutoRelaxedDiscrete gives every category a learnable logit, so its samples put "
+    "mass where the prior's logit is -inf and the prior scores them -inf; the guide must "
+    "keep the prior's -inf logits (pyro_concrete/autoguide.py, not this branch's file)",
+)
+def test_masked_one_hot_categorical_trains_after_relax_with_auto_relaxed():
+    def model():
+        pyro.sample("z", dist.OneHotCategorical(logits=torch.tensor([0.0, -float("inf"), 0.0])))
+
+    relaxed = pc.relax(model)
+    svi = SVI(relaxed, pc.AutoRelaxed(relaxed), pyro.optim.Adam({"lr": 0.01}), Trace_ELBO())
+    losses = [svi.step() for _ in range(20)]
+    assert np.isfinite(losses).all()
+
+
+# --- a guide's sample scored by the model's prior ---------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Concrete", "BinaryConcrete"])
+def test_a_guide_sample_is_scored_exactly_by_the_model_prior_at_low_temperature(name):
+    """The sample carries its exact log-space value through the trace: at T = 0.03 float32
+    samples round onto the boundary, and the prior still scores them finitely."""
+    n = 20
+    logits = torch.linspace(-8.0, 8.0, n) if name == "BinaryConcrete" else torch.zeros(n)
+
+    def model():
+        pyro.sample("z", getattr(pc, name)(0.03, logits=logits).to_event(1 - (name == "Concrete")))
+
+    def guide():
+        a = pyro.param("a", torch.zeros(n))
+        pyro.sample("z", getattr(pc, name)(0.03, logits=a).to_event(1 - (name == "Concrete")))
+
+    pyro.set_rng_seed(0)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.05}), Trace_ELBO())
+    rounded = 0
+    for _ in range(30):
+        z = poutine.trace(guide).get_trace().nodes["z"]["value"]
+        rounded += int(((z == 0) | (z == 1)).any())
+        assert np.isfinite(svi.step())
+    assert rounded > 0  # the regime is exercised
+    assert torch.isfinite(pyro.param("a")).all()
