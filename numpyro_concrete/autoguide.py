@@ -10,7 +10,8 @@ of it, read at the ``relax_step`` keyword of each call as ``relax`` does.
 the plates at run time.
 """
 
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import jax
 import jax.numpy as jnp
@@ -22,10 +23,11 @@ from numpyro import handlers
 from numpyro.handlers import block, seed
 from numpyro.infer.autoguide import AutoGuide, AutoGuideList, AutoNormal
 from numpyro.infer.initialization import init_to_uniform
+from numpyro.primitives import Messenger
 
 from .distributions import ExpConcrete, LogitBinaryConcrete
 from .infer import zero_temperature_limit
-from .relax import _RELAXATIONS, RELAX_STEP, Temperature, base_of, temperature_at
+from .relax import _RELAXATIONS, RELAX_STEP, Temperature, base_of, map_base, temperature_at
 
 __all__ = ["AutoRelaxed", "AutoRelaxedDiscrete", "is_relaxed_site"]
 
@@ -50,13 +52,31 @@ def _is_relaxed_or_deterministic_site(msg: dict) -> bool:
     return msg["type"] == "deterministic" or is_relaxed_site(msg)
 
 
-def _check_no_discrete_sites(owner: str, model, *args, **kwargs) -> None:
-    """Raise, naming the site and what to do, if a latent site of ``model`` is discrete."""
+def _check_no_discrete_sites(owner: str, model, *args, **kwargs) -> dict:
+    """A plain trace of ``model``; raise, naming the site and what to do, if a latent site
+    is discrete."""
     with block():
         trace = handlers.trace(seed(model, numpyro.prng_key())).get_trace(*args, **kwargs)
     for name, site in trace.items():
         if site["type"] == "sample" and not site["is_observed"] and site["fn"].support.is_discrete:
             raise ValueError(_discrete_site_message(owner, name, base_of(site["fn"])))
+    return trace
+
+
+class _finite_logits(Messenger):
+    """Relaxed categorical sites with their ``-inf`` logits made 0, for the prototype only:
+    NumPyro's ``initialize_model`` needs a point of finite density inside the support, and
+    a prior that rules out categories has none in the chart of the log-simplex.  The guide
+    keeps those categories ruled out (``_ruled_out``, read from a plain trace)."""
+
+    def process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample" and isinstance(base_of(msg["fn"]), ExpConcrete):
+            msg["fn"] = map_base(
+                msg["fn"],
+                lambda b: ExpConcrete(
+                    b.temperature, logits=jnp.where(jnp.isneginf(b.logits), 0.0, b.logits)
+                ),
+            )
 
 
 def _discrete_site_message(owner: str, name: str, base: dist.Distribution) -> str:
@@ -73,6 +93,41 @@ def _discrete_site_message(owner: str, name: str, base: dist.Distribution) -> st
         "TraceEnum_ELBO, or by hand), or make it continuous; relax(model, sites=[...]) "
         "leaves a listed site discrete, and the relaxed autoguides cannot guide it."
     )
+
+
+@contextmanager
+def _finite_logits_in(guide: AutoGuide) -> Iterator[None]:
+    """``guide.model`` under :class:`_finite_logits` while the prototype is set up."""
+    model, guide.model = guide.model, _finite_logits(guide.model)
+    try:
+        yield
+    finally:
+        guide.model = model
+
+
+def _ruled_out(owner: str, name: str, site: dict, full_sizes: dict) -> Array | None:
+    """Where the prior of relaxed categorical site ``name`` has a ``-inf`` logit (a
+    category the model rules out), reduced to size 1 along every dimension where it is
+    constant; ``None`` when it rules nothing out.  The guide gives those categories a
+    ``-inf`` logit too: a guide sample there would have prior density 0."""
+    fn, base = site["fn"], base_of(site["fn"])
+    mask = jnp.isneginf(base.logits) if isinstance(base, ExpConcrete) else None
+    if mask is None or not mask.any():
+        return None
+    for dim in range(mask.ndim - 1):
+        if (mask.all(dim, keepdims=True) == mask.any(dim, keepdims=True)).all():
+            mask = mask.any(dim, keepdims=True)
+    for frame in site["cond_indep_stack"]:
+        dim = frame.dim - fn.event_dim
+        varies = -dim <= mask.ndim and mask.shape[dim] > 1
+        if varies and full_sizes[frame.name] != frame.size:
+            raise ValueError(
+                f"{owner}: site {name!r} rules out different categories for different "
+                f"members of the subsampled plate {frame.name!r} (-inf logits), which a "
+                "guide with one parameter per data point cannot follow under subsampling: "
+                "write a guide that reads the mask, or do not subsample that plate."
+            )
+    return mask
 
 
 class AutoRelaxedDiscrete(AutoGuide):
@@ -116,10 +171,12 @@ class AutoRelaxedDiscrete(AutoGuide):
         raise AttributeError(_READ_ONLY_TEMPERATURE)
 
     def _setup_prototype(self, *args, **kwargs) -> None:
-        _check_no_discrete_sites(type(self).__name__, self.model, *args, **kwargs)
-        super()._setup_prototype(*args, **kwargs)
+        plain = _check_no_discrete_sites(type(self).__name__, self.model, *args, **kwargs)
+        with _finite_logits_in(self):
+            super()._setup_prototype(*args, **kwargs)
         self._families: dict[str, type] = {}
         self._shapes: dict[str, tuple[tuple[int, ...], int]] = {}
+        self._ruled_out: dict[str, Array | None] = {}
         for name, site in self.prototype_trace.items():
             if site["type"] != "sample" or site["is_observed"]:
                 continue
@@ -136,6 +193,9 @@ class AutoRelaxedDiscrete(AutoGuide):
                 shape[frame.dim - fn.event_dim] = self._prototype_frame_full_sizes[frame.name]
             self._families[name] = family
             self._shapes[name] = (tuple(shape), fn.event_dim)
+            self._ruled_out[name] = _ruled_out(
+                type(self).__name__, name, plain[name], self._prototype_frame_full_sizes
+            )
         # Drawn once, here, as AutoNormal draws its initial locations: a param initialiser
         # that asked for its own key would see a different key on the second ``svi.init``.
         keys = jax.random.split(numpyro.prng_key(), max(len(self._shapes), 1))
@@ -153,9 +213,14 @@ class AutoRelaxedDiscrete(AutoGuide):
     def _param_name(self, name: str) -> str:
         return f"{name}_{self.prefix}_log_alpha"
 
+    def _log_alpha(self, name: str, log_alpha: Array) -> Array:
+        """The guide's logits of site ``name``: ``-inf`` where the prior's are."""
+        mask = self._ruled_out[name]
+        return log_alpha if mask is None else jnp.where(mask, -jnp.inf, log_alpha)
+
     def _guide_fn(self, name: str, event_dim: int, log_alpha: Array, temperature, hard=False):
         """The guide of site ``name`` at ``temperature``, or its zero-temperature limit."""
-        fn = self._families[name](temperature, logits=log_alpha)
+        fn = self._families[name](temperature, logits=self._log_alpha(name, log_alpha))
         fn = zero_temperature_limit(fn) if hard else fn
         return fn.to_event(event_dim - fn.event_dim)
 
@@ -200,7 +265,7 @@ class AutoRelaxedDiscrete(AutoGuide):
         ``*args, **kwargs``."""
         self._ensure_prototype(*args, **kwargs)
         return {
-            name: family(1.0, logits=params[self._param_name(name)]).probs
+            name: family(1.0, logits=self._log_alpha(name, params[self._param_name(name)])).probs
             for name, family in self._families.items()
         }
 
@@ -212,7 +277,7 @@ class AutoRelaxedDiscrete(AutoGuide):
         temperature = jnp.asarray(temperature_at(self._temperature, relax_step))
         medians = {}
         for name, family in self._families.items():
-            y = params[self._param_name(name)] / temperature
+            y = self._log_alpha(name, params[self._param_name(name)]) / temperature
             medians[name] = jax.nn.log_softmax(y, -1) if family is ExpConcrete else y
         return medians
 
@@ -279,7 +344,8 @@ class AutoRelaxed(AutoGuideList):
 
     def _setup_prototype(self, *args, **kwargs) -> None:
         _check_no_discrete_sites(type(self).__name__, self.model, *args, **kwargs)
-        super()._setup_prototype(*args, **kwargs)
+        with _finite_logits_in(self):
+            super()._setup_prototype(*args, **kwargs)
 
     @property
     def temperature(self) -> Temperature:

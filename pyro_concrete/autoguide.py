@@ -77,6 +77,31 @@ _NO_QUANTILES = (
 )
 
 
+def _ruled_out(owner: str, name: str, site: dict) -> torch.Tensor | None:
+    """Where the prior of relaxed categorical site ``name`` has a ``-inf`` logit (a
+    category the model rules out), reduced to size 1 along every dimension where it is
+    constant; ``None`` when it rules nothing out.  The guide gives those categories a
+    ``-inf`` logit too: a guide sample there would have prior density 0."""
+    fn, base = site["fn"], base_of(site["fn"])
+    mask = torch.isneginf(base.logits) if isinstance(base, ExpConcrete) else None
+    if mask is None or not mask.any():
+        return None
+    for dim in range(mask.dim() - 1):
+        if torch.equal(mask.all(dim, keepdim=True), mask.any(dim, keepdim=True)):
+            mask = mask.any(dim, keepdim=True)
+    for frame in site["cond_indep_stack"]:
+        dim = frame.dim - fn.event_dim
+        varies = -dim <= mask.dim() and mask.shape[dim] > 1
+        if varies and frame.full_size not in (None, frame.size):
+            raise ValueError(
+                f"{owner}: site {name!r} rules out different categories for different "
+                f"members of the subsampled plate {frame.name!r} (-inf logits), which a "
+                "guide with one parameter per data point cannot follow under subsampling: "
+                "write a guide that reads the mask, or do not subsample that plate."
+            )
+    return mask
+
+
 class AutoRelaxedDiscrete(AutoGuide):
     """A guide ``q(y_z) = Family(lambda, log_alpha_z)`` for each relaxed site ``z``.
 
@@ -119,6 +144,7 @@ class AutoRelaxedDiscrete(AutoGuide):
         _check_no_discrete_sites(type(self).__name__, self.prototype_trace)
         self.log_alpha = PyroModule()
         self._families: dict[str, type] = {}
+        self._ruled_out: dict[str, torch.Tensor | None] = {}
         for name, site in self.prototype_trace.iter_stochastic_nodes():
             family = type(base_of(site["fn"]))
             if family not in _FAMILIES:
@@ -135,6 +161,7 @@ class AutoRelaxedDiscrete(AutoGuide):
             init = torch.randn(shape, dtype=site["value"].dtype) * self._init_scale
             deep_setattr(self.log_alpha, name, PyroParam(init, constraints.real, fn.event_dim))
             self._families[name] = family
+            self._ruled_out[name] = _ruled_out(type(self).__name__, name, site)
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
         if self.prototype_trace is None:
@@ -153,7 +180,9 @@ class AutoRelaxedDiscrete(AutoGuide):
         return result
 
     def _log_alpha(self, name: str) -> torch.Tensor:
-        return attrgetter(name)(self.log_alpha)
+        """The guide's logits of site ``name``: ``-inf`` where the prior's are."""
+        log_alpha, mask = attrgetter(name)(self.log_alpha), self._ruled_out[name]
+        return log_alpha if mask is None else log_alpha.masked_fill(mask, -torch.inf)
 
     @torch.no_grad()
     def probs(self, *args, **kwargs) -> dict[str, torch.Tensor]:

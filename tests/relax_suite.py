@@ -329,6 +329,29 @@ class RelaxSuite:
             )
             np.testing.assert_allclose(probs[name], expected, rtol=1e-5)
 
+    @pytest.mark.slow
+    def test_autorelaxed_learns_a_mixture_whose_prior_rules_out_categories_per_point(self, b):
+        """``-inf`` prior logits, different for each point: the guide keeps those
+        categories impossible (exactly zero probability, finite ELBO at every step) and,
+        where one category is ruled out, learns the exact posterior over the other two (to
+        the relaxation's bias at temperature 0.5 and the last step's noise)."""
+        mask = np.array([[0, 0, 0], [0, -np.inf, 0], [-np.inf, 0, 0], [0, 0, -np.inf]])
+        x = np.array([0.5, 0.5, 1.0, 0.3])
+
+        def model(x):
+            with b.plate("data", 4):
+                c = b.sample("c", b.OneHotCategorical(logits=b.array(mask)))
+                b.sample("x", b.Normal(b.pc.select(b.array(TABLE), c), 1.0), obs=x)
+
+        relaxed = b.pc.relax(model, temperature=0.5)
+        guide = b.pc.AutoRelaxed(relaxed)
+        params, losses = b.fit(relaxed, guide, b.array(x), steps=1500, lr=0.05)
+        probs = b.probs(guide, params, b.array(x))["c"]
+        exact = softmax(mask - 0.5 * (x[:, None] - TABLE) ** 2, -1)
+        assert np.isfinite(losses).all()
+        np.testing.assert_array_equal(probs[np.isinf(mask)], 0.0)
+        np.testing.assert_allclose(probs[1:], exact[1:], atol=0.12)
+
     def test_autorelaxed_guide_samples_the_relaxed_families_with_its_temperature(self, b, auto):
         relaxed, guide, _ = auto
         trace = b.trace(guide)

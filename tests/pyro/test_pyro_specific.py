@@ -269,12 +269,6 @@ def test_concrete_site_under_poutine_trace():
 # --- masked categories ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AutoRelaxedDiscrete gives every category a learnable logit, so its samples put "
-    "mass where the prior's logit is -inf and the prior scores them -inf; the guide must "
-    "keep the prior's -inf logits (pyro_concrete/autoguide.py, not this branch's file)",
-)
 def test_masked_one_hot_categorical_trains_after_relax_with_auto_relaxed():
     def model():
         pyro.sample("z", dist.OneHotCategorical(logits=torch.tensor([0.0, -float("inf"), 0.0])))
