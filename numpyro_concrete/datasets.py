@@ -1,7 +1,7 @@
 """The fixed binarization of MNIST used by Maddison et al. (2017, Sec. 5.2).
 
 The file is never part of the repository: pass its path, or set ``CONCRETE_MNIST``
-(the Makefile and CI do).  Format (design.md section 7): keys ``train`` / ``valid`` /
+(the Makefile and CI do).  Format: keys ``train`` / ``valid`` /
 ``test`` (50,000 / 10,000 / 10,000 rows), each row ``numpy.packbits`` of 784 pixels.
 """
 

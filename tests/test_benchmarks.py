@@ -63,7 +63,7 @@ EXPECTED = {
         "variance x time / score function",
     ],
 }
-# Scripts that read the binarized MNIST file (never committed; see design.md section 7).
+# Scripts that read the binarized MNIST file (never committed; the Makefile sets CONCRETE_MNIST).
 NEEDS_MNIST = {"gradient_quality.py", "estimators.py"}
 
 
