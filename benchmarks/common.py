@@ -23,6 +23,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,15 @@ class Options:
 
     def timer(self) -> Callable[[], float]:
         return time.process_time if self.clock == "cpu" else time.perf_counter
+
+
+def require_mnist(script: str) -> None:
+    """Exit with a message saying how to point ``script`` at the binarized MNIST file, and
+    silence the libraries' user-facing warnings, which would interleave with the tables."""
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if not os.environ.get("CONCRETE_MNIST"):
+        sys.exit(f"{script} needs the binarized MNIST file: set CONCRETE_MNIST=/path/to/it.npz")
 
 
 def parse_options(

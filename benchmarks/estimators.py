@@ -26,21 +26,14 @@ its variance is listed for scale only.  ``--fast``: 20 latent units, 8 images, a
 draws: a smoke test, not a measurement.
 """
 
-import os
 import sys
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-from common import (
-    environment,
-    markdown_table,
-    parse_options,
-    time_interleaved,
-)
+from common import environment, markdown_table, parse_options, require_mnist, time_interleaved
 
 ESTIMATORS = ("RebarELBO", "RelaxELBO", "DisarmELBO", "VimcoELBO", "score function")
 BASELINE = "score function + baseline"
@@ -174,13 +167,7 @@ def table(rows: dict[str, tuple]) -> str:
 
 def main() -> None:
     options = parse_options(__doc__.splitlines()[0])
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    if not os.environ.get("CONCRETE_MNIST"):
-        sys.exit(
-            "estimators.py needs the binarized MNIST file: set "
-            "CONCRETE_MNIST=/path/to/binarized_mnist.npz"
-        )
+    require_mnist("estimators.py")
     import torch
 
     torch.distributions.Distribution.set_default_validate_args(False)

@@ -49,15 +49,20 @@ NumPyro model is then used for the variance only).
 import copy
 import itertools
 import math
-import os
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from common import Options, environment, import_numpyro_concrete, markdown_table, parse_options
+from common import (
+    Options,
+    environment,
+    import_numpyro_concrete,
+    markdown_table,
+    parse_options,
+    require_mnist,
+)
 
 LATENTS, HIDDEN, BATCH = 200, 200, 64
 PRIOR_TEMPERATURE, POSTERIOR_TEMPERATURE = 1 / 2, 2 / 3
@@ -592,13 +597,7 @@ def load(b: Budget):
 
 def main() -> None:
     options = parse_options(__doc__.splitlines()[0])
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    if not os.environ.get("CONCRETE_MNIST"):
-        sys.exit(
-            "gradient_quality.py needs the binarized MNIST file: set "
-            "CONCRETE_MNIST=/path/to/binarized_mnist.npz"
-        )
+    require_mnist("gradient_quality.py")
     import pyro
     import torch
 
