@@ -61,7 +61,10 @@ def require_mnist(script: str) -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     if not os.environ.get("CONCRETE_MNIST"):
-        sys.exit(f"{script} needs the binarized MNIST file: set CONCRETE_MNIST=/path/to/it.npz")
+        sys.exit(
+            f"{script} needs the binarized MNIST file: set "
+            "CONCRETE_MNIST=/path/to/binarized_mnist.npz"
+        )
 
 
 def parse_options(
