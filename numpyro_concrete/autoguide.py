@@ -55,7 +55,9 @@ def _is_relaxed_or_deterministic_site(msg: dict) -> bool:
 def _check_no_discrete_sites(owner: str, model, *args, **kwargs) -> dict:
     """A plain trace of ``model``; raise, naming the site and what to do, if a latent site
     is discrete."""
-    with block():
+    # Compile-time evaluation keeps what the model computes from constants (its priors'
+    # logits, say) concrete when the guide is set up inside jit, so _ruled_out can read it.
+    with block(), jax.ensure_compile_time_eval():
         trace = handlers.trace(seed(model, numpyro.prng_key())).get_trace(*args, **kwargs)
     for name, site in trace.items():
         if site["type"] == "sample" and not site["is_observed"] and site["fn"].support.is_discrete:
@@ -108,15 +110,20 @@ def _finite_logits_in(guide: AutoGuide) -> Iterator[None]:
 def _ruled_out(owner: str, name: str, site: dict, full_sizes: dict) -> Array | None:
     """Where the prior of relaxed categorical site ``name`` has a ``-inf`` logit (a
     category the model rules out), reduced to size 1 along every dimension where it is
-    constant; ``None`` when it rules nothing out.  The guide gives those categories a
-    ``-inf`` logit too: a guide sample there would have prior density 0."""
+    constant; ``None`` when it rules nothing out, or when the logits are not known while
+    the guide is set up under ``jit`` (computed from the data or from other latent values).
+    The guide gives those categories a ``-inf`` logit too: a guide sample there would have
+    prior density 0."""
     fn, base = site["fn"], base_of(site["fn"])
-    mask = jnp.isneginf(base.logits) if isinstance(base, ExpConcrete) else None
-    if mask is None or not mask.any():
+    if not isinstance(base, ExpConcrete) or isinstance(base.logits, jax.core.Tracer):
         return None
-    for dim in range(mask.ndim - 1):
-        if (mask.all(dim, keepdims=True) == mask.any(dim, keepdims=True)).all():
-            mask = mask.any(dim, keepdims=True)
+    with jax.ensure_compile_time_eval():  # a constant, also when set up under jit
+        mask = jnp.isneginf(base.logits)
+        if not mask.any():
+            return None
+        for dim in range(mask.ndim - 1):
+            if (mask.all(dim, keepdims=True) == mask.any(dim, keepdims=True)).all():
+                mask = mask.any(dim, keepdims=True)
     for frame in site["cond_indep_stack"]:
         dim = frame.dim - fn.event_dim
         varies = -dim <= mask.ndim and mask.shape[dim] > 1
@@ -171,7 +178,14 @@ class AutoRelaxedDiscrete(AutoGuide):
         raise AttributeError(_READ_ONLY_TEMPERATURE)
 
     def _setup_prototype(self, *args, **kwargs) -> None:
-        plain = _check_no_discrete_sites(type(self).__name__, self.model, *args, **kwargs)
+        owner = type(self).__name__
+        plain = _check_no_discrete_sites(owner, self.model, *args, **kwargs)
+        full_sizes = {k: site["args"][0] for k, site in plain.items() if site["type"] == "plate"}
+        ruled_out = {
+            k: _ruled_out(owner, k, site, full_sizes)
+            for k, site in plain.items()
+            if is_relaxed_site(site)
+        }
         with _finite_logits_in(self):
             super()._setup_prototype(*args, **kwargs)
         self._families: dict[str, type] = {}
@@ -193,9 +207,7 @@ class AutoRelaxedDiscrete(AutoGuide):
                 shape[frame.dim - fn.event_dim] = self._prototype_frame_full_sizes[frame.name]
             self._families[name] = family
             self._shapes[name] = (tuple(shape), fn.event_dim)
-            self._ruled_out[name] = _ruled_out(
-                type(self).__name__, name, plain[name], self._prototype_frame_full_sizes
-            )
+            self._ruled_out[name] = ruled_out[name]
         # Drawn once, here, as AutoNormal draws its initial locations: a param initialiser
         # that asked for its own key would see a different key on the second ``svi.init``.
         keys = jax.random.split(numpyro.prng_key(), max(len(self._shapes), 1))

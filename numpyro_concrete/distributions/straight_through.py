@@ -38,11 +38,19 @@ class _StraightThrough:
     _round: Callable[[Array], Array]
     rao_samples: int = 1
 
-    def __init__(self, *args, rao_samples: int = 1, **kwargs) -> None:
+    def __init__(
+        self,
+        temperature: ArrayLike,
+        probs: ArrayLike | None = None,
+        logits: ArrayLike | None = None,
+        *,
+        rao_samples: int = 1,
+        validate_args: bool | None = None,
+    ) -> None:
         if not isinstance(rao_samples, int) or rao_samples < 1:
             raise ValueError(f"rao_samples must be an int >= 1, got {rao_samples!r}.")
         self.rao_samples = rao_samples
-        super().__init__(*args, **kwargs)
+        super().__init__(temperature, probs=probs, logits=logits, validate_args=validate_args)
 
     def sample_with_intermediates(
         self, key: Array, sample_shape: tuple[int, ...] = ()

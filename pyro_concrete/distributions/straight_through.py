@@ -39,11 +39,19 @@ class _StraightThrough:
 
     _round: Callable[[torch.Tensor], torch.Tensor]
 
-    def __init__(self, *args, rao_samples: int = 1, **kwargs) -> None:
+    def __init__(
+        self,
+        temperature: float | torch.Tensor,
+        probs: float | torch.Tensor | None = None,
+        logits: float | torch.Tensor | None = None,
+        *,
+        rao_samples: int = 1,
+        validate_args: bool | None = None,
+    ) -> None:
         if not isinstance(rao_samples, int) or rao_samples < 1:
             raise ValueError(f"rao_samples must be an int >= 1, got {rao_samples!r}.")
         self.rao_samples = rao_samples
-        super().__init__(*args, **kwargs)
+        super().__init__(temperature, probs=probs, logits=logits, validate_args=validate_args)
 
     def expand(self, batch_shape: torch.Size, _instance=None):
         new = super().expand(batch_shape, _instance)

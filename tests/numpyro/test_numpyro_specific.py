@@ -544,6 +544,22 @@ def test_masked_one_hot_categorical_trains_after_relax_with_auto_relaxed():
     assert np.isfinite(result.losses).all()
 
 
+def test_a_guide_set_up_under_jit_keeps_the_categories_the_prior_rules_out():
+    """``jax.jit(svi.init)``: the prior's constant ``-inf`` logits are read while the guide
+    is traced, so its probabilities are exactly zero there and the ELBO is finite."""
+
+    def model():
+        numpyro.sample("z", nc.OneHotCategorical(logits=jnp.array([0.0, -jnp.inf, 0.0]) * 1.0))
+
+    relaxed = nc.relax(model)
+    guide = nc.AutoRelaxed(relaxed)
+    svi = SVI(relaxed, guide, numpyro.optim.Adam(0.01), Trace_ELBO())
+    state = jax.jit(svi.init)(jax.random.PRNGKey(0))
+    assert float(guide.probs(svi.get_params(state))["z"][1]) == 0.0
+    _, loss = jax.jit(svi.update)(state)
+    assert np.isfinite(float(loss))
+
+
 def _transcendentals(fn, *args):
     """How many exp/log/log1p/logistic operations the jaxpr of ``fn(*args)`` performs."""
     names = {"exp", "log", "log1p", "logistic", "expm1"}
