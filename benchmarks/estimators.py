@@ -15,15 +15,24 @@ trains with, in each backend:
 - **variance**: the per-draw variance of the estimate of the encoder's gradient, summed
   over the encoder's parameters (one draw = one step's estimate), at the initial point;
 - **variance x time**: their product, relative to the plain score function's: the
-  variance left after equal compute, the figure of merit (< 1: better).
+  variance left after equal compute, the figure of merit (< 1: better);
+- **library / by hand**: the median ratio of one step of the library's estimator to one
+  step of the same estimator written by hand with the PPL's generic machinery
+  (``by_hand.py``: traces of model and guide, log-densities per data point, a surrogate;
+  the same optimiser around both), and the range of the per-repeat ratios.  REBAR by
+  hand has fixed ``eta`` and temperature and is compared with ``RebarELBO(tune=False)``;
+  RELAX by hand would be REBAR by hand plus a learned term and the second-order tuning
+  step, so it has no row of its own; the score function's library side is the PPL's own
+  ``TraceGraph_ELBO``.
 
 Pyro also has the score function with its decaying-average baseline (``TraceGraph_ELBO``
 with ``infer={"baseline": ...}`` on the guide's sites, warmed up on the same batch first);
 NumPyro's ``TraceGraph_ELBO`` has no baselines.
 
-The relaxed gradient is biased for the discrete objective (the others are unbiased), so
-its variance is listed for scale only.  ``--fast``: 20 latent units, 8 images, a few
-draws: a smoke test, not a measurement.
+Validation (torch's argument checks, Pyro's) is off.  The relaxed gradient is biased for
+the discrete objective (the others are unbiased), so its variance is listed for scale
+only.  ``--fast``: 20 latent units, 8 images, a few draws: a smoke test, not a
+measurement.
 """
 
 import sys
@@ -37,6 +46,23 @@ from common import environment, markdown_table, parse_options, require_mnist, ti
 
 ESTIMATORS = ("RebarELBO", "RelaxELBO", "DisarmELBO", "VimcoELBO", "score function")
 BASELINE = "score function + baseline"
+VIMCO_K = 5
+#: the library step each hand-written estimator is timed against, where not its namesake
+UNTUNED = {"RebarELBO": "RebarELBO(tune=False)"}
+
+
+def _by_hand(name: str) -> str:
+    return f"{name} by hand"
+
+
+def versus_by_hand(timing, names) -> dict[str, tuple[float, float, float]]:
+    """``name -> (median, smallest, largest)`` per-repeat ratio of the library's step to
+    the step written by hand."""
+    out = {}
+    for name in names:
+        library = UNTUNED.get(name, name)
+        out[name] = (timing.ratio(library, _by_hand(name)), *timing.spread(library, _by_hand(name)))
+    return out
 
 
 def images(n: int) -> np.ndarray:
@@ -48,7 +74,8 @@ def images(n: int) -> np.ndarray:
 
 
 def pyro_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, tuple]:
-    """``name -> (time ratio, variance)`` in Pyro."""
+    """``name -> (time ratio, variance, library / by hand)`` in Pyro."""
+    import by_hand
     import pyro
     import torch
     from pyro import poutine
@@ -73,9 +100,17 @@ def pyro_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, tup
         name: SVI(model, guide, pyro.optim.Adam({"lr": 0.0}), loss)
         for name, (model, guide, loss) in programs.items()
     }
+    svis[UNTUNED["RebarELBO"]] = SVI(
+        sbn.model, sbn.guide, pyro.optim.Adam({"lr": 0.0}), pc.RebarELBO(tune=False)
+    )
+    hand = by_hand.pyro_estimators(VIMCO_K)
+    for name, fn in hand.items():
+        optim = pyro.optim.Adam({"lr": 0.0})
+        svis[_by_hand(name)] = SVI(sbn.model, sbn.guide, optim, loss=fn, loss_and_grads=fn)
     timing = time_interleaved(
         {name: (lambda s=svi: s.step(x)) for name, svi in svis.items()}, options
     )
+    versus = versus_by_hand(timing, hand)
     encoder = list(sbn.encoder.parameters())
     out = {}
     for name, (model, guide, loss) in programs.items():
@@ -87,7 +122,8 @@ def pyro_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, tup
             loss.loss_and_grads(model, guide, x)
             if draw >= 0:
                 grads.append(torch.cat([p.grad.reshape(-1) for p in encoder]).numpy().copy())
-        out[name] = (timing.ratio(name, "relaxed"), float(np.var(grads, 0).sum()))
+        variance = float(np.var(grads, 0).sum())
+        out[name] = (timing.ratio(name, "relaxed"), variance, versus.get(name))
     return out
 
 
@@ -96,13 +132,15 @@ def _losses(module, extra: dict) -> dict:
         "RebarELBO": module.RebarELBO(),
         "RelaxELBO": module.RelaxELBO(),
         "DisarmELBO": module.DisarmELBO(),
-        "VimcoELBO": module.VimcoELBO(num_particles=5),
+        "VimcoELBO": module.VimcoELBO(num_particles=VIMCO_K),
         **extra,
     }
 
 
 def numpyro_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, tuple]:
-    """``name -> (time ratio, variance)`` in NumPyro, every step under ``jax.jit``."""
+    """``name -> (time ratio, variance, library / by hand)`` in NumPyro, every step under
+    ``jax.jit``."""
+    import by_hand
     import jax
     import jax.numpy as jnp
     from numpyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
@@ -134,8 +172,15 @@ def numpyro_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, 
         keys = jax.random.split(jax.random.PRNGKey(1), draws)
         grads = jax.jit(jax.vmap(grad))(keys)
         out[name] = float(jnp.var(grads, 0).sum())
+    hand = by_hand.numpyro_estimators(VIMCO_K)
+    others = {UNTUNED["RebarELBO"]: nc.RebarELBO(tune=False)}
+    others.update({_by_hand(name): by_hand.ByHand(fn) for name, fn in hand.items()})
+    for name, loss in others.items():
+        svi = SVI(sbn.model, sbn.guide, Adam(0.0), loss)
+        steps[name] = _stepper(jax.jit(svi.update), svi.init(jax.random.PRNGKey(0), x), x)
     timing = time_interleaved(steps, options)
-    return {name: (timing.ratio(name, "relaxed"), out[name]) for name in programs}
+    versus = versus_by_hand(timing, hand)
+    return {name: (timing.ratio(name, "relaxed"), out[name], versus.get(name)) for name in programs}
 
 
 def _stepper(update, state, x):
@@ -157,20 +202,27 @@ def table(rows: dict[str, tuple]) -> str:
             rows[name][0],
             f"{rows[name][1]:.3g}",
             f"{rows[name][0] * rows[name][1] / reference:.3g}",
+            "n/a" if rows[name][2] is None else "{:.2f} ({:.2f}-{:.2f})".format(*rows[name][2]),
         ]
         for name in names
     ]
     body[-1][0] = "relaxed Trace_ELBO (biased)"
-    headers = ["estimator", "time / relaxed step", "variance", "variance x time / score function"]
+    headers = [
+        "estimator",
+        "time / relaxed step",
+        "variance",
+        "variance x time / score function",
+        "library / by hand (range)",
+    ]
     return markdown_table(headers, body)
 
 
 def main() -> None:
     options = parse_options(__doc__.splitlines()[0])
     require_mnist("estimators.py")
-    import torch
+    import pyro
 
-    torch.distributions.Distribution.set_default_validate_args(False)
+    pyro.enable_validation(False)  # torch's argument checks and Pyro's, for both sides
     latents, batch, draws = (20, 8, 16) if options.fast else (200, 50, 400)
     x = images(batch)
     print("## Estimators of the discrete ELBO's gradient: SBN 200H-784V\n")

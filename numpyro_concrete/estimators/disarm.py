@@ -44,7 +44,9 @@ class DisarmELBO(DiscreteELBO):
         traces = discrete_pass(model, guide, args, kwargs, params, key, first)
         _check_bernoulli(first)
         second = DiscreteSampler(noise=first.noises(), sign=-1, estimator="DisarmELBO")
-        anti_traces = discrete_pass(model, guide, args, kwargs, params, anti_key, second)
+        anti_traces = discrete_pass(
+            model, guide, args, kwargs, params, anti_key, second, previous=traces[1]
+        )
         dims, ndim = factor_dims(*traces)
         here = costs(*traces, set(first.sites), dims, ndim)
         there = costs(*anti_traces, set(first.sites), dims, ndim)

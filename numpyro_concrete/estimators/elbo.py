@@ -45,8 +45,12 @@ class DiscreteELBO(ELBO):
     def _estimate(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
-        """The objective and the surrogate, averaged over the particles."""
+        """The objective and the surrogate, averaged over the particles (one particle: no
+        particle dimension, as NumPyro's own ELBOs, which keeps ``vmap``'s batch of one out
+        of the compiled step)."""
         keys = jax.random.split(rng_key, self.num_particles)
+        if self.num_particles == 1:
+            return self._particle(keys[0], params, model, guide, args, kwargs)
         value, surrogate = self.vectorize_particles_fn(
             lambda key: self._particle(key, params, model, guide, args, kwargs), keys
         )

@@ -125,7 +125,7 @@ class ControlVariateELBO(DiscreteELBO):
         def control_variate(points: dict[str, Array]) -> Array:
             sampler = RelaxedSampler(sites=hard.sites, points=points, temperature=temperature)
             traces = relaxed_pass(
-                model, guide, args, kwargs, relaxed_params, relaxed_key, sampler, name
+                model, guide, args, kwargs, relaxed_params, relaxed_key, sampler, name, guide_trace
             )
             relaxed = costs(*traces, set(hard.sites), dims, ndim)
             return self._control_variate(relaxed.value, sampler.values, dims, ndim, params)

@@ -44,6 +44,7 @@ __all__ = [
     "discrete_sites",
     "elements",
     "factor_dims",
+    "guide_pass",
     "relaxed_pass",
 ]
 
@@ -132,22 +133,27 @@ class DiscreteSampler(Messenger):
     def process_message(self, msg: dict) -> None:
         if not _is_latent(msg) or msg["value"] is not None:
             return
-        kind = _kind(msg["fn"])
-        if kind is None:
+        if _kind(msg["fn"]) is None:
             if not msg["fn"].has_rsample:
                 raise ValueError(_not_discrete_message(msg, self.estimator))
             return
-        logits = _logits(kind, msg["fn"])
+        msg["fn"], msg["value"] = self.take(msg["name"], msg["fn"])
+
+    def take(self, name: str, fn: dist.Distribution) -> tuple[dist.Distribution, Array]:
+        """``(fn, b)`` for the discrete site ``name`` of distribution ``fn``."""
+        kind = _kind(fn)
+        logits = _logits(kind, fn)
         if self.noise is None:
             key = jax.random.fold_in(self.rng_key, len(self.sites))
             noise = (logistic if kind == "bernoulli" else gumbel)(key, logits.shape, logits)
         else:
-            noise = self.sign * self.noise[msg["name"]]
+            noise = self.sign * self.noise[name]
         z = logits + noise
         value = _round(kind, jax.lax.stop_gradient(z))
-        event_dim = msg["fn"].event_dim + (kind == "categorical")
-        self.sites[msg["name"]] = DiscreteSite(kind, logits, z, value, event_dim)
-        msg["value"] = value
+        self.sites[name] = DiscreteSite(
+            kind, logits, z, value, fn.event_dim + (kind == "categorical")
+        )
+        return fn, value
 
     def noises(self) -> dict[str, Array]:
         """The noise ``z - l`` of every site, without gradient."""
@@ -213,13 +219,15 @@ class RelaxedSampler(Messenger):
         self.values: dict[str, Array] = {}
 
     def process_message(self, msg: dict) -> None:
-        site = self.sites.get(msg["name"])
-        if site is None or not _is_latent(msg):
-            return
-        z = self.points[msg["name"]] + (_logits(site.kind, msg["fn"]) - site.logits)
-        value = _relax(site.kind, z, self.temperature[msg["name"]])
-        msg["fn"] = map_base(msg["fn"], lambda b: LogMass(b.logits, site.kind))
-        msg["value"] = self.values[msg["name"]] = value
+        if msg["name"] in self.sites and _is_latent(msg):
+            msg["fn"], msg["value"] = self.take(msg["name"], msg["fn"])
+
+    def take(self, name: str, fn: dist.Distribution) -> tuple[dist.Distribution, Array]:
+        """``(LogMass, sigma_lam(z'))`` for site ``name``, ``fn`` its distribution in this pass."""
+        site = self.sites[name]
+        z = self.points[name] + (_logits(site.kind, fn) - site.logits)
+        value = self.values[name] = _relax(site.kind, z, self.temperature[name])
+        return map_base(fn, lambda b: LogMass(b.logits, site.kind)), value
 
 
 class _LogMassModel(Messenger):
@@ -240,6 +248,35 @@ def _log_probs(tr: dict) -> dict:
     return tr
 
 
+def guide_pass(
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    params: dict,
+    rng_key: Array,
+    sampler: DiscreteSampler | RelaxedSampler,
+    previous: dict | None = None,
+) -> dict:
+    """The guide's trace under ``sampler``, parameters from ``params``.  A guide whose only
+    sample site is one latent discrete site has there the same distribution in every pass
+    (its logits depend on the inputs and parameters alone), and nothing else that reads
+    its value: given ``previous``, an earlier pass of it, the trace is made from that one
+    with the site's new value, without running the guide again."""
+    sites = [] if previous is None else _sample_sites(previous)
+    if len(sites) != 1 or not _is_latent(sites[0]) or _kind(sites[0]["fn"]) is None:
+        sampler.fn = substitute(seed(guide, rng_key), data=params)
+        return trace(sampler).get_trace(*args, **kwargs)
+    out = {k: dict(s) for k, s in previous.items()}  # the param and plate sites stay the same
+    site = out[sites[0]["name"]]
+    site["fn"], site["value"] = sampler.take(site["name"], site["fn"])
+    return out
+
+
+def _sample_sites(tr: dict) -> list[dict]:
+    """The trace's sample and deterministic sites (observed ones included)."""
+    return [site for site in tr.values() if site["type"] in ("sample", "deterministic")]
+
+
 def discrete_pass(
     model: Callable,
     guide: Callable,
@@ -248,13 +285,14 @@ def discrete_pass(
     params: dict,
     rng_key: Array,
     sampler: DiscreteSampler,
+    previous: dict | None = None,
 ) -> tuple[dict, dict]:
-    """``(model_trace, guide_trace)`` of the guide under ``sampler`` and the model replayed
-    against it, parameters from ``params``; log densities in ``site["log_prob"]``.  A
-    model site that is discrete where the guide's is not raises ``ValueError``."""
+    """``(model_trace, guide_trace)`` of the guide under ``sampler`` (:func:`guide_pass`,
+    ``previous`` an earlier guide trace) and the model replayed against it, parameters
+    from ``params``; log densities in ``site["log_prob"]``.  A model site that is discrete
+    where the guide's is not raises ``ValueError``."""
     model_key, guide_key = jax.random.split(rng_key)
-    sampler.fn = substitute(seed(guide, guide_key), data=params)
-    guide_trace = trace(sampler).get_trace(*args, **kwargs)
+    guide_trace = guide_pass(guide, args, kwargs, params, guide_key, sampler, previous)
     replayed = substitute(replay(seed(model, model_key), guide_trace), data=params)
     model_trace = trace(replayed).get_trace(*args, **kwargs)
     for name, site in model_trace.items():
@@ -272,13 +310,14 @@ def relaxed_pass(
     rng_key: Array,
     sampler: RelaxedSampler,
     estimator: str,
+    discrete_guide_trace: dict,
 ) -> tuple[dict, dict]:
-    """``(model_trace, guide_trace)`` at the relaxed values of ``sampler``; log densities
-    in ``site["log_prob"]``.  A model that cannot take relaxed values raises
-    ``ValueError`` saying so."""
+    """``(model_trace, guide_trace)`` at the relaxed values of ``sampler`` (the guide's by
+    :func:`guide_pass` from ``discrete_guide_trace``); log densities in
+    ``site["log_prob"]``.  A model that cannot take relaxed values raises ``ValueError``
+    saying so."""
     model_key, guide_key = jax.random.split(rng_key)
-    sampler.fn = substitute(seed(guide, guide_key), data=params)
-    guide_trace = trace(sampler).get_trace(*args, **kwargs)
+    guide_trace = guide_pass(guide, args, kwargs, params, guide_key, sampler, discrete_guide_trace)
     replayed = substitute(replay(seed(model, model_key), guide_trace), data=params)
     try:
         model_trace = _log_probs(trace(_LogMassModel(replayed)).get_trace(*args, **kwargs))

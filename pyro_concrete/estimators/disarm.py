@@ -39,7 +39,7 @@ class DisarmELBO(DiscreteELBO):
         traces = discrete_pass(model, guide, args, kwargs, first)
         _check_bernoulli(first)
         second = DiscreteSampler(first.noises(), sign=-1, estimator="DisarmELBO")
-        anti_traces = discrete_pass(model, guide, args, kwargs, second)
+        anti_traces = discrete_pass(model, guide, args, kwargs, second, previous=traces[1])
         dims, ndim = factor_dims(*traces)
         here = costs(*traces, set(first.sites), dims, ndim)
         there = costs(*anti_traces, set(first.sites), dims, ndim)

@@ -75,7 +75,7 @@ class ControlVariateELBO(DiscreteELBO):
 
         def control_variate(points: dict[str, torch.Tensor]) -> torch.Tensor:
             sampler = RelaxedSampler(hard.sites, points, temperature)
-            traces = relaxed_pass(model, guide, args, kwargs, sampler, name)
+            traces = relaxed_pass(model, guide, args, kwargs, sampler, name, guide_trace)
             relaxed = costs(*traces, set(hard.sites), dims, ndim)
             return self._control_variate(relaxed.value, sampler.values, dims, ndim)
 

@@ -26,6 +26,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 from torch.nn.functional import softplus
 
@@ -43,6 +44,7 @@ __all__ = [
     "discrete_sites",
     "elements",
     "factor_dims",
+    "guide_pass",
     "relaxed_pass",
 ]
 
@@ -60,7 +62,7 @@ def _kind(fn: dist.TorchDistribution) -> str | None:
 
 
 def _is_latent(msg: dict) -> bool:
-    return not msg["is_observed"] and type(msg["fn"]).__name__ != "_Subsample"
+    return not msg["is_observed"] and not site_is_subsample(msg)
 
 
 def discrete_sites(trace: poutine.Trace) -> dict[str, tuple[int, ...]]:
@@ -124,21 +126,28 @@ class DiscreteSampler(Messenger):
     def _pyro_sample(self, msg: dict) -> None:
         if not _is_latent(msg) or msg["value"] is not None:
             return
-        kind = _kind(msg["fn"])
-        if kind is None:
+        if _kind(msg["fn"]) is None:
             if not msg["fn"].has_rsample:
                 raise ValueError(_not_discrete_message(msg, self.estimator))
             return
-        logits = _logits(kind, msg["fn"])
+        msg["fn"], msg["value"] = self.take(msg["name"], msg["fn"])
+
+    def take(
+        self, name: str, fn: dist.TorchDistribution
+    ) -> tuple[dist.TorchDistribution, torch.Tensor]:
+        """``(fn, b)`` for the discrete site ``name`` of distribution ``fn``."""
+        kind = _kind(fn)
+        logits = _logits(kind, fn)
         if self.noise is None:
             noise = (logistic if kind == "bernoulli" else gumbel)(logits.shape, logits)
         else:
-            noise = self.sign * self.noise[msg["name"]]
+            noise = self.sign * self.noise[name]
         z = logits + noise
         value = _round(kind, z.detach())
-        event_dim = msg["fn"].event_dim + (kind == "categorical")
-        self.sites[msg["name"]] = DiscreteSite(kind, logits, z, value, event_dim)
-        msg["value"] = value
+        self.sites[name] = DiscreteSite(
+            kind, logits, z, value, fn.event_dim + (kind == "categorical")
+        )
+        return fn, value
 
     def noises(self) -> dict[str, torch.Tensor]:
         """The noise ``z - l`` of every site, detached."""
@@ -207,13 +216,17 @@ class RelaxedSampler(Messenger):
         self.values: dict[str, torch.Tensor] = {}
 
     def _pyro_sample(self, msg: dict) -> None:
-        site = self.sites.get(msg["name"])
-        if site is None or not _is_latent(msg):
-            return
-        z = self.points[msg["name"]] + (_logits(site.kind, msg["fn"]) - site.logits)
-        value = _relax(site.kind, z, self.temperature[msg["name"]])
-        msg["fn"] = map_base(msg["fn"], lambda b: LogMass(b.logits, site.kind))
-        msg["value"] = self.values[msg["name"]] = value
+        if msg["name"] in self.sites and _is_latent(msg):
+            msg["fn"], msg["value"] = self.take(msg["name"], msg["fn"])
+
+    def take(
+        self, name: str, fn: dist.TorchDistribution
+    ) -> tuple[dist.TorchDistribution, torch.Tensor]:
+        """``(LogMass, sigma_lam(z'))`` for site ``name``, ``fn`` its distribution in this pass."""
+        site = self.sites[name]
+        z = self.points[name] + (_logits(site.kind, fn) - site.logits)
+        value = self.values[name] = _relax(site.kind, z, self.temperature[name])
+        return map_base(fn, lambda b: LogMass(b.logits, site.kind)), value
 
 
 class _LogMassModel(Messenger):
@@ -225,20 +238,67 @@ class _LogMassModel(Messenger):
             msg["fn"] = map_base(msg["fn"], lambda b: LogMass(b.logits, kind))
 
 
+#: the keys ``Trace.compute_log_prob`` fills (it skips a site that has them)
+_LOG_PROBS = ("log_prob", "unscaled_log_prob", "log_prob_sum")
+
+
+def guide_pass(
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    sampler: DiscreteSampler | RelaxedSampler,
+    previous: poutine.Trace | None = None,
+) -> poutine.Trace:
+    """The guide's trace under ``sampler``.  A guide whose only sample site is one latent
+    discrete site has there the same distribution in every pass (its logits depend on the
+    inputs and parameters alone), and nothing else that reads its value: given
+    ``previous``, an earlier pass of it, the trace is made from that one with the site's
+    new value, without running the guide again."""
+    sites = [] if previous is None else _sample_sites(previous)
+    if len(sites) != 1 or not _is_latent(sites[0]) or _kind(sites[0]["fn"]) is None:
+        return poutine.trace(sampler(guide)).get_trace(*args, **kwargs)
+    site = {k: v for k, v in sites[0].items() if k not in _LOG_PROBS}
+    site["fn"], site["value"] = sampler.take(site["name"], site["fn"])
+    trace = previous.copy()  # shares the other (param, subsample) sites, which stay the same
+    trace.nodes[site["name"]] = site
+    return trace
+
+
+def _sample_sites(trace: poutine.Trace) -> list[dict]:
+    """The trace's sample sites (observed ones included), but for the plates' subsample
+    sites."""
+    return [
+        site
+        for site in trace.nodes.values()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    ]
+
+
+def _compute_log_prob(trace: poutine.Trace) -> None:
+    """``Trace.compute_log_prob`` but for the plates' subsample sites (no cost of theirs)."""
+    trace.compute_log_prob(lambda name, site: not site_is_subsample(site))
+
+
 def discrete_pass(
-    model: Callable, guide: Callable, args: tuple, kwargs: dict, sampler: DiscreteSampler
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    sampler: DiscreteSampler,
+    previous: poutine.Trace | None = None,
 ) -> tuple[poutine.Trace, poutine.Trace]:
-    """``(model_trace, guide_trace)`` of the guide under ``sampler`` and the model replayed
-    against it; log densities computed.  A model site that is discrete where the guide's
-    is not raises ``ValueError``."""
-    guide_trace = poutine.trace(sampler(guide)).get_trace(*args, **kwargs)
+    """``(model_trace, guide_trace)`` of the guide under ``sampler`` (:func:`guide_pass`,
+    ``previous`` an earlier guide trace) and the model replayed against it; log densities
+    computed.  A model site that is discrete where the guide's is not raises
+    ``ValueError``."""
+    guide_trace = guide_pass(guide, args, kwargs, sampler, previous)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     for name, site in model_trace.nodes.items():
         if site["type"] == "sample" and _is_latent(site) and _kind(site["fn"]) is not None:
             if name not in sampler.sites:
                 raise ValueError(_not_discrete_message(guide_trace.nodes[name], sampler.estimator))
-    model_trace.compute_log_prob()
-    guide_trace.compute_log_prob()
+    _compute_log_prob(model_trace)
+    _compute_log_prob(guide_trace)
     return model_trace, guide_trace
 
 
@@ -249,14 +309,16 @@ def relaxed_pass(
     kwargs: dict,
     sampler: RelaxedSampler,
     estimator: str,
+    discrete_guide_trace: poutine.Trace,
 ) -> tuple[poutine.Trace, poutine.Trace]:
-    """``(model_trace, guide_trace)`` at the relaxed values of ``sampler``; log densities
-    computed.  A model that cannot take relaxed values raises ``ValueError`` saying so."""
-    guide_trace = poutine.trace(sampler(guide)).get_trace(*args, **kwargs)
+    """``(model_trace, guide_trace)`` at the relaxed values of ``sampler`` (the guide's by
+    :func:`guide_pass` from ``discrete_guide_trace``); log densities computed.  A model that
+    cannot take relaxed values raises ``ValueError`` saying so."""
+    guide_trace = guide_pass(guide, args, kwargs, sampler, discrete_guide_trace)
     replayed = _LogMassModel()(poutine.replay(model, trace=guide_trace))
     try:
         model_trace = poutine.trace(replayed).get_trace(*args, **kwargs)
-        model_trace.compute_log_prob()
+        _compute_log_prob(model_trace)
     except (IndexError, RuntimeError, TypeError, ValueError) as error:
         raise ValueError(
             f"{estimator} evaluates the model at relaxed values of its discrete sites (a "
@@ -266,7 +328,7 @@ def relaxed_pass(
             "indexing: pyro_concrete.select(table, z) reads a categorical), or use "
             "DisarmELBO / VimcoELBO, which evaluate it at discrete values only."
         ) from error
-    guide_trace.compute_log_prob()
+    _compute_log_prob(guide_trace)
     return model_trace, guide_trace
 
 
@@ -277,7 +339,7 @@ def factor_dims(*traces: poutine.Trace) -> tuple[set[int], int]:
         site
         for trace in traces
         for site in trace.nodes.values()
-        if site["type"] == "sample" and type(site["fn"]).__name__ != "_Subsample"
+        if site["type"] == "sample" and not site_is_subsample(site)
     ]
     stacks = [{f.dim for f in site["cond_indep_stack"] if f.vectorized} for site in sites]
     dims = set.intersection(*stacks) if stacks else set()
@@ -317,7 +379,7 @@ def costs(
         out = torch.zeros((1,) * ndim)
         for name, site in trace.nodes.items():
             if site["type"] == "sample" and keep(name):
-                if type(site["fn"]).__name__ != "_Subsample":
+                if not site_is_subsample(site):
                     out = out + elements(site["log_prob"], dims, ndim)
         return out
 
