@@ -67,6 +67,10 @@ class EstimatorBackend(abc.ABC):
         ``"relaxed"`` gives a continuous guide, ``"indexing"`` a model that indexes."""
 
     @abc.abstractmethod
+    def guide_runs(self, problem: str, loss) -> int:
+        """How many times one gradient estimate of ``loss`` on ``problem`` runs the guide."""
+
+    @abc.abstractmethod
     def train_sbn(
         self, loss, images: np.ndarray, steps: int, seed: int, relaxed: bool = False
     ) -> tuple[float, float]:
@@ -222,6 +226,16 @@ class PyroEstimators(EstimatorBackend):
         self.pyro.clear_param_store()
         model, guide = self._problem(problem, params, guide_kind)
         loss.loss_and_grads(model, guide, self._y(y))
+
+    def guide_runs(self, problem, loss):
+        from tests.estimator_references import problem as make
+
+        params, y = make(problem)
+        self.pyro.clear_param_store()
+        model, guide = self._problem(problem, params)
+        runs = []
+        loss.loss_and_grads(model, lambda y: runs.append(guide(y)), self._y(y))
+        return len(runs)
 
     def train_sbn(self, loss, images, steps, seed, relaxed=False):
         pyro, torch = self.pyro, self.torch
@@ -426,6 +440,19 @@ class NumpyroEstimators(EstimatorBackend):
         y = jax.numpy.asarray(y, jax.numpy.float32)
         svi, guide, state = self._init(model, guide, y, loss, 0)
         jax.jit(svi.update)(state, y)
+
+    def guide_runs(self, problem, loss):
+        jax = self.jax
+        from tests.estimator_references import problem as make
+
+        params, y = make(problem)
+        model, guide = self._problem(problem, params)
+        y = jax.numpy.asarray(y, jax.numpy.float32)
+        svi, _, state = self._init(model, guide, y, loss, 0)
+        runs = []
+        counted = loss.tunable(lambda y: runs.append(guide(y)))
+        loss.loss(jax.random.PRNGKey(1), svi.get_params(state), model, counted, y)
+        return len(runs)
 
     def train_sbn(self, loss, images, steps, seed, relaxed=False):
         jax, relax = self.jax, self.module.relax

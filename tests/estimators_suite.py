@@ -182,6 +182,21 @@ class EstimatorsSuite:
         assert np.all(np.abs(difference / se) < Z_LIMIT), difference / se
         assert rao[1].var(0).sum() < 0.7 * plain[1].var(0).sum()
 
+    # ------------------------------------------------------------------------------ cost
+
+    @pytest.mark.parametrize(
+        "loss_name, name, runs",
+        [("DisarmELBO", "bernoulli", 1), ("RebarELBO", "bernoulli", 1), ("RebarELBO", "mixed", 3)],
+    )
+    def test_guide_runs_again_only_where_the_new_values_can_change_it(
+        self, backend, loss_name, name, runs
+    ):
+        """A guide whose only sample site is discrete has the same distribution there in
+        every pass: DisARM's antithetic pass and REBAR's relaxed passes reuse its trace.  A
+        guide whose later site reads an earlier one (``"mixed"``) runs in every pass."""
+        loss = backend.loss(loss_name, **({"tune": False} if loss_name == "RebarELBO" else {}))
+        assert backend.guide_runs(name, loss) == runs
+
     # ---------------------------------------------------------------------------- errors
 
     def test_disarm_rejects_a_categorical_site(self, backend):
