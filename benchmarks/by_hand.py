@@ -9,7 +9,8 @@ surrogate whose gradient is the estimate.  They compute the same estimators as t
 (``tests/test_by_hand.py`` checks that their draws agree with the library's), for a model
 and guide of the shape of the sigmoid belief net: one data plate, the only batch
 dimension of every site, and guide sites ``Bernoulli(logits).to_event(1)`` that read the
-data only (one stochastic layer), so the guide runs once per set of values.
+data only (one stochastic layer), so that DisARM and REBAR run the guide once, for its
+logits, and score every other value with the distributions of that one trace.
 
 Same conventions as the library's losses, so that the same code drives both:
 
