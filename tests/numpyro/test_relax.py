@@ -735,3 +735,85 @@ def test_the_branches_of_cond_are_relaxed():
         assert type(trace["z"]["fn"]) is nc.LogitBinaryConcrete
         assert float(trace["z"]["fn"].logits) == pytest.approx(math.log(p / (1 - p)), 1e-5)
         assert float(z) == pytest.approx(float(expit(_np(trace["z"]["value"]))), rel=1e-6)
+
+
+# --- discrete_bound's compiled program ------------------------------------------------------
+
+
+def _counting_bound_problem():
+    """A model/guide pair whose Python bodies count their runs (one per trace)."""
+    runs = []
+
+    def model(y, scale=1.0):
+        runs.append(None)
+        with numpyro.plate("data", y.shape[0]):
+            z = numpyro.sample("z", dist.Bernoulli(0.3))
+            numpyro.sample("y", dist.Normal(2.0 * z, scale), obs=y)
+
+    def guide(y, scale=1.0):
+        logits = numpyro.param("logits", jnp.zeros(y.shape[0]))
+        with numpyro.plate("data", y.shape[0]):
+            numpyro.sample("z", nc.BinaryConcrete(0.5, logits=logits))
+
+    return model, guide, runs
+
+
+def test_discrete_bound_compiles_once_and_reuses_the_program_for_new_keys_and_params():
+    model, guide, runs = _counting_bound_problem()
+    y = jnp.array([0.1, 1.9, 2.2])
+    bounds = []
+    for i in range(3):
+        params = {"logits": jnp.full(3, float(i))}
+        key = jax.random.PRNGKey(i)
+        bounds.append(nc.discrete_bound(key, model, guide, params, y, num_samples=8))
+        assert len(runs) == i + 2  # one eager prototype per call, one trace for the program
+    assert len(set(bounds)) == 3
+
+
+class _Unhashable:
+    """A keyword value that jit cannot key a cache on (``__eq__`` without ``__hash__``)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Unhashable) and other.value == self.value
+
+    __hash__ = None
+
+    def __float__(self) -> float:
+        return self.value
+
+
+def test_discrete_bound_takes_arguments_jit_cannot_hash():
+    model, guide, _ = _counting_bound_problem()
+    y, params, key = jnp.array([0.1, 1.9, 2.2]), {"logits": jnp.zeros(3)}, jax.random.PRNGKey(0)
+
+    def scaled(model):
+        return lambda y, scale: model(y, float(scale))
+
+    plain = nc.discrete_bound(key, model, guide, params, y, scale=0.5, num_samples=8)
+    odd = nc.discrete_bound(
+        key, scaled(model), scaled(guide), params, y, scale=_Unhashable(0.5), num_samples=8
+    )
+    assert odd == pytest.approx(plain, rel=1e-6)
+
+
+def test_discrete_bound_of_a_guide_jit_cannot_trace_draws_eagerly_and_warns():
+    """A guide that computes with numpy on the data: the same bound, drawn eagerly."""
+    model = _counting_bound_problem()[0]
+    y, key = jnp.array([0.1, 1.9, 2.2]), jax.random.PRNGKey(0)
+
+    def numpy_guide(y, scale=1.0):
+        logits = jnp.asarray(np.asarray(y) - 1.0)  # numpy needs the concrete data
+        with numpyro.plate("data", y.shape[0]):
+            numpyro.sample("z", nc.BinaryConcrete(0.5, logits=logits))
+
+    def jax_guide(y, scale=1.0):
+        with numpyro.plate("data", y.shape[0]):
+            numpyro.sample("z", nc.BinaryConcrete(0.5, logits=y - 1.0))
+
+    with pytest.warns(UserWarning, match="cannot be compiled by jax.jit.*drawn eagerly"):
+        eager = nc.discrete_bound(key, model, numpy_guide, {}, y, num_samples=8)
+    compiled = nc.discrete_bound(key, model, jax_guide, {}, y, num_samples=8)
+    assert eager == pytest.approx(compiled, rel=1e-6)
