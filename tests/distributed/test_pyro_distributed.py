@@ -18,9 +18,12 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from pyro.nn import PyroModule
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import pyro_concrete as pc
@@ -194,6 +197,38 @@ def test_an_estimator_takes_the_steps_of_svi_on_one_process(elbo_name):
     assert all(
         not torch.equal(a, b) for a, b in zip(tuned_before, elbo.tuned.parameters(), strict=True)
     )
+
+
+class _Guide(PyroModule):
+    """``z ~ Bernoulli(logits=a)`` per point, and ``w`` too once ``extra`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.zeros(()))
+        self.extra = False
+
+    def forward(self, x: torch.Tensor) -> None:
+        with pyro.plate("data", len(x)):
+            for name in ("z", "w") if self.extra else ("z",):
+                pyro.sample(name, dist.Bernoulli(logits=self.a))
+
+
+def _prior(x: torch.Tensor) -> None:
+    with pyro.plate("data", len(x)):
+        z = pyro.sample("z", dist.Bernoulli(0.5))
+        pyro.sample("w", dist.Bernoulli(0.5))
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def test_a_tuned_quantity_created_during_training_is_refused():
+    """A site first reached during training: REBAR's temperature for it would not be in
+    the optimiser (nor averaged by DDP)."""
+    guide, x = _Guide(), torch.randn(BATCH)
+    loss_fn = pc.RebarELBO()(pyro.poutine.block(_prior, hide=["w"]), guide)
+    loss_fn(x)
+    guide.extra = True
+    with pytest.raises(ValueError, match=r"'loss_fn.tuned.w_rebar_temperature.*created during"):
+        _fit(LightningSVI(loss_fn), DataLoader(TensorDataset(x), BATCH))
 
 
 def test_the_sharded_bound_on_one_process_is_the_data_sets_bound():
