@@ -22,7 +22,7 @@ from .traces import (
     relaxed_pass,
 )
 
-__all__ = ["RebarELBO", "TunedQuantities"]
+__all__ = ["RebarELBO"]
 
 
 def conditional_point(site: DiscreteSite) -> torch.Tensor:
@@ -40,7 +40,9 @@ class TunedQuantities(PyroModule):
     a ``torch.nn.Module``, so that an optimiser of ``elbo(model, guide).parameters()`` and
     DDP see them, whose attributes are ``pyro.param`` sites of the same names, so that
     ``SVI``'s optimiser sees them too (and they live in the param store unless
-    ``pyro.settings.set(module_local_params=True)``)."""
+    ``pyro.settings.set(module_local_params=True)``).  As a ``PyroModule``'s, they belong
+    to the estimator: a new estimator starts from its initial values, while
+    ``pyro.clear_param_store()`` leaves those of an existing one as they are."""
 
     def forward(
         self, name: str, init: torch.Tensor, constraint: Constraint = constraints.real
