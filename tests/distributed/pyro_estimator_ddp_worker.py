@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import pyro_concrete as pc
 from pyro_concrete.distributed import LightningSVI
 from pyro_concrete.problems import SigmoidBeliefNet
+from tests.distributed.pyro_ddp_worker import trainer as ddp_trainer
 
 NUM_DATA, BATCH, STEPS, PIXELS = 64, 16, 20, 12
 
@@ -34,16 +35,7 @@ def main(out: str, world: int, elbo_name: str) -> None:
     loss_fn(x[:BATCH])  # creates the net's and the estimator's parameters on every rank
     before = tuned_values(elbo)
     plan = LightningSVI(loss_fn, net, lr=0.05, seed=0, num_data=NUM_DATA)
-    trainer = pl.Trainer(
-        strategy="ddp",
-        accelerator="cpu",
-        devices=world,
-        max_steps=STEPS,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = ddp_trainer(world, STEPS)
     trainer.fit(plan, DataLoader(TensorDataset(x), BATCH, shuffle=True, drop_last=True))
     rank = trainer.global_rank
     report = {"seed": torch.initial_seed(), "losses": plan.losses}
