@@ -94,14 +94,23 @@ class ControlVariateELBO(DiscreteELBO):
         module.tuned = self.tuned
         return module
 
-    def _setup(self, sites: dict[str, DiscreteSite]) -> dict:
-        """The temperature of each site."""
+    def _setup(self, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
+        """The temperature of each site and the control variate's quantities by name, read
+        before the relaxed passes: with ``module_local_params``, running the ``PyroModule``
+        that holds them takes the ``unconstrained`` reference off the param store's values,
+        which the passes' ``pyro.param`` statements then put back for ``SVI``."""
         raise NotImplementedError
 
     def _control_variate(
-        self, relaxed_elbo: torch.Tensor, values: dict[str, torch.Tensor], dims: set, ndim: int
+        self,
+        relaxed_elbo: torch.Tensor,
+        values: dict[str, torch.Tensor],
+        dims: set,
+        ndim: int,
+        params: dict,
     ) -> torch.Tensor:
-        """``c`` per element, from ``f`` at the relaxed point and the relaxed values."""
+        """``c`` per element, from ``f`` at the relaxed point, the relaxed values and the
+        quantities of ``_setup``."""
         raise NotImplementedError
 
     def _terms(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> tuple:
@@ -114,6 +123,10 @@ class ControlVariateELBO(DiscreteELBO):
         model_trace, guide_trace = discrete_pass(model, guide, args, kwargs, hard)
         dims, ndim = factor_dims(model_trace, guide_trace)
         cost = costs(model_trace, guide_trace, set(hard.sites), dims, ndim)
+        # before the tuned quantities' PyroModule runs: with module_local_params it takes
+        # the ``unconstrained`` reference off the param store's values
+        guide_params = _param_tensors(guide_trace)
+        model_params = _param_tensors(model_trace, exclude=guide_trace)
         tuned = {}
 
         def reading_tuned(fn: Callable, *fn_args):
@@ -122,13 +135,15 @@ class ControlVariateELBO(DiscreteELBO):
             tuned.update(_param_tensors(capture.trace))
             return out
 
-        temperature = reading_tuned(self._setup, hard.sites)
+        temperature, params = reading_tuned(self._setup, hard.sites)
 
         def control_variate(points: dict[str, torch.Tensor]) -> torch.Tensor:
             sampler = RelaxedSampler(hard.sites, points, temperature)
             traces = relaxed_pass(model, guide, args, kwargs, sampler, name)
             relaxed = costs(*traces, set(hard.sites), dims, ndim)
-            return reading_tuned(self._control_variate, relaxed.value, sampler.values, dims, ndim)
+            return reading_tuned(
+                self._control_variate, relaxed.value, sampler.values, dims, ndim, params
+            )
 
         at_z = control_variate({k: s.z for k, s in hard.sites.items()})
         at_conditional = control_variate({k: conditional_point(s) for k, s in hard.sites.items()})
@@ -137,8 +152,6 @@ class ControlVariateELBO(DiscreteELBO):
         # -c(z~) d log q, with c(z~) differentiable in its own quantities but not in the
         # guide's parameters: the second factor is zero in value.
         surrogate = surrogate + at_conditional * (score.detach() - score)
-        guide_params = _param_tensors(guide_trace)
-        model_params = _param_tensors(model_trace, exclude=guide_trace)
         return (
             cost.value.sum(),
             surrogate.sum(),
@@ -236,18 +249,23 @@ class RebarELBO(ControlVariateELBO):
         super().__init__(num_particles, vectorize_particles)
         self.temperature, self.eta, self.tune = float(temperature), float(eta), tune
 
-    def _setup(self, sites: dict[str, DiscreteSite]) -> dict:
+    def _setup(self, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
         if not self.tune:
-            return dict.fromkeys(sites, self.temperature)
-        return {
+            return dict.fromkeys(sites, self.temperature), {"rebar_eta": self.eta}
+        temperature = {
             k: self.tuned(
                 f"{k}_rebar_temperature", torch.tensor(self.temperature), constraints.positive
             )
             for k in sites
         }
+        return temperature, {"rebar_eta": self.tuned("rebar_eta", torch.tensor(self.eta))}
 
     def _control_variate(
-        self, relaxed_elbo: torch.Tensor, values: dict[str, torch.Tensor], dims: set, ndim: int
+        self,
+        relaxed_elbo: torch.Tensor,
+        values: dict[str, torch.Tensor],
+        dims: set,
+        ndim: int,
+        params: dict,
     ) -> torch.Tensor:
-        eta = self.tuned("rebar_eta", torch.tensor(self.eta)) if self.tune else self.eta
-        return eta * relaxed_elbo
+        return params["rebar_eta"] * relaxed_elbo

@@ -54,27 +54,35 @@ class RelaxELBO(ControlVariateELBO):
         self.control_variate = control_variate
         self.temperature = float(temperature)
 
-    def _setup(self, sites: dict[str, DiscreteSite]) -> dict:
-        self._event_dims = {k: s.event_dim for k, s in sites.items()}
-        return {
+    def _setup(self, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
+        temperature = {
             k: self.tuned(
                 f"{k}_relax_temperature", torch.tensor(self.temperature), constraints.positive
             )
             for k in sites
         }
-
-    def _default(self, values: dict[str, torch.Tensor], relaxed_elbo: torch.Tensor) -> torch.Tensor:
-        c = self.tuned("relax_eta", torch.tensor(1.0)) * relaxed_elbo
-        for k, v in values.items():
-            event = v.shape[v.dim() - self._event_dims[k] :]
-            w = self.tuned(f"{k}_relax_weight", v.new_zeros(event))
-            linear = (v * w).sum(list(range(-len(event), 0))) if event else v * w
-            c = c + elements(linear, self._dims, self._ndim)
-        return c
+        if self.control_variate is not None:
+            return temperature, {}
+        params = {"relax_eta": self.tuned("relax_eta", torch.tensor(1.0))}
+        for k, site in sites.items():  # a weight per event element of the relaxed value
+            event = site.z.shape[site.z.dim() - site.event_dim :]
+            name = f"{k}_relax_weight"
+            params[name] = self.tuned(name, site.z.new_zeros(event))
+        return temperature, params
 
     def _control_variate(
-        self, relaxed_elbo: torch.Tensor, values: dict[str, torch.Tensor], dims: set, ndim: int
+        self,
+        relaxed_elbo: torch.Tensor,
+        values: dict[str, torch.Tensor],
+        dims: set,
+        ndim: int,
+        params: dict,
     ) -> torch.Tensor:
-        self._dims, self._ndim = dims, ndim
-        cv = self._default if self.control_variate is None else self.control_variate
-        return cv(values, relaxed_elbo)
+        if self.control_variate is not None:
+            return self.control_variate(values, relaxed_elbo)
+        c = params["relax_eta"] * relaxed_elbo
+        for k, v in values.items():
+            w = params[f"{k}_relax_weight"]
+            linear = (v * w).sum(list(range(-w.dim(), 0))) if w.dim() else v * w
+            c = c + elements(linear, dims, ndim)
+        return c

@@ -7,6 +7,7 @@ import numpy as np
 import pyro
 import pytest
 import torch
+from pyro.infer import SVI
 
 import pyro_concrete as pc
 from tests.estimator_backends import PyroEstimators
@@ -106,3 +107,25 @@ def test_the_elbo_module_holds_the_tuned_quantities():
     # a site name with dots keeps its parameter name
     loss_fn.elbo.tuned("encoder.z_rebar_temperature", torch.tensor(0.5))
     assert "encoder.z_rebar_temperature" in store.keys()
+
+
+@pytest.mark.parametrize("loss_name", ["RebarELBO", "RelaxELBO"])
+def test_with_module_local_params_svi_steps_the_tuned_quantities_outside_the_store(loss_name):
+    """``pyro.settings.set(module_local_params=True)``, which Pyro advises for
+    ``elbo(model, guide)``: the tuned quantities stay in the estimator's module, out of
+    the param store, and ``SVI`` still steps them (and the model's and guide's
+    parameters, plain ``pyro.param`` sites here)."""
+    backend = PyroEstimators()
+    params, y = make_problem("mixed")
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    model, guide = backend._problem("mixed", params)
+    with pyro.settings.context(module_local_params=True):
+        loss = getattr(pc, loss_name)()
+        svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.1}), loss)
+        svi.step(backend._y(y))
+        tuned = [p.detach().clone() for p in loss.tuned.parameters()]
+        svi.step(backend._y(y))
+    assert set(pyro.get_param_store().keys()) == set(params)
+    assert len(tuned) >= 3
+    assert all(not torch.equal(a, b) for a, b in zip(tuned, loss.tuned.parameters(), strict=True))
