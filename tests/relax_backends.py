@@ -1,8 +1,10 @@
 """One adapter per backend, so that ``relax_suite.py`` states the relaxation workflow once.
 
 A model or guide in the suite is written against an adapter ``b``: ``b.sample``,
-``b.plate``, ``b.param``, ``b.deterministic``, the distributions ``b.Bernoulli``,
-``b.OneHotCategorical``, ``b.Normal``, ``b.Poisson`` and the package under test
+``b.plate``, ``b.param``, ``b.deterministic``, ``b.tanh``, the distributions
+``b.Bernoulli``, ``b.OneHotCategorical``, ``b.Normal``, ``b.LogNormal``, ``b.Poisson``,
+``b.Delta``, the handlers ``b.condition``, ``b.substitute``, ``b.block``, the autoguides
+``b.AutoGuideList``, ``b.AutoDelta`` with ``b.init_to_value``, and the package under test
 ``b.pc``; arrays go in through ``b.array`` (float32) and come back through ``b.numpy``
 (float64 numpy).  Inference runs through ``b.fit``, ``b.probs``, ``b.predictive``,
 ``b.discrete_bound``, which own the backend's idiom (Pyro's global parameter store and
@@ -72,6 +74,16 @@ class RelaxBackend(abc.ABC):
     @abc.abstractmethod
     def log_joint(self, fn, *args, seed=0) -> tuple:
         """``(log p of one run of fn, a float; {name: site})``."""
+
+    @abc.abstractmethod
+    def grad(self, fn, *args) -> list:
+        """The gradients of the scalar ``fn(*args)`` with respect to each of ``args``
+        (numpy, made float32 arrays), as numpy."""
+
+    @staticmethod
+    def param_values(trace: dict) -> dict:
+        """``{name: value}`` of the parameter sites of a trace."""
+        return {name: site["value"] for name, site in trace.items() if site["type"] == "param"}
 
     def latent_sites(self, trace: dict) -> dict:
         """The latent sample sites of a trace (no plates, no observed sites)."""
@@ -158,6 +170,7 @@ class PyroRelaxBackend(RelaxBackend):
         import pyro
         import pyro.distributions as dist
         import torch
+        from pyro.infer import autoguide
 
         import pyro_concrete
 
@@ -167,6 +180,10 @@ class PyroRelaxBackend(RelaxBackend):
         self.Bernoulli, self.OneHotCategorical = dist.Bernoulli, dist.OneHotCategorical
         self.Normal, self.Poisson, self.Categorical = dist.Normal, dist.Poisson, dist.Categorical
         self.DISCRETE_BINARY = "Bernoulli"  # the class of a discretized binary site
+        self.LogNormal, self.Delta, self.tanh = dist.LogNormal, dist.Delta, torch.tanh
+        self.condition, self.substitute = pyro.poutine.condition, pyro.poutine.substitute
+        self.block, self.init_to_value = pyro.poutine.block, autoguide.init_to_value
+        self.AutoGuideList, self.AutoDelta = autoguide.AutoGuideList, autoguide.AutoDelta
 
     def _array(self, x):
         return self.torch.as_tensor(x)
@@ -196,6 +213,11 @@ class PyroRelaxBackend(RelaxBackend):
         self.pyro.set_rng_seed(seed)
         trace = self.pyro.poutine.trace(fn).get_trace(*args)
         return float(trace.log_prob_sum()), dict(trace.nodes)
+
+    def grad(self, fn, *args):
+        args = [self.array(x).requires_grad_() for x in args]
+        fn(*args).backward()
+        return [self.numpy(x.grad) for x in args]
 
     def fit(self, model, guide, *args, steps, lr=0.05, lr_decay=None, seed=0, step_kwargs=None):
         from pyro.infer import SVI, Trace_ELBO
@@ -288,6 +310,9 @@ class NumpyroRelaxBackend(RelaxBackend):
         import jax.numpy as jnp
         import numpyro
         import numpyro.distributions as dist
+        from numpyro import handlers
+        from numpyro.infer.autoguide import AutoDelta, AutoGuideList
+        from numpyro.infer.initialization import init_to_value
 
         import numpyro_concrete
 
@@ -297,6 +322,10 @@ class NumpyroRelaxBackend(RelaxBackend):
         self.Bernoulli, self.OneHotCategorical = dist.Bernoulli, numpyro_concrete.OneHotCategorical
         self.Normal, self.Poisson, self.Categorical = dist.Normal, dist.Poisson, dist.Categorical
         self.DISCRETE_BINARY = "BernoulliLogits"  # the class of a discretized binary site
+        self.LogNormal, self.Delta, self.tanh = dist.LogNormal, dist.Delta, jnp.tanh
+        self.condition, self.substitute = handlers.condition, handlers.substitute
+        self.block, self.init_to_value = handlers.block, init_to_value
+        self.AutoGuideList, self.AutoDelta = AutoGuideList, AutoDelta
 
     def _array(self, x):
         return self.jnp.asarray(x)
@@ -324,6 +353,10 @@ class NumpyroRelaxBackend(RelaxBackend):
         log_p, trace = log_density(handlers.seed(fn, rng_seed=seed), args, {}, {})
         return float(log_p), dict(trace)
 
+    def grad(self, fn, *args):
+        grads = self.jax.grad(fn, argnums=tuple(range(len(args))))(*map(self.array, args))
+        return [self.numpy(g) for g in grads]
+
     def fit(self, model, guide, *args, steps, lr=0.05, lr_decay=None, seed=0, step_kwargs=None):
         from jax.example_libraries.optimizers import exponential_decay
         from numpyro.infer import SVI, Trace_ELBO
@@ -345,8 +378,7 @@ class NumpyroRelaxBackend(RelaxBackend):
         return svi.get_params(state), np.array(losses)
 
     def init_params(self, guide, *args, seed=7):
-        trace = self.trace(guide, *args, seed=seed)
-        return {name: site["value"] for name, site in trace.items() if site["type"] == "param"}
+        return self.param_values(self.trace(guide, *args, seed=seed))
 
     def log_alpha(self, params):
         suffix = "_auto_log_alpha"
