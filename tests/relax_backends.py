@@ -105,6 +105,19 @@ class RelaxBackend(abc.ABC):
         ``(params, losses)``."""
 
     @abc.abstractmethod
+    def particle_loss(
+        self, model, guide, params, *args, num_particles, max_plate_nesting, seed=0
+    ) -> float:
+        """``Trace_ELBO(num_particles=..., vectorize_particles=True)``'s loss, as the
+        backend runs it in training (NumPyro: ``vmap`` under ``jit``; Pyro is told
+        ``max_plate_nesting``, else it runs the model once more to guess it)."""
+
+    @abc.abstractmethod
+    def record(self, received: list, value) -> None:
+        """From inside a model: append ``value`` (numpy) to ``received``, also from under
+        ``jit`` and ``vmap``."""
+
+    @abc.abstractmethod
     def init_params(self, guide, *args, seed=7) -> dict:
         """The parameters of ``guide`` at initialisation (as ``svi.init`` makes them)."""
 
@@ -229,6 +242,20 @@ class PyroRelaxBackend(RelaxBackend):
         losses = [svi.step(*args, **_kwargs_at(step_kwargs, step)) for step in range(steps)]
         params = {k: v.detach().clone() for k, v in self.pyro.get_param_store().items()}
         return params, np.array(losses)
+
+    def particle_loss(self, model, guide, params, *args, num_particles, max_plate_nesting, seed=0):
+        from pyro.infer import Trace_ELBO
+
+        self.pyro.set_rng_seed(seed)
+        elbo = Trace_ELBO(
+            num_particles=num_particles,
+            vectorize_particles=True,
+            max_plate_nesting=max_plate_nesting,
+        )
+        return float(elbo.loss(model, guide, *args))
+
+    def record(self, received, value):
+        received.append(self.numpy(value))
 
     def init_params(self, guide, *args, seed=7):
         self.pyro.set_rng_seed(seed)
@@ -376,6 +403,18 @@ class NumpyroRelaxBackend(RelaxBackend):
             state, loss = update(state, *args, **_kwargs_at(step_kwargs, step))
             losses.append(float(loss))
         return svi.get_params(state), np.array(losses)
+
+    def particle_loss(self, model, guide, params, *args, num_particles, max_plate_nesting, seed=0):
+        from numpyro.infer import Trace_ELBO
+
+        elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True)
+        loss = self.jax.jit(lambda key, params: elbo.loss(key, params, model, guide, *args))
+        value = float(loss(self.jax.random.PRNGKey(seed), params))
+        self.jax.effects_barrier()
+        return value
+
+    def record(self, received, value):
+        self.jax.debug.callback(lambda v: received.append(self.numpy(v)), value)
 
     def init_params(self, guide, *args, seed=7):
         return self.param_values(self.trace(guide, *args, seed=seed))

@@ -318,6 +318,29 @@ class RelaxSuite:
         assert type(trace["z"]["fn"]) is b.pc.LogitBinaryConcrete
         assert type(trace["c"]["fn"]) is b.pc.ExpConcrete
 
+    def test_vectorized_particles_in_trace_elbo_feed_the_model_relaxed_values(self, b):
+        """Four particles vectorised as the backend's ``Trace_ELBO`` does (Pyro: a plate;
+        NumPyro: ``vmap`` under ``jit``): each particle's model receives sigmoid values in
+        (0, 1)."""
+        received = []
+
+        def model():
+            with b.plate("data", 3):
+                z = b.sample("z", b.Bernoulli(0.5))
+                b.record(received, z)
+                b.sample("x", b.Normal(z, 1.0), obs=b.array(np.zeros(3)))
+
+        relaxed = b.pc.relax(model)
+        guide = b.pc.AutoRelaxed(relaxed)
+        params = b.init_params(guide)
+        received.clear()  # the guide's setup ran the model once
+        assert math.isfinite(
+            b.particle_loss(relaxed, guide, params, num_particles=4, max_plate_nesting=1)
+        )
+        values = np.concatenate([np.reshape(v, (-1, 3)) for v in received])
+        assert values.shape == (4, 3)
+        assert np.all((values > 0) & (values < 1)), values
+
     # --- select -------------------------------------------------------------------------------
 
     def test_select_reads_the_same_entry_from_an_index_and_a_one_hot(self, b):

@@ -2,12 +2,11 @@
 
 The workflow both backends share is stated once, in ``tests/relax_suite.py``; here are
 NumPyro's handlers (``seed``, and ``substitute`` setting sample values) around and inside
-``relax``, ``Trace_ELBO`` vectorising particles with ``vmap``, ``Predictive`` in
-parallel, ``jit`` of temperatures and schedules, ``scan`` with a hand-written guide,
-``sample_posterior``, ``cond``, float64 (under ``jax.enable_x64``), and the compiled
-program of ``discrete_bound``.  Every expectation is computed independently of the
-code under test (closed forms, the float64 references of ``tests/references.py``); seeds
-are fixed; statistical and end-to-end tests are marked ``slow``.
+``relax``, ``Predictive`` in parallel, ``jit`` of temperatures and schedules, ``scan``
+with a hand-written guide, ``sample_posterior``, ``cond``, float64 (under
+``jax.enable_x64``), and the compiled program of ``discrete_bound``.  Every expectation
+is computed independently of the code under test (closed forms, the float64 references
+of ``tests/references.py``); seeds are fixed; slow tests are marked ``slow``.
 
 Cost: JAX compiles every primitive the first time it runs eagerly with a given shape,
 and every jitted SVI loop once; the tests reuse shapes and share what they can.
@@ -123,30 +122,6 @@ def plated_model():
         z = numpyro.sample("z", dist.Bernoulli(0.5))
         c = numpyro.sample("c", nc.OneHotCategorical(logits=jnp.zeros(4)))
     return z, c
-
-
-def test_vectorized_particles_in_trace_elbo_feed_the_model_relaxed_values():
-    """NumPyro vectorizes particles with ``vmap`` (here under ``jit``, as SVI runs it):
-    each particle's model still receives sigmoid values in (0, 1)."""
-    received = []
-
-    def model():
-        with numpyro.plate("data", 3):
-            z = numpyro.sample("z", dist.Bernoulli(0.5))
-            jax.debug.callback(lambda v: received.append(np.asarray(v)), z)
-            numpyro.sample("x", dist.Normal(z, 1.0), obs=jnp.zeros(3))
-
-    def guide():
-        with numpyro.plate("data", 3):
-            numpyro.sample("z", nc.LogitBinaryConcrete(0.5, logits=jnp.array([-1.0, 0.0, 1.0])))
-
-    elbo = Trace_ELBO(num_particles=4, vectorize_particles=True)
-    loss = jax.jit(lambda key: elbo.loss(key, {}, nc.relax(model), guide))(_key(0))
-    jax.effects_barrier()
-    assert math.isfinite(float(loss))
-    values = np.concatenate([np.reshape(v, (-1, 3)) for v in received])
-    assert values.shape[0] >= 4
-    assert np.all((values > 0) & (values < 1)), values
 
 
 def test_predictive_in_parallel_returns_log_space_sites_and_the_model_receives_their_image():

@@ -1,10 +1,10 @@
 """What is Pyro's own in the relaxation layer of ``pyro_concrete``.
 
 The workflow both backends share is stated once, in ``tests/relax_suite.py``; here are
-Pyro's ``seed`` handler and global seed around ``relax``, ``Trace_ELBO`` with vectorised
-particles, ``JitTrace_ELBO``, float64, ``probs`` without autograd history, and torch's
-simplex-space class next to the log-space node.  Every expectation is computed
-independently of the code under test (closed forms); seeds are fixed.
+Pyro's ``seed`` handler and global seed around ``relax``, ``JitTrace_ELBO``, float64,
+``probs`` without autograd history, and torch's simplex-space class next to the
+log-space node.  Every expectation is computed independently of the code under test
+(closed forms); seeds are fixed.
 """
 
 import math
@@ -73,24 +73,6 @@ def test_seed_handler_and_set_rng_seed_make_relaxed_traces_reproducible():
         pyro.set_rng_seed(5)
         returned.append(relaxed())
     assert all(torch.equal(a, b) for a, b in zip(*returned, strict=True))
-
-
-def test_vectorized_particles_in_trace_elbo_feed_the_model_relaxed_values():
-    received = []
-
-    def model():
-        with pyro.plate("data", 3):
-            z = pyro.sample("z", dist.Bernoulli(0.5))
-            received.append(z.detach())
-            pyro.sample("x", dist.Normal(z, 1.0), obs=torch.zeros(3))
-
-    relaxed = pc.relax(model)
-    guide = pc.AutoRelaxed(relaxed)
-    elbo = Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1)
-    pyro.set_rng_seed(0)
-    assert math.isfinite(elbo.loss(relaxed, guide))
-    assert received[-1].shape == (4, 3)
-    assert bool(((received[-1] > 0) & (received[-1] < 1)).all()), received[-1]
 
 
 def test_a_float64_model_relaxes_to_float64_sites_and_trains_in_float64():
