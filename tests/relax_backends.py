@@ -6,9 +6,10 @@ A model or guide in the suite is written against an adapter ``b``: ``b.sample``,
 ``b.Delta``, the handlers ``b.condition``, ``b.substitute``, ``b.block``, the autoguides
 ``b.AutoGuideList``, ``b.AutoDelta`` with ``b.init_to_value``, and the package under test
 ``b.pc``; arrays go in through ``b.array`` (float32) and come back through ``b.numpy``
-(float64 numpy).  Inference runs through ``b.fit``, ``b.probs``, ``b.predictive``,
-``b.discrete_bound``, which own the backend's idiom (Pyro's global parameter store and
-``svi.step``; NumPyro's PRNG keys, explicit ``params`` and a jitted ``svi.update``).
+(float64 numpy).  Inference runs through ``b.fit``, ``b.particle_loss``, ``b.probs``,
+``b.predictive``, ``b.discrete_bound``, which own the backend's idiom (Pyro's global
+parameter store and ``svi.step``; NumPyro's PRNG keys, explicit ``params`` and a jitted
+``svi.update``).
 Time series are the one thing written differently in the two PPLs: ``b.hmm(form)``
 builds the same hidden Markov model in each of the backend's ``HMM_FORMS``.
 """
@@ -77,8 +78,8 @@ class RelaxBackend(abc.ABC):
 
     @abc.abstractmethod
     def grad(self, fn, *args) -> list:
-        """The gradients of the scalar ``fn(*args)`` with respect to each of ``args``
-        (numpy, made float32 arrays), as numpy."""
+        """The gradients of the scalar ``fn(*args)`` with respect to each of ``args`` (numpy
+        arrays, given to ``fn`` as float32 backend arrays), as numpy."""
 
     @staticmethod
     def param_values(trace: dict) -> dict:

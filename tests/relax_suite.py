@@ -4,8 +4,9 @@ Not collected by itself: ``tests/<backend>/test_relax_suite.py`` subclasses
 :class:`RelaxSuite` and provides a ``b`` fixture (``tests/relax_backends.py``).  Models
 and guides are written once against ``b``.  Expectations are closed forms or float64
 enumerations of the discrete model (``tests/references.py``), never the code under test
-run another way.  Sections follow the workflow: temperatures, predictions, time series,
-the discrete bound, unrelaxable sites, summaries, pickling.
+run another way.  Sections follow the workflow: what relax does to a site, handlers
+around and inside it, select, discretize, AutoRelaxed, temperatures, predictions, time
+series, the discrete bound, unrelaxable sites, summaries, pickling, end to end.
 """
 
 import itertools
@@ -330,13 +331,13 @@ class RelaxSuite:
                 b.record(received, z)
                 b.sample("x", b.Normal(z, 1.0), obs=b.array(np.zeros(3)))
 
+        def guide():
+            with b.plate("data", 3):
+                b.sample("z", b.pc.LogitBinaryConcrete(0.5, logits=b.array([-1.0, 0.0, 1.0])))
+
         relaxed = b.pc.relax(model)
-        guide = b.pc.AutoRelaxed(relaxed)
-        params = b.init_params(guide)
-        received.clear()  # the guide's setup ran the model once
-        assert math.isfinite(
-            b.particle_loss(relaxed, guide, params, num_particles=4, max_plate_nesting=1)
-        )
+        loss = b.particle_loss(relaxed, guide, {}, num_particles=4, max_plate_nesting=1)
+        assert math.isfinite(loss)
         values = np.concatenate([np.reshape(v, (-1, 3)) for v in received])
         assert values.shape == (4, 3)
         assert np.all((values > 0) & (values < 1)), values
