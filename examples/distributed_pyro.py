@@ -7,7 +7,8 @@ batch, with DDP averaging the gradients.  At the end each process evaluates the 
 model's importance-weighted bound on its shard of the test set and one ``all_reduce`` sums
 them.  Any ``pyro.infer.ELBO`` subclass with a ``differentiable_loss`` can replace
 ``Trace_ELBO``: ``--elbo NAME`` looks ``NAME`` up in ``pyro_concrete``, then ``pyro.infer``;
-an estimator of the discrete objective trains the discrete model and guide (``--discrete``).
+an estimator of the discrete objective trains the discrete model and guide (``--discrete``;
+e.g. ``--elbo RebarELBO --discrete``, whose tuned ``eta`` and temperatures DDP averages too).
 
 Run (2 processes on this machine's CPUs, gloo backend)::
 

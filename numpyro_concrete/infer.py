@@ -9,11 +9,14 @@ evaluate at the ``relax_step`` keyword of each call.
 """
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 from jax import Array
 from jax.typing import ArrayLike
@@ -114,6 +117,64 @@ def _log_weights(trace: dict, keep: set[int]) -> Array:
     return total
 
 
+def _split(tree: object) -> tuple[list, tuple]:
+    """``tree``'s array leaves, and what rebuilds it from them: its structure and its other
+    leaves (Python numbers, strings), which stay concrete, as the model would see them."""
+    leaves, treedef = jax.tree.flatten(tree)
+    is_array = tuple(isinstance(leaf, (jax.Array, np.ndarray, np.generic)) for leaf in leaves)
+    others = tuple(None if a else leaf for leaf, a in zip(leaves, is_array, strict=True))
+    return [leaf for leaf, a in zip(leaves, is_array, strict=True) if a], (
+        treedef,
+        is_array,
+        others,
+    )
+
+
+def _join(arrays: list, spec: tuple) -> object:
+    """The inverse of ``_split``."""
+    treedef, is_array, others = spec
+    arrays = iter(arrays)
+    return jax.tree.unflatten(
+        treedef, [next(arrays) if a else o for a, o in zip(is_array, others, strict=True)]
+    )
+
+
+def _traces(
+    model: Callable, guide: Callable, params: dict, args: tuple, kwargs: dict
+) -> Callable[[Array], tuple[dict, dict]]:
+    """``key -> (guide trace, model trace)``: a hard sample of the discretised guide and
+    the model replayed on it."""
+    discrete_guide = handlers.substitute(discretize(guide), data=params)
+    model = handlers.substitute(model, data=params)
+
+    def traces(key: Array) -> tuple[dict, dict]:
+        guide_key, model_key = jax.random.split(key)
+        guide_trace = handlers.trace(handlers.seed(discrete_guide, guide_key)).get_trace(
+            *args, **kwargs
+        )
+        replayed = handlers.replay(handlers.seed(model, model_key), trace=guide_trace)
+        return guide_trace, handlers.trace(replayed).get_trace(*args, **kwargs)
+
+    return traces
+
+
+@partial(jax.jit, static_argnames=("model", "guide", "keep", "spec"))
+def _particle_log_weights(
+    keys: Array, params: dict, arrays: list, *, model, guide, keep: tuple, spec: tuple
+) -> Array:
+    """``log p(x, z_k) - log q(z_k)`` for each key, summed over all dims but ``keep``.  One
+    compiled program per model, guide, and arguments' shapes and Python values: repeated
+    bounds (other keys, other parameters) reuse it."""
+    args, kwargs = _join(arrays, spec)
+    traces = _traces(model, guide, params, args, kwargs)
+
+    def log_weight(key: Array) -> Array:
+        guide_trace, model_trace = traces(key)
+        return _log_weights(model_trace, set(keep)) - _log_weights(guide_trace, set(keep))
+
+    return jax.vmap(log_weight)(keys)
+
+
 def discrete_bound(
     rng_key: Array,
     model: Callable,
@@ -133,8 +194,12 @@ def discrete_bound(
     grows.  When every site lies in a common plate (a data plate with local latents), the
     bound is taken per element of that plate and summed, which is tighter and the quantity
     reported as "test log-likelihood".  The particles are independent runs of the guide
-    and the model, drawn with ``jax.vmap``, so any model works; a plate that subsamples is
-    rejected, since the bound is of the data the call is given.
+    and the model, drawn with ``jax.vmap`` in a ``jax.jit``-compiled program (the
+    particles' many small operations fuse: several times faster than eager on a CPU),
+    compiled once per model, guide and shapes of the arguments and reused by later calls
+    with other keys or parameters; so any model that SVI can jit works, whether or not it
+    vectorises over particles.  A plate that subsamples is rejected, since the bound is of
+    the data the call is given.
 
     :param rng_key: a PRNG key.
     :param model: the original discrete model (or any model with the guide's site names).
@@ -145,32 +210,30 @@ def discrete_bound(
         bound memory for a large K.
     :return: the estimate, a float (nats).
     """
-    discrete_guide = handlers.substitute(discretize(guide), data=params)
-    model = handlers.substitute(model, data=params)
-
-    def traces(key: Array) -> tuple[dict, dict]:
-        guide_key, model_key = jax.random.split(key)
-        guide_trace = handlers.trace(handlers.seed(discrete_guide, guide_key)).get_trace(
-            *args, **kwargs
-        )
-        replayed = handlers.replay(handlers.seed(model, model_key), trace=guide_trace)
-        return guide_trace, handlers.trace(replayed).get_trace(*args, **kwargs)
-
+    dynamic, spec = _split((args, kwargs))
     rng_key, key = jax.random.split(rng_key)
-    prototype = traces(key)
+    prototype = _traces(model, guide, params, args, kwargs)(key)
     _check_not_subsampled(*prototype)
-    keep = _factor_dims(*prototype)
-
-    def log_weight(key: Array) -> Array:
-        guide_trace, model_trace = traces(key)
-        return _log_weights(model_trace, keep) - _log_weights(guide_trace, keep)
-
-    particles = jax.vmap(log_weight)  # eager, like the model: no compilation per call
-    keys = jax.random.split(rng_key, num_samples)
-    batch_size = batch_size or num_samples
-    log_w = jnp.concatenate(
-        [particles(keys[i : i + batch_size]) for i in range(0, num_samples, batch_size)]
-    )
+    statics = {"model": model, "guide": guide, "keep": tuple(sorted(_factor_dims(*prototype)))}
+    eager = partial(_particle_log_weights.__wrapped__, spec=spec, **statics)
+    try:
+        hash((*statics.values(), spec))
+        compiled = partial(_particle_log_weights, spec=spec, **statics)
+    except TypeError:  # an argument jit cannot key its cache on: compile for this call
+        compiled = jax.jit(eager)
+    keys, size = jax.random.split(rng_key, num_samples), batch_size or num_samples
+    batches = [keys[i : i + size] for i in range(0, num_samples, size)]
+    try:
+        log_w = jnp.concatenate([compiled(k, params, dynamic) for k in batches])
+    except (jax.errors.JAXTypeError, jax.errors.JAXIndexError) as error:
+        warnings.warn(
+            f"discrete_bound: the model or guide cannot be compiled by jax.jit "
+            f"({type(error).__name__}: it reads a concrete value, e.g. numpy on the data); "
+            "the particles are drawn eagerly, several times slower. Write them in jax.numpy "
+            "to compile them.",
+            stacklevel=2,
+        )
+        log_w = jnp.concatenate([eager(k, params, dynamic) for k in batches])
     bound = jax.nn.logsumexp(log_w, 0) - math.log(num_samples)
     return float(bound.sum())
 

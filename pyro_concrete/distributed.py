@@ -25,6 +25,12 @@ guide (``AutoRelaxed(model, create_plates=...)``).  :class:`LightningSVI` refuse
 batch's size on several ranks, or of a subsampled plate whose indices it draws itself.
 Amortised guides (an encoder network) have no local parameters.
 
+The estimators of the discrete objective train the same way, with their own gradients:
+``RebarELBO()(model, guide)``'s ``differentiable_loss`` gives every parameter what
+``SVI``'s ``loss_and_grads`` gives it, and the module holds the quantities the estimator
+tunes (REBAR's ``eta`` and temperatures, RELAX's default control variate) as parameters,
+so DDP averages their gradients, of the estimate's second moment, like any other.
+
 :func:`sharded_discrete_bound` evaluates the discrete model's bound on a data set split
 over the ranks: each rank's shard, then one ``all_reduce`` sum.
 """
@@ -70,8 +76,9 @@ def _check_initialised(loss_fn: ELBOModule, module: nn.Module) -> None:
         raise ValueError(
             f"LightningSVI: parameter {name!r} is in Pyro's param store but not in the "
             "modules it trains, so DDP would not average its gradient. Pass the module that "
-            "owns it: LightningSVI(loss_fn, module, ...); or clear the param store "
-            "(pyro.clear_param_store()) before building the model."
+            "owns it: LightningSVI(loss_fn, module, ...), making a bare pyro.param (of a "
+            "RelaxELBO control variate, say) a PyroParam of a PyroModule; or clear the param "
+            "store (pyro.clear_param_store()) before building the model."
         )
     guide = loss_fn.guide
     unbuilt = isinstance(guide, AutoGuide) and guide.prototype_trace is None
@@ -80,6 +87,20 @@ def _check_initialised(loss_fn: ELBOModule, module: nn.Module) -> None:
             "LightningSVI: the model and guide have no parameters yet. Call loss_fn(*batch) "
             "once before trainer.fit, so that every rank creates them before DDP averages "
             "their gradients."
+        )
+
+
+def _check_no_new_parameters(plan: "LightningSVI") -> None:
+    """Refuse a parameter created after the optimiser (and DDP) took the module's
+    parameters: neither would train it (a site, or an estimator's tuned quantity, first
+    reached during training)."""
+    new = [name for name, p in plan.named_parameters() if id(p) not in plan._trained_ids]
+    name = new[0] if new else _unowned_param(plan)
+    if name is not None:
+        raise ValueError(
+            f"LightningSVI: parameter {name!r} was created during training, after the "
+            "optimiser and DDP took the parameters, so it would not be trained. Call "
+            "loss_fn(*batch) before trainer.fit on a batch that reaches every sample site."
         )
 
 
@@ -128,7 +149,8 @@ class LightningSVI(pl.LightningModule):
         pl.Trainer(strategy="ddp", accelerator="cpu", devices=N, max_steps=S).fit(plan, loader)
 
     :param loss_fn: an ELBO bound to a model and a guide: ``Trace_ELBO()(model, guide)``
-        or the module of any other ``pyro.infer.ELBO`` subclass.
+        or the module of any other ``pyro.infer.ELBO`` subclass, an estimator's included
+        (``RebarELBO()(model, guide)`` holds the quantities it tunes).
     :param modules: modules whose parameters the model or guide use but ``loss_fn`` does
         not hold, e.g. the network behind ``relax(net.model)`` (a function, not a module).
     :param lr: Adam's learning rate.
@@ -174,11 +196,13 @@ class LightningSVI(pl.LightningModule):
         scale = 1.0 if self.num_data is None else self.num_data / len(batch[0])
         with poutine.scale(scale=scale):
             loss = self.loss_fn(*batch)
+        _check_no_new_parameters(self)
         self.losses.append(loss.item())
         self.log("loss", loss)
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        self._trained_ids = {id(p) for p in self.parameters()}
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 

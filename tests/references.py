@@ -43,6 +43,7 @@ __all__ = [
     "mixture_posterior",
     "softmax",
     "subset_regression_log_joint",
+    "two_class_discrete_elbo",
 ]
 
 
@@ -294,3 +295,12 @@ def mixture_map_locations(x, prior_scale=10.0, iters=500):
         r = mixture_posterior(x, locs)
         locs = (r * x[:, None]).sum(0) / (r.sum(0) + 1 / prior_scale**2)
     return locs
+
+
+def two_class_discrete_elbo(x, q1):
+    """``(E_q[log p(x, z) - log q(z)], log p(x))`` of ``z_i ~ Bernoulli(1/2)``,
+    ``x_i ~ N(2 z_i - 1, 1)`` with ``q(z_i = 1) = q1``, float64."""
+    x, q1 = _f64(x, q1)
+    log_joint = -0.5 * (x[:, None] - np.array([-1.0, 1.0])) ** 2 - np.log(2 * np.sqrt(2 * np.pi))
+    q = np.clip(np.stack([1 - q1, q1], -1), 1e-300, 1.0)
+    return float((q * (log_joint - np.log(q))).sum()), float(logsumexp(log_joint, -1).sum())

@@ -1,12 +1,15 @@
 """One adapter per backend, so that ``relax_suite.py`` states the relaxation workflow once.
 
 A model or guide in the suite is written against an adapter ``b``: ``b.sample``,
-``b.plate``, ``b.param``, ``b.deterministic``, the distributions ``b.Bernoulli``,
-``b.OneHotCategorical``, ``b.Normal``, ``b.Poisson`` and the package under test
+``b.plate``, ``b.param``, ``b.deterministic``, ``b.tanh``, the distributions
+``b.Bernoulli``, ``b.OneHotCategorical``, ``b.Normal``, ``b.LogNormal``, ``b.Poisson``,
+``b.Delta``, the handlers ``b.condition``, ``b.substitute``, ``b.block``, the autoguides
+``b.AutoGuideList``, ``b.AutoDelta`` with ``b.init_to_value``, and the package under test
 ``b.pc``; arrays go in through ``b.array`` (float32) and come back through ``b.numpy``
-(float64 numpy).  Inference runs through ``b.fit``, ``b.probs``, ``b.predictive``,
-``b.discrete_bound``, which own the backend's idiom (Pyro's global parameter store and
-``svi.step``; NumPyro's PRNG keys, explicit ``params`` and a jitted ``svi.update``).
+(float64 numpy).  Inference runs through ``b.fit``, ``b.particle_loss``, ``b.probs``,
+``b.predictive``, ``b.discrete_bound``, which own the backend's idiom (Pyro's global
+parameter store and ``svi.step``; NumPyro's PRNG keys, explicit ``params`` and a jitted
+``svi.update``).
 Time series are the one thing written differently in the two PPLs: ``b.hmm(form)``
 builds the same hidden Markov model in each of the backend's ``HMM_FORMS``.
 """
@@ -73,6 +76,16 @@ class RelaxBackend(abc.ABC):
     def log_joint(self, fn, *args, seed=0) -> tuple:
         """``(log p of one run of fn, a float; {name: site})``."""
 
+    @abc.abstractmethod
+    def grad(self, fn, *args) -> list:
+        """The gradients of the scalar ``fn(*args)`` with respect to each of ``args`` (numpy
+        arrays, given to ``fn`` as float32 backend arrays), as numpy."""
+
+    @staticmethod
+    def param_values(trace: dict) -> dict:
+        """``{name: value}`` of the parameter sites of a trace."""
+        return {name: site["value"] for name, site in trace.items() if site["type"] == "param"}
+
     def latent_sites(self, trace: dict) -> dict:
         """The latent sample sites of a trace (no plates, no observed sites)."""
         return {
@@ -91,6 +104,19 @@ class RelaxBackend(abc.ABC):
         extra keywords to each step; Adam, or with ``lr_decay`` Pyro's ``ClippedAdam``
         (gradients clipped to 10, the step size times ``lr_decay`` every step).
         ``(params, losses)``."""
+
+    @abc.abstractmethod
+    def particle_loss(
+        self, model, guide, params, *args, num_particles, max_plate_nesting, seed=0
+    ) -> float:
+        """``Trace_ELBO(num_particles=..., vectorize_particles=True)``'s loss, as the
+        backend runs it in training (NumPyro: ``vmap`` under ``jit``; Pyro is told
+        ``max_plate_nesting``, else it runs the model once more to guess it)."""
+
+    @abc.abstractmethod
+    def record(self, received: list, value) -> None:
+        """From inside a model: append ``value`` (numpy) to ``received``, also from under
+        ``jit`` and ``vmap``."""
 
     @abc.abstractmethod
     def init_params(self, guide, *args, seed=7) -> dict:
@@ -158,6 +184,7 @@ class PyroRelaxBackend(RelaxBackend):
         import pyro
         import pyro.distributions as dist
         import torch
+        from pyro.infer import autoguide
 
         import pyro_concrete
 
@@ -167,6 +194,10 @@ class PyroRelaxBackend(RelaxBackend):
         self.Bernoulli, self.OneHotCategorical = dist.Bernoulli, dist.OneHotCategorical
         self.Normal, self.Poisson, self.Categorical = dist.Normal, dist.Poisson, dist.Categorical
         self.DISCRETE_BINARY = "Bernoulli"  # the class of a discretized binary site
+        self.LogNormal, self.Delta, self.tanh = dist.LogNormal, dist.Delta, torch.tanh
+        self.condition, self.substitute = pyro.poutine.condition, pyro.poutine.substitute
+        self.block, self.init_to_value = pyro.poutine.block, autoguide.init_to_value
+        self.AutoGuideList, self.AutoDelta = autoguide.AutoGuideList, autoguide.AutoDelta
 
     def _array(self, x):
         return self.torch.as_tensor(x)
@@ -197,6 +228,11 @@ class PyroRelaxBackend(RelaxBackend):
         trace = self.pyro.poutine.trace(fn).get_trace(*args)
         return float(trace.log_prob_sum()), dict(trace.nodes)
 
+    def grad(self, fn, *args):
+        args = [self.array(x).requires_grad_() for x in args]
+        fn(*args).backward()
+        return [self.numpy(x.grad) for x in args]
+
     def fit(self, model, guide, *args, steps, lr=0.05, lr_decay=None, seed=0, step_kwargs=None):
         from pyro.infer import SVI, Trace_ELBO
         from pyro.optim import Adam, ClippedAdam
@@ -207,6 +243,20 @@ class PyroRelaxBackend(RelaxBackend):
         losses = [svi.step(*args, **_kwargs_at(step_kwargs, step)) for step in range(steps)]
         params = {k: v.detach().clone() for k, v in self.pyro.get_param_store().items()}
         return params, np.array(losses)
+
+    def particle_loss(self, model, guide, params, *args, num_particles, max_plate_nesting, seed=0):
+        from pyro.infer import Trace_ELBO
+
+        self.pyro.set_rng_seed(seed)
+        elbo = Trace_ELBO(
+            num_particles=num_particles,
+            vectorize_particles=True,
+            max_plate_nesting=max_plate_nesting,
+        )
+        return float(elbo.loss(model, guide, *args))
+
+    def record(self, received, value):
+        received.append(self.numpy(value))
 
     def init_params(self, guide, *args, seed=7):
         self.pyro.set_rng_seed(seed)
@@ -288,6 +338,9 @@ class NumpyroRelaxBackend(RelaxBackend):
         import jax.numpy as jnp
         import numpyro
         import numpyro.distributions as dist
+        from numpyro import handlers
+        from numpyro.infer.autoguide import AutoDelta, AutoGuideList
+        from numpyro.infer.initialization import init_to_value
 
         import numpyro_concrete
 
@@ -297,6 +350,10 @@ class NumpyroRelaxBackend(RelaxBackend):
         self.Bernoulli, self.OneHotCategorical = dist.Bernoulli, numpyro_concrete.OneHotCategorical
         self.Normal, self.Poisson, self.Categorical = dist.Normal, dist.Poisson, dist.Categorical
         self.DISCRETE_BINARY = "BernoulliLogits"  # the class of a discretized binary site
+        self.LogNormal, self.Delta, self.tanh = dist.LogNormal, dist.Delta, jnp.tanh
+        self.condition, self.substitute = handlers.condition, handlers.substitute
+        self.block, self.init_to_value = handlers.block, init_to_value
+        self.AutoGuideList, self.AutoDelta = AutoGuideList, AutoDelta
 
     def _array(self, x):
         return self.jnp.asarray(x)
@@ -324,6 +381,10 @@ class NumpyroRelaxBackend(RelaxBackend):
         log_p, trace = log_density(handlers.seed(fn, rng_seed=seed), args, {}, {})
         return float(log_p), dict(trace)
 
+    def grad(self, fn, *args):
+        grads = self.jax.grad(fn, argnums=tuple(range(len(args))))(*map(self.array, args))
+        return [self.numpy(g) for g in grads]
+
     def fit(self, model, guide, *args, steps, lr=0.05, lr_decay=None, seed=0, step_kwargs=None):
         from jax.example_libraries.optimizers import exponential_decay
         from numpyro.infer import SVI, Trace_ELBO
@@ -344,9 +405,20 @@ class NumpyroRelaxBackend(RelaxBackend):
             losses.append(float(loss))
         return svi.get_params(state), np.array(losses)
 
+    def particle_loss(self, model, guide, params, *args, num_particles, max_plate_nesting, seed=0):
+        from numpyro.infer import Trace_ELBO
+
+        elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True)
+        loss = self.jax.jit(lambda key, params: elbo.loss(key, params, model, guide, *args))
+        value = float(loss(self.jax.random.PRNGKey(seed), params))
+        self.jax.effects_barrier()
+        return value
+
+    def record(self, received, value):
+        self.jax.debug.callback(lambda v: received.append(self.numpy(v)), value)
+
     def init_params(self, guide, *args, seed=7):
-        trace = self.trace(guide, *args, seed=seed)
-        return {name: site["value"] for name, site in trace.items() if site["type"] == "param"}
+        return self.param_values(self.trace(guide, *args, seed=seed))
 
     def log_alpha(self, params):
         suffix = "_auto_log_alpha"

@@ -80,8 +80,12 @@ def _parse_arguments(
                 )
     event_shape = param.shape[-1:] if categorical else torch.Size()
     param_batch = param.shape[: param.dim() - len(event_shape)]
-    try:
-        batch_shape = torch.broadcast_shapes(temperature.shape, param_batch)
+    try:  # a scalar temperature, the common case, without broadcast_shapes' Python cost
+        batch_shape = (
+            param_batch
+            if temperature.dim() == 0
+            else torch.broadcast_shapes(temperature.shape, param_batch)
+        )
     except RuntimeError:
         raise ValueError(
             f"{name}: `temperature` of shape {tuple(temperature.shape)} does not broadcast "

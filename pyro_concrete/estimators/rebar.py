@@ -3,9 +3,12 @@ Mnih, Maddison, Lawson & Sohl-Dickstein 2017)."""
 
 from collections.abc import Callable
 
-import pyro
 import torch
+from pyro import poutine
+from pyro.infer.elbo import ELBOModule
+from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
+from torch.distributions.constraints import Constraint
 
 from .conditional import bernoulli_conditional, categorical_conditional
 from .elbo import DiscreteELBO
@@ -32,6 +35,30 @@ def conditional_point(site: DiscreteSite) -> torch.Tensor:
     return categorical_conditional(site.logits, b)
 
 
+class TunedQuantities(PyroModule):
+    """What a control variate learns, as ``PyroParam`` attributes created when first read:
+    a ``torch.nn.Module``, so that an optimiser of ``elbo(model, guide).parameters()`` and
+    DDP see them, whose attributes are ``pyro.param`` sites of the same names, so that
+    ``SVI``'s optimiser sees them too (and they live in the param store unless
+    ``pyro.settings.set(module_local_params=True)``).  As a ``PyroModule``'s, they belong
+    to the estimator: a new estimator starts from its initial values, while
+    ``pyro.clear_param_store()`` leaves those of an existing one as they are."""
+
+    def forward(
+        self, name: str, init: torch.Tensor, constraint: Constraint = constraints.real
+    ) -> torch.Tensor:
+        """The quantity ``name``, created at ``init`` (or the param store's value)."""
+        *path, leaf = name.split(".")
+        module = self
+        for part in path:  # a site name with dots: nested modules give the same full name
+            if not isinstance(getattr(module, part, None), PyroModule):
+                setattr(module, part, PyroModule())
+            module = getattr(module, part)
+        if leaf not in dict(module.named_pyro_params(recurse=False)):
+            setattr(module, leaf, PyroParam(init, constraint))
+        return getattr(module, leaf)
+
+
 class ControlVariateELBO(DiscreteELBO):
     r"""The score-function gradient of the discrete ELBO with a control variate ``c`` of
     the relaxed point, corrected to stay unbiased (Tucker et al. 2017, Eq. 6; Grathwohl et
@@ -47,37 +74,76 @@ class ControlVariateELBO(DiscreteELBO):
     ``tune``, the control variate's own quantities descend the gradient of the estimate's
     second moment ``sum g^2`` over the guide's parameters, which is the variance up to a
     constant (the mean does not depend on them).
+
+    ``loss_and_grads`` and ``differentiable_loss`` give every parameter these gradients,
+    averaged over the particles; the tuned quantities are the parameters of :attr:`tuned`,
+    a module that ``elbo(model, guide)`` holds, so a torch optimiser (and DDP) trains them
+    with the rest.
     """
 
     tune: bool
 
-    def _setup(self, sites: dict[str, DiscreteSite]) -> dict:
-        """The temperature of each site."""
+    def __init__(self, num_particles: int, vectorize_particles: bool) -> None:
+        super().__init__(num_particles, vectorize_particles)
+        #: the tuned quantities (empty unless tuning)
+        self.tuned = TunedQuantities()
+
+    def __call__(self, model: Callable, guide: Callable) -> ELBOModule:
+        """Pyro's ``ELBOModule`` of ``model`` and ``guide``, holding :attr:`tuned` too."""
+        module = super().__call__(model, guide)
+        module.tuned = self.tuned
+        return module
+
+    def _setup(self, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
+        """The temperature of each site and the control variate's quantities by name, read
+        before the relaxed passes: with ``module_local_params``, running the ``PyroModule``
+        that holds them takes the ``unconstrained`` reference off the param store's values,
+        which the passes' ``pyro.param`` statements then put back for ``SVI``."""
         raise NotImplementedError
 
     def _control_variate(
-        self, relaxed_elbo: torch.Tensor, values: dict[str, torch.Tensor], dims: set, ndim: int
+        self,
+        relaxed_elbo: torch.Tensor,
+        values: dict[str, torch.Tensor],
+        dims: set,
+        ndim: int,
+        params: dict,
     ) -> torch.Tensor:
-        """``c`` per element, from ``f`` at the relaxed point and the relaxed values."""
-        raise NotImplementedError
-
-    def _tuned(self) -> list[torch.Tensor]:
-        """The unconstrained tensors of the tuned quantities."""
+        """``c`` per element, from ``f`` at the relaxed point, the relaxed values and the
+        quantities of ``_setup``."""
         raise NotImplementedError
 
     def _terms(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> tuple:
+        """``f(b)``, a surrogate whose gradient is ``g`` for the guide's parameters, ``f(b)``'s
+        direct part (summed over the elements), the guide's and the model's parameters and
+        the tuned quantities read (``pyro.param`` sites of ``_setup`` and
+        ``_control_variate``)."""
         name = type(self).__name__
         hard = DiscreteSampler(estimator=name)
         model_trace, guide_trace = discrete_pass(model, guide, args, kwargs, hard)
         dims, ndim = factor_dims(model_trace, guide_trace)
         cost = costs(model_trace, guide_trace, set(hard.sites), dims, ndim)
-        temperature = self._setup(hard.sites)
+        # before the tuned quantities' PyroModule runs: with module_local_params it takes
+        # the ``unconstrained`` reference off the param store's values
+        guide_params = _param_tensors(guide_trace)
+        model_params = _param_tensors(model_trace, exclude=guide_trace)
+        tuned = {}
+
+        def reading_tuned(fn: Callable, *fn_args):
+            with poutine.trace(param_only=True) as capture:
+                out = fn(*fn_args)
+            tuned.update(_param_tensors(capture.trace))
+            return out
+
+        temperature, params = reading_tuned(self._setup, hard.sites)
 
         def control_variate(points: dict[str, torch.Tensor]) -> torch.Tensor:
             sampler = RelaxedSampler(hard.sites, points, temperature)
             traces = relaxed_pass(model, guide, args, kwargs, sampler, name, guide_trace)
             relaxed = costs(*traces, set(hard.sites), dims, ndim)
-            return self._control_variate(relaxed.value, sampler.values, dims, ndim)
+            return reading_tuned(
+                self._control_variate, relaxed.value, sampler.values, dims, ndim, params
+            )
 
         at_z = control_variate({k: s.z for k, s in hard.sites.items()})
         at_conditional = control_variate({k: conditional_point(s) for k, s in hard.sites.items()})
@@ -86,59 +152,65 @@ class ControlVariateELBO(DiscreteELBO):
         # -c(z~) d log q, with c(z~) differentiable in its own quantities but not in the
         # guide's parameters: the second factor is zero in value.
         surrogate = surrogate + at_conditional * (score.detach() - score)
-        params = _param_tensors(guide_trace), _param_tensors(model_trace, guide_trace)
-        return cost.value.sum(), surrogate.sum(), cost.direct.sum(), params
+        return (
+            cost.value.sum(),
+            surrogate.sum(),
+            cost.direct.sum(),
+            guide_params,
+            model_params,
+            tuned,
+        )
 
     def _particle(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._terms(model, guide, args, kwargs)[:2]
-
-    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """Fills ``.grad``: the guide's parameters with ``-g``, the model's with
-        ``-nabla f(b)``, the tuned quantities with the gradient of ``sum g^2``."""
-        value = 0.0
-        for model_k, guide_k in self._passes(model, guide, args, kwargs):
-            estimate, surrogate, direct, (guide_params, model_params) = self._terms(
-                model_k, guide_k, args, kwargs
-            )
-            value += estimate.item() / self.num_particles
-            guide_grads = torch.autograd.grad(
-                -surrogate / self.num_particles,
-                guide_params,
-                retain_graph=True,
-                create_graph=self.tune,
-                allow_unused=True,
-            )
-            model_grads = torch.autograd.grad(
-                -direct / self.num_particles,
-                model_params,
-                retain_graph=self.tune,
-                allow_unused=True,
-            )
-            grads = list(zip(guide_params, guide_grads, strict=True)) + list(
-                zip(model_params, model_grads, strict=True)
-            )
-            if self.tune:
-                tuned = self._tuned()
-                moment = sum((g**2).sum() for g in guide_grads if g is not None)
-                tuned_grads = torch.autograd.grad(moment, tuned, allow_unused=True)
-                grads += list(zip(tuned, tuned_grads, strict=True))
-            for param, grad in grads:
-                if grad is not None:
-                    grad = grad.detach()
-                    param.grad = grad if param.grad is None else param.grad + grad
-        return -value
+        """``f(b)`` and a surrogate linear in the parameters, the gradients held fixed:
+        ``<theta, g> + <theta_model, nabla f(b)> - <phi, nabla sum g^2> / N`` over the
+        guide's parameters ``theta``, the model's and the tuned quantities ``phi``
+        (``N`` particles: the average's second moment, whose cross terms between
+        independent particles have a gradient of mean zero)."""
+        value, surrogate, direct, guide_params, model_params, tuned = self._terms(
+            model, guide, args, kwargs
+        )
+        tuning = self.tune and bool(tuned)
+        guide_grads = _gradients(surrogate, guide_params.values(), create_graph=tuning)
+        pairs = list(zip(guide_params.values(), guide_grads, strict=True))
+        pairs += zip(model_params.values(), _gradients(direct, model_params.values()), strict=True)
+        if tuning:
+            moment = sum((g.pow(2).sum() for g in guide_grads if g is not None), torch.zeros(()))
+            tuned_grads = _gradients(moment / self.num_particles, tuned.values())
+            pairs += [(phi, -g) for phi, g in zip(tuned.values(), tuned_grads, strict=True)]
+        linear = sum(
+            ((param * grad.detach()).sum() for param, grad in pairs if grad is not None),
+            torch.zeros(()),
+        )
+        return value, linear
 
 
-def _param_tensors(trace, exclude=None) -> list[torch.Tensor]:
-    """The unconstrained tensors of the trace's ``param`` sites (not in ``exclude``)."""
+def _gradients(
+    output: torch.Tensor, inputs, create_graph: bool = False
+) -> list[torch.Tensor | None]:
+    """``d output / d input`` for each of ``inputs`` (``None`` where it does not depend on
+    it), the graph kept for the other gradients of the same pass."""
+    inputs = list(inputs)
+    if not (inputs and output.requires_grad):
+        return [None] * len(inputs)
+    return list(
+        torch.autograd.grad(
+            output, inputs, retain_graph=True, create_graph=create_graph, allow_unused=True
+        )
+    )
+
+
+def _param_tensors(trace, exclude=None) -> dict[str, torch.Tensor]:
+    """The unconstrained tensors of the trace's ``param`` sites (not in ``exclude``), by
+    name."""
     names = set() if exclude is None else set(exclude.nodes)
-    return [
-        site["value"].unconstrained()
+    return {
+        name: site["value"].unconstrained()
         for name, site in trace.nodes.items()
         if site["type"] == "param" and name not in names
-    ]
+    }
 
 
 class RebarELBO(ControlVariateELBO):
@@ -158,8 +230,9 @@ class RebarELBO(ControlVariateELBO):
     :param temperature: the relaxation's temperature ``lam`` (its initial value if tuned).
     :param eta: the control variate's scale (its initial value if tuned).
     :param tune: learn ``eta`` and ``lam``, as ``pyro.param`` sites ``"rebar_eta"`` and
-        ``"{site}_rebar_temperature"``, by descending the estimator's variance; SVI's
-        optimiser updates them.
+        ``"{site}_rebar_temperature"`` (parameters of :attr:`tuned`), by descending the
+        estimator's variance; SVI's optimiser updates them, or any torch optimiser of
+        ``RebarELBO(...)(model, guide).parameters()``.
     :param vectorize_particles: draw the particles in one vectorised pass.
     """
 
@@ -175,26 +248,24 @@ class RebarELBO(ControlVariateELBO):
             raise ValueError(f"RebarELBO: temperature must be > 0, got {temperature!r}.")
         super().__init__(num_particles, vectorize_particles)
         self.temperature, self.eta, self.tune = float(temperature), float(eta), tune
-        self._names: list[str] = []
 
-    def _setup(self, sites: dict[str, DiscreteSite]) -> dict:
+    def _setup(self, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
         if not self.tune:
-            return dict.fromkeys(sites, self.temperature)
-        self._names = [f"{k}_rebar_temperature" for k in sites] + ["rebar_eta"]
-        return {
-            k: pyro.param(
-                f"{k}_rebar_temperature",
-                lambda: torch.tensor(self.temperature),
-                constraint=constraints.positive,
+            return dict.fromkeys(sites, self.temperature), {"rebar_eta": self.eta}
+        temperature = {
+            k: self.tuned(
+                f"{k}_rebar_temperature", torch.tensor(self.temperature), constraints.positive
             )
             for k in sites
         }
+        return temperature, {"rebar_eta": self.tuned("rebar_eta", torch.tensor(self.eta))}
 
     def _control_variate(
-        self, relaxed_elbo: torch.Tensor, values: dict[str, torch.Tensor], dims: set, ndim: int
+        self,
+        relaxed_elbo: torch.Tensor,
+        values: dict[str, torch.Tensor],
+        dims: set,
+        ndim: int,
+        params: dict,
     ) -> torch.Tensor:
-        eta = pyro.param("rebar_eta", lambda: torch.tensor(self.eta)) if self.tune else self.eta
-        return eta * relaxed_elbo
-
-    def _tuned(self) -> list[torch.Tensor]:
-        return [pyro.param(name).unconstrained() for name in self._names]
+        return params["rebar_eta"] * relaxed_elbo

@@ -4,9 +4,7 @@ relaxes a model's discrete sites for training the relaxed model."""
 
 from collections.abc import Callable
 
-import pyro
 import torch
-from pyro import poutine
 from torch.distributions import constraints
 
 from .rebar import ControlVariateELBO
@@ -28,10 +26,12 @@ class RelaxELBO(ControlVariateELBO):
     estimator's variance.  ``c_phi`` receives the relaxed values ``sigma_lam(z)`` of the
     guide's discrete sites (a dict by site name) and ``f`` at that relaxed point, per
     element of the plates enclosing every site, and returns a tensor of that shape.  Its
-    parameters must be ``pyro.param`` / ``pyro.module`` sites.  The default,
-    ``c_phi = eta f(sigma_lam(z)) + sum_s <w_s, sigma_lam(z_s)>``, is REBAR's control
-    variate plus a learned linear term, with ``pyro.param`` sites ``"relax_eta"`` and
-    ``"{site}_relax_weight"``; the temperatures are ``"{site}_relax_temperature"``.
+    parameters must be ``pyro.param`` / ``pyro.module`` sites; a torch optimiser (and
+    ``LightningSVI``) trains those of a module it is given, e.g. ``LightningSVI(loss_fn,
+    network)``.  The default, ``c_phi = eta f(sigma_lam(z)) + sum_s <w_s, sigma_lam(z_s)>``,
+    is REBAR's control variate plus a learned linear term, with ``pyro.param`` sites
+    ``"relax_eta"`` and ``"{site}_relax_weight"``; the temperatures are
+    ``"{site}_relax_temperature"``: parameters of :attr:`tuned`.
 
     :param control_variate: ``c_phi(values, relaxed_elbo)``, or ``None`` for the default.
     :param num_particles: particles averaged.
@@ -53,38 +53,36 @@ class RelaxELBO(ControlVariateELBO):
         super().__init__(num_particles, vectorize_particles)
         self.control_variate = control_variate
         self.temperature = float(temperature)
-        self._params: dict[str, torch.Tensor] = {}
 
-    def _setup(self, sites: dict[str, DiscreteSite]) -> dict:
-        temperature = {}
-        for k in sites:
-            name = f"{k}_relax_temperature"
-            temperature[k] = pyro.param(
-                name, lambda: torch.tensor(self.temperature), constraint=constraints.positive
+    def _setup(self, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
+        temperature = {
+            k: self.tuned(
+                f"{k}_relax_temperature", torch.tensor(self.temperature), constraints.positive
             )
-            self._params[name] = temperature[k].unconstrained()
-        self._event_dims = {k: s.event_dim for k, s in sites.items()}
-        return temperature
-
-    def _default(self, values: dict[str, torch.Tensor], relaxed_elbo: torch.Tensor) -> torch.Tensor:
-        c = pyro.param("relax_eta", lambda: torch.tensor(1.0)) * relaxed_elbo
-        for k, v in values.items():
-            event = v.shape[v.dim() - self._event_dims[k] :]
-            w = pyro.param(f"{k}_relax_weight", v.new_zeros(event))
-            linear = (v * w).sum(list(range(-len(event), 0))) if event else v * w
-            c = c + elements(linear, self._dims, self._ndim)
-        return c
+            for k in sites
+        }
+        if self.control_variate is not None:
+            return temperature, {}
+        params = {"relax_eta": self.tuned("relax_eta", torch.tensor(1.0))}
+        for k, site in sites.items():  # a weight per event element of the relaxed value
+            event = site.z.shape[site.z.dim() - site.event_dim :]
+            name = f"{k}_relax_weight"
+            params[name] = self.tuned(name, site.z.new_zeros(event))
+        return temperature, params
 
     def _control_variate(
-        self, relaxed_elbo: torch.Tensor, values: dict[str, torch.Tensor], dims: set, ndim: int
+        self,
+        relaxed_elbo: torch.Tensor,
+        values: dict[str, torch.Tensor],
+        dims: set,
+        ndim: int,
+        params: dict,
     ) -> torch.Tensor:
-        self._dims, self._ndim = dims, ndim
-        cv = self._default if self.control_variate is None else self.control_variate
-        with poutine.trace(param_only=True) as capture:
-            c = cv(values, relaxed_elbo)
-        for name, site in capture.trace.nodes.items():
-            self._params[name] = site["value"].unconstrained()
+        if self.control_variate is not None:
+            return self.control_variate(values, relaxed_elbo)
+        c = params["relax_eta"] * relaxed_elbo
+        for k, v in values.items():
+            w = params[f"{k}_relax_weight"]
+            linear = (v * w).sum(list(range(-w.dim(), 0))) if w.dim() else v * w
+            c = c + elements(linear, dims, ndim)
         return c
-
-    def _tuned(self) -> list[torch.Tensor]:
-        return list(self._params.values())

@@ -4,7 +4,9 @@ with the same keys and batches on a one-device and a two-device mesh and writes
 ``OUT.npz``: per mesh size ``n``, the sigmoid belief net's losses ``sbn_losses{n}`` and
 parameters ``sbn_params{n}``, the jitted update's compilations ``sbn_compiles{n}`` and the
 devices holding its outputs ``sbn_devices{n}``; the same for ``AutoRelaxed`` on the Gaussian
-mixture (``mixture_*``); the held-out bound ``bound{n}`` by ``sharded_discrete_bound`` and
+mixture (``mixture_*``) and for the discrete sigmoid belief net trained with the estimators
+``RebarELBO`` (its ``eta`` and temperature tuned) and ``VimcoELBO`` (``rebar_*``,
+``vimco_*``); the held-out bound ``bound{n}`` by ``sharded_discrete_bound`` and
 ``bound_one_device`` by ``discrete_bound``; ``exact_bound``, the mixture's bound at fixed
 locations with the exact posterior as guide (a deterministic number).
 """
@@ -73,6 +75,10 @@ def main(out: str) -> None:
     net = SigmoidBeliefNet((8,), hidden=None, observed=64)
     guide = nc.relax(net.guide, 2 / 3)
     sbn = SVI(nc.relax(net.model, 0.5), guide, numpyro.optim.Adam(1e-2), Trace_ELBO())
+    estimators = {
+        name: SVI(net.model, loss.tunable(net.guide), numpyro.optim.Adam(1e-2), loss)
+        for name, loss in (("rebar", nc.RebarELBO()), ("vimco", nc.VimcoELBO(num_particles=3)))
+    }
     x = jnp.asarray(mixture_data(64, LOCS, seed=0)[1])
     relaxed = nc.relax(gaussian_mixture, 0.5)
     results = {}
@@ -95,6 +101,10 @@ def main(out: str) -> None:
         trained = train(mixture, mesh, [(x,)] * STEPS)
         for key in ("losses", "params", "compiles", "devices"):
             results[f"mixture_{key}{n}"] = trained[key]
+        for name, svi in estimators.items():
+            trained = train(svi, mesh, [(b,) for b in np.split(train_x, STEPS)])
+            for key in ("losses", "params", "compiles", "devices"):
+                results[f"{name}_{key}{n}"] = trained[key]
     given_locs = handlers.block(
         handlers.condition(gaussian_mixture, data={"locs": jnp.asarray(LOCS)}), hide=["locs"]
     )

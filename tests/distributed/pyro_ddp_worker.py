@@ -53,12 +53,12 @@ def posterior_guide(x: torch.Tensor) -> None:
         pyro.sample("z", pc.ExpConcrete(2 / 3, logits=logits.float()))
 
 
-def trainer(world: int) -> pl.Trainer:
+def trainer(world: int, steps: int = STEPS) -> pl.Trainer:
     return pl.Trainer(
         strategy="ddp",
         accelerator="cpu",
         devices=world,
-        max_steps=STEPS,
+        max_steps=steps,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

@@ -57,7 +57,7 @@ def sharded(tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("problem", ["sbn", "mixture"])
+@pytest.mark.parametrize("problem", ["sbn", "mixture", "rebar", "vimco"])
 def test_the_sharded_update_compiles_once_and_runs_on_every_device(sharded, problem):
     for n in (1, 2):
         assert sharded[f"{problem}_compiles{n}"] == 1
@@ -65,10 +65,12 @@ def test_the_sharded_update_compiles_once_and_runs_on_every_device(sharded, prob
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("problem", ["sbn", "mixture"])
+@pytest.mark.parametrize("problem", ["sbn", "mixture", "rebar", "vimco"])
 def test_two_devices_compute_the_one_device_run(sharded, problem):
-    """The amortised sigmoid belief net and ``AutoRelaxed`` (one parameter per point) on
-    the mixture: the same losses and parameters after 20 steps, to float32 rounding."""
+    """The amortised sigmoid belief net, ``AutoRelaxed`` (one parameter per point) on the
+    mixture, and the discrete net trained with REBAR (its tuned ``eta`` and temperature
+    among the parameters) and VIMCO: the same losses and parameters after 20 steps, to
+    float32 rounding."""
     np.testing.assert_allclose(sharded[f"{problem}_losses2"], sharded[f"{problem}_losses1"], 1e-5)
     np.testing.assert_allclose(
         sharded[f"{problem}_params2"], sharded[f"{problem}_params1"], rtol=1e-5, atol=1e-6

@@ -2,8 +2,9 @@
 
 In-process tests check the pieces on one process; the ``slow`` tests launch Lightning's DDP
 strategy with two processes on the gloo backend: ``examples/distributed_pyro.py`` against
-one process with the same global batch, and ``pyro_ddp_worker.py`` for ``AutoRelaxed``,
-the sharded bound and the refusals.  References are computed independently: the mixture's
+one process with the same global batch, ``pyro_ddp_worker.py`` for ``AutoRelaxed``,
+the sharded bound and the refusals, and ``pyro_estimator_ddp_worker.py`` for the
+estimators with tuned quantities.  References are computed independently: the mixture's
 log-likelihood with scipy in float64, the held-out bound's standard error from per-chunk
 bounds of the saved parameters.
 """
@@ -17,9 +18,12 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
-from pyro.infer import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from pyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from pyro.nn import PyroModule
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import pyro_concrete as pc
@@ -160,6 +164,73 @@ def test_a_guide_drawing_its_own_subsample_is_refused():
         _fit(LightningSVI(loss_fn), DataLoader(TensorDataset(idx, x), BATCH))
 
 
+def _discrete_sbn(elbo_name: str) -> tuple:
+    """A small discrete sigmoid belief net, its data and ``pyro_concrete.<elbo_name>()``,
+    the parameters created: the same start on every call."""
+    pl.seed_everything(0, verbose=False)
+    pyro.clear_param_store()
+    x = torch.bernoulli(torch.full((4 * BATCH, 6), 0.5))
+    net = SigmoidBeliefNet((4,), hidden=None, observed=6)
+    elbo = getattr(pc, elbo_name)()
+    elbo(net.model, net.guide)(x[:BATCH])
+    return net, elbo, x
+
+
+@pytest.mark.parametrize("elbo_name", ["RebarELBO", "RelaxELBO"])
+def test_an_estimator_takes_the_steps_of_svi_on_one_process(elbo_name):
+    """``LightningSVI`` (torch's Adam on ``differentiable_loss``) and Pyro's ``SVI``
+    (``loss_and_grads``, Pyro's Adam) from the same start with the same noise: the same
+    parameters after 3 steps, the estimator's tuned quantities included."""
+    net, elbo, x = _discrete_sbn(elbo_name)
+    loader = DataLoader(TensorDataset(x), BATCH)
+    tuned_before = [p.detach().clone() for p in elbo.tuned.parameters()]
+    _fit(LightningSVI(elbo(net.model, net.guide), net, lr=0.05, seed=1), loader, steps=3)
+    lightning = [p.detach().clone() for p in (*net.parameters(), *elbo.tuned.parameters())]
+
+    net, elbo, x = _discrete_sbn(elbo_name)
+    svi = SVI(net.model, net.guide, pyro.optim.Adam({"lr": 0.05}), elbo)
+    pyro.set_rng_seed(rank_seed(1, 0))
+    for _, (batch,) in zip(range(3), loader, strict=False):
+        svi.step(batch)
+    for a, b in zip(lightning, (*net.parameters(), *elbo.tuned.parameters()), strict=True):
+        torch.testing.assert_close(a, b)
+    assert all(
+        not torch.equal(a, b) for a, b in zip(tuned_before, elbo.tuned.parameters(), strict=True)
+    )
+
+
+class _Guide(PyroModule):
+    """``z ~ Bernoulli(logits=a)`` per point, and ``w`` too once ``extra`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.zeros(()))
+        self.extra = False
+
+    def forward(self, x: torch.Tensor) -> None:
+        with pyro.plate("data", len(x)):
+            for name in ("z", "w") if self.extra else ("z",):
+                pyro.sample(name, dist.Bernoulli(logits=self.a))
+
+
+def _prior(x: torch.Tensor) -> None:
+    with pyro.plate("data", len(x)):
+        z = pyro.sample("z", dist.Bernoulli(0.5))
+        pyro.sample("w", dist.Bernoulli(0.5))
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def test_a_tuned_quantity_created_during_training_is_refused():
+    """A site first reached during training: REBAR's temperature for it would not be in
+    the optimiser (nor averaged by DDP)."""
+    guide, x = _Guide(), torch.randn(BATCH)
+    loss_fn = pc.RebarELBO()(pyro.poutine.block(_prior, hide=["w"]), guide)
+    loss_fn(x)
+    guide.extra = True
+    with pytest.raises(ValueError, match=r"'loss_fn.tuned.w_rebar_temperature.*created during"):
+        _fit(LightningSVI(loss_fn), DataLoader(TensorDataset(x), BATCH))
+
+
 def test_the_sharded_bound_on_one_process_is_the_data_sets_bound():
     x = _mixture_x()
     bound = sharded_discrete_bound(_given_locs(), posterior_guide, x, num_samples=3)
@@ -209,6 +280,42 @@ def test_ddp_keeps_autorelaxed_in_step_and_sums_the_bound_over_shards(tmp_path):
         assert (
             "plate 'data' (size 32, the batch size), which is not subsampled" in (report["refusal"])
         )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("elbo_name", ["RebarELBO", "RelaxELBO"])
+def test_ddp_averages_an_estimators_tuned_quantities(tmp_path, elbo_name):
+    """REBAR's ``eta`` and temperatures, RELAX's control variate: parameters of the loss
+    module, so DDP averages their gradients like any other; the ranks draw different
+    noise and end with the same tuned quantities and the same net, both moved."""
+    prefix = tmp_path / "worker"
+    _launch(
+        str(ROOT / "tests/distributed/pyro_estimator_ddp_worker.py"), str(prefix), "2", elbo_name
+    )
+    reports = _reports(prefix, 2)
+    assert [r["seed"] for r in reports] == [rank_seed(0, 0), rank_seed(0, 1)]
+    assert reports[0]["losses"] != reports[1]["losses"]
+    assert np.isfinite([r["losses"] for r in reports]).all()
+    assert _same_parameters(prefix, 2)
+    assert reports[0]["tuned"] == reports[1]["tuned"]
+    before, after = reports[0]["tuned_before"], reports[0]["tuned"]
+    assert before.keys() == after.keys() and len(before) >= 2
+    assert all(before[k] != after[k] for k in before)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.path.exists(os.environ.get("CONCRETE_MNIST", "")),
+    reason="needs binarized MNIST: set CONCRETE_MNIST=/path/to/binarized_mnist.npz",
+)
+def test_the_example_trains_the_discrete_net_with_rebar_on_two_processes(tmp_path):
+    small = ["--steps", "20", "--latents", "10", "--train-size", "512", "--test-size", "64"]
+    small += ["--samples", "2", "--batch-size", "32", "--elbo", "RebarELBO", "--discrete"]
+    example = str(ROOT / "examples/distributed_pyro.py")
+    _launch(example, "--devices", "2", *small, "--report", f"{tmp_path}/a")
+    ranks = _reports(tmp_path / "a", 2)
+    assert _same_parameters(tmp_path / "a", 2)
+    assert ranks[0]["bound"] == ranks[1]["bound"] and np.isfinite(ranks[0]["bound"])
 
 
 def _chunk_bounds(state_path: str, test: torch.Tensor, latents: int, chunks: int) -> np.ndarray:

@@ -1,8 +1,18 @@
-"""The estimators' specification (tests/estimators_suite.py) against ``pyro_concrete``."""
+"""The estimators' specification (tests/estimators_suite.py) against ``pyro_concrete``, and
+what only Pyro has: two routes to an estimator's gradient, ``loss_and_grads`` (``SVI``)
+and ``differentiable_loss`` (``elbo(model, guide)``, torch optimisers, DDP), which must
+give every parameter the same gradient."""
 
+import numpy as np
+import pyro
 import pytest
+import torch
+from pyro.infer import SVI
 
+import pyro_concrete as pc
 from tests.estimator_backends import PyroEstimators
+from tests.estimator_references import GUIDE_PARAMS, PROBLEMS
+from tests.estimator_references import problem as make_problem
 from tests.estimators_suite import EstimatorsSuite
 
 
@@ -13,3 +23,109 @@ def backend():
 
 class TestPyroEstimators(EstimatorsSuite):
     draws = 400
+
+
+# ------------------------------------------------- Pyro's two routes to the gradient
+
+
+def _grads_after(route: str, loss, problem: str, seed: int) -> tuple[float, dict]:
+    """The loss and every parameter's ``.grad`` after one step of ``route`` at ``seed``:
+    ``SVI``'s ``loss_and_grads``, or ``differentiable_loss(...).backward()`` (what
+    ``loss(model, guide)``, a torch optimiser and DDP use)."""
+    backend = PyroEstimators()
+    params, y = make_problem(problem)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    model, guide = backend._problem(problem, params)
+    if route == "loss_and_grads":
+        value = loss.loss_and_grads(model, guide, backend._y(y))
+    else:
+        differentiable = loss(model, guide)(backend._y(y))
+        differentiable.backward()
+        value = differentiable.item()
+    store = pyro.get_param_store()
+    grads = {k: store.get_param(k).unconstrained().grad for k in store.keys()}
+    for k in store.keys():
+        store.get_param(k).unconstrained().grad = None
+    return value, grads
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda: pc.RebarELBO(tune=False, num_particles=2),
+        lambda: pc.RebarELBO(eta=0.5, num_particles=2),
+        lambda: pc.RebarELBO(num_particles=3, vectorize_particles=True),
+        lambda: pc.RelaxELBO(num_particles=2),
+    ],
+    ids=["rebar", "rebar_tuned", "rebar_vectorized", "relax"],
+)
+def test_differentiable_loss_gives_the_gradients_of_loss_and_grads(problem, loss):
+    """Guide parameters ``-g``, model parameters ``-nabla f(b)``, tuned quantities the
+    gradient of ``sum g^2``: the same ``.grad`` either way, from the same start and seed
+    (a new loss each time: the first vectorised call draws to guess the plate nesting)."""
+    value, grads = _grads_after("loss_and_grads", loss(), problem, 5)
+    value_module, grads_module = _grads_after("module", loss(), problem, 5)
+    np.testing.assert_allclose(value_module, value, rtol=1e-6)
+    assert grads.keys() == grads_module.keys()
+    assert all(grads[k] is not None for k in grads)
+    for k in grads:
+        torch.testing.assert_close(grads_module[k], grads[k], msg=k)
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_rebar_eta_descends_the_second_moment_of_the_estimate(problem):
+    """With one particle, ``eta``'s gradient is ``d/d eta sum g^2`` over the guide's
+    parameters.  ``g`` is affine in ``eta`` (the noise does not depend on it), so the
+    central difference of ``sum g^2`` at the same seed is exact up to rounding."""
+
+    def step(eta: float) -> tuple[float, torch.Tensor]:
+        loss = pc.RebarELBO(eta=eta, temperature=0.7)
+        grads = _grads_after("loss_and_grads", loss, problem, 11)[1]
+        moment = sum(grads[k].double().pow(2).sum() for k in GUIDE_PARAMS[problem])
+        return float(moment), grads["rebar_eta"]
+
+    eta, h = 0.6, 0.25
+    moment_grad = (step(eta + h)[0] - step(eta - h)[0]) / (2 * h)
+    np.testing.assert_allclose(float(step(eta)[1]), moment_grad, rtol=1e-3)
+
+
+def test_the_elbo_module_holds_the_tuned_quantities():
+    """``RebarELBO()(model, guide)``: a module whose parameters include ``eta`` and the
+    temperatures, the same tensors as the param store's sites of those names."""
+    backend = PyroEstimators()
+    params, y = make_problem("mixed")
+    model, guide = backend._problem("mixed", params)
+    loss_fn = pc.RebarELBO()(model, guide)
+    loss_fn(backend._y(y))
+    names = {"rebar_eta", "b_rebar_temperature", "c_rebar_temperature"}
+    store = pyro.get_param_store()
+    assert {id(store.get_param(k).unconstrained()) for k in names} == {
+        id(p) for p in loss_fn.parameters()
+    }
+    # a site name with dots keeps its parameter name
+    loss_fn.elbo.tuned("encoder.z_rebar_temperature", torch.tensor(0.5))
+    assert "encoder.z_rebar_temperature" in store.keys()
+
+
+@pytest.mark.parametrize("loss_name", ["RebarELBO", "RelaxELBO"])
+def test_with_module_local_params_svi_steps_the_tuned_quantities_outside_the_store(loss_name):
+    """``pyro.settings.set(module_local_params=True)``, which Pyro advises for
+    ``elbo(model, guide)``: the tuned quantities stay in the estimator's module, out of
+    the param store, and ``SVI`` still steps them (and the model's and guide's
+    parameters, plain ``pyro.param`` sites here)."""
+    backend = PyroEstimators()
+    params, y = make_problem("mixed")
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    model, guide = backend._problem("mixed", params)
+    with pyro.settings.context(module_local_params=True):
+        loss = getattr(pc, loss_name)()
+        svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.1}), loss)
+        svi.step(backend._y(y))
+        tuned = [p.detach().clone() for p in loss.tuned.parameters()]
+        svi.step(backend._y(y))
+    assert set(pyro.get_param_store().keys()) == set(params)
+    assert len(tuned) >= 3
+    assert all(not torch.equal(a, b) for a, b in zip(tuned, loss.tuned.parameters(), strict=True))
