@@ -310,7 +310,7 @@ def relaxed_pass(
     rng_key: Array,
     sampler: RelaxedSampler,
     estimator: str,
-    discrete_guide_trace: dict,
+    discrete_guide_trace: dict | None = None,
 ) -> tuple[dict, dict]:
     """``(model_trace, guide_trace)`` at the relaxed values of ``sampler`` (the guide's by
     :func:`guide_pass` from ``discrete_guide_trace``); log densities in

@@ -137,9 +137,13 @@ class ControlVariateELBO(DiscreteELBO):
 
         temperature, params = reading_tuned(self._setup, hard.sites)
 
+        # Tuning, the relaxed passes run the guide again (no trace to reuse): its pyro.param
+        # statements put back the reference that the tuned quantities' PyroModule takes off.
+        reusable = None if self.tune else guide_trace
+
         def control_variate(points: dict[str, torch.Tensor]) -> torch.Tensor:
             sampler = RelaxedSampler(hard.sites, points, temperature)
-            traces = relaxed_pass(model, guide, args, kwargs, sampler, name, guide_trace)
+            traces = relaxed_pass(model, guide, args, kwargs, sampler, name, reusable)
             relaxed = costs(*traces, set(hard.sites), dims, ndim)
             return reading_tuned(
                 self._control_variate, relaxed.value, sampler.values, dims, ndim, params

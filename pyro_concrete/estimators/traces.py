@@ -309,7 +309,7 @@ def relaxed_pass(
     kwargs: dict,
     sampler: RelaxedSampler,
     estimator: str,
-    discrete_guide_trace: poutine.Trace,
+    discrete_guide_trace: poutine.Trace | None = None,
 ) -> tuple[poutine.Trace, poutine.Trace]:
     """``(model_trace, guide_trace)`` at the relaxed values of ``sampler`` (the guide's by
     :func:`guide_pass` from ``discrete_guide_trace``); log densities computed.  A model that
