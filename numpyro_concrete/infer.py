@@ -197,8 +197,9 @@ def discrete_bound(
     and the model, drawn with ``jax.vmap`` in a ``jax.jit``-compiled program (the
     particles' many small operations fuse: several times faster than eager on a CPU),
     compiled once per model, guide and shapes of the arguments and reused by later calls
-    with other keys or parameters; so any model that SVI can jit works, whether or not it
-    vectorises over particles.  A plate that subsamples is rejected, since the bound is of
+    with other keys or parameters.  Any model works, whether or not it vectorises over
+    particles; one that ``jax.jit`` cannot trace (numpy on the data) is drawn eagerly, with
+    a warning.  A plate that subsamples is rejected, since the bound is of
     the data the call is given.
 
     :param rng_key: a PRNG key.
