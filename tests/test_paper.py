@@ -122,6 +122,21 @@ def test_a_rerun_resumes_from_the_checkpoint(tmp_path):
         _run(tmp_path, "200H~784V", "concrete", 1, extra=("--lr", "0.01"))
 
 
+def test_a_time_budget_stops_training_and_the_rerun_goes_on(tmp_path):
+    # no minutes at all: one chunk of 2 steps, evaluated, recorded under the steps done
+    extra = ("--steps", "6", "--chunk", "2", "--minutes", "0")
+    assert _run(tmp_path, "200H~784V", "concrete", 1, extra=extra) == 0
+    (path,) = tmp_path.glob("*.json")
+    record = json.loads(path.read_text())
+    assert (record["steps"], record["steps_requested"]) == (2, 6)
+    assert "_2steps_" in path.name and [p["step"] for p in record["curve"]] == [2]
+    assert math.isfinite(record["test"]["nll"])
+    # the checkpoint resumes towards --steps when the budget allows
+    assert _run(tmp_path, "200H~784V", "concrete", 1, extra=extra[:4]) == 0
+    record = json.loads((tmp_path / path.name.replace("_2steps_", "_6steps_")).read_text())
+    assert record["steps"] == 6 and record["curve"][0]["step"] == 2
+
+
 def test_table_and_plot_show_ours_beside_the_papers(tmp_path):
     assert _run(tmp_path, "200H-784V", "concrete", 1) == 0
     records = table.load_records([tmp_path])

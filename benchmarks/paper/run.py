@@ -69,6 +69,13 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-eval-images", type=int, help="training images evaluated")
     parser.add_argument("--chunk", type=int, help="steps per jitted scan")
     parser.add_argument(
+        "--minutes",
+        type=float,
+        help="stop training after this many minutes of it in this call (at the end of a "
+        "chunk, at least one) and evaluate; the JSON records the steps done, and the same "
+        "command resumes towards --steps",
+    )
+    parser.add_argument(
         "--shard",
         help="K/N: run only rows K, K+N, K+2N, ... of a preset (N processes share the cores)",
     )
@@ -187,17 +194,21 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
     curve_images = test[: args.curve_images]
     bar = tqdm(total=steps, initial=trainer.steps, desc=name, unit="step", mininterval=5)
     losses = []
-    while trainer.steps < steps:
+    budget = math.inf if args.minutes is None else 60 * args.minutes
+    trained = 0.0  # seconds of training in this call, against the budget
+    while trainer.steps < steps and (trained == 0.0 or trained < budget):
         n = min(args.chunk, steps - trainer.steps, eval_every - trainer.steps % eval_every)
         start, cpu_start = time.perf_counter(), time.process_time()
         losses.append(trainer.run(n))
         elapsed = time.perf_counter() - start
         train_seconds += elapsed
+        trained += elapsed
         cpu_elapsed = time.process_time() - cpu_start
         cpu_seconds += cpu_elapsed
         first_chunk = first_chunk or (n, elapsed, cpu_elapsed)
         bar.update(n)
-        if trainer.steps % eval_every == 0 or trainer.steps == steps:
+        done = trainer.steps == steps or trained >= budget
+        if trainer.steps % eval_every == 0 or done:
             point = _evaluate(trainer, problem.model, problem.guide, curve_images,
                               args.curve_k, args.seed + trainer.steps)  # fmt: skip
             curve.append(
@@ -217,6 +228,7 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
                      "cpu_seconds": cpu_seconds, "first": first_chunk, "identity": identity}, f,
                 )  # fmt: skip
     bar.close()
+    requested, steps = steps, trainer.steps
     test_eval = _evaluate(trainer, problem.model, problem.guide, test, eval_k, args.seed + 1)
     train_subset = _subset(train, args.train_eval_images, args.seed + 2)
     train_eval = _evaluate(
@@ -234,6 +246,7 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
         "m": row.m,
         "backend": backend.name,
         "steps": steps,
+        "steps_requested": requested,
         "config": {
             **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "lr": lr,
@@ -256,7 +269,9 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
         "paper": paper_number(row.arch, row.method, row.m),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(json.dumps(record, indent=1))
+    (args.out / f"{run_id(row, backend.name, steps, args.seed)}.json").write_text(
+        json.dumps(record, indent=1)
+    )
     return record
 
 
@@ -327,7 +342,7 @@ def main(argv=None) -> int:
             failed.append(row)
             continue
         print(
-            f"{row.arch} {record['label']} m={row.m} ({backend.name}, {args.steps} steps): "
+            f"{row.arch} {record['label']} m={row.m} ({backend.name}, {record['steps']} steps): "
             f"test {_nats(record['test'])}, train {_nats(record['train'])} nats; "
             f"{1e3 * record['seconds_per_step']:.2f} ms/step"
         )
