@@ -3,6 +3,7 @@
     python -m benchmarks.paper.run --arch 200H~784V --method concrete --m 1 --steps 100000
     python -m benchmarks.paper.run --preset cpu          # the rows that matter most
     python -m benchmarks.paper.run --preset gpu          # the paper's 10^7-step protocol
+    python -m benchmarks.paper.run --preset gpu --minutes 60   # as many steps as an hour gives
     python -m benchmarks.paper.run --list                # architectures, methods, presets
 
 Run from the repository root with ``CONCRETE_MNIST=/path/to/binarized_mnist.npz``.  A
