@@ -160,6 +160,46 @@ def test_pathwise_gradient_matches_finite_differences_under_x64(name):
             np.testing.assert_allclose(g_t[idx], fd, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("masked", [False, True], ids=["all-possible", "impossible-categories"])
+@pytest.mark.parametrize("name", ["ExpConcrete", "Concrete"])
+def test_log_prob_derivatives_match_finite_differences_under_x64(name, masked):
+    """``log_prob`` of a fixed own sample (Concrete: with its intermediates): its value and
+    its derivatives come from different code (the value from a ``cond``, the derivatives
+    from one masked formula), so reverse- and forward-mode derivatives in the logits and
+    the temperature must match central differences of the value, be exactly 0 on the
+    impossible categories (the second row's last category is one: the chart drops the
+    last possible coordinate), and the Hessian must be finite and symmetric."""
+    with jax.enable_x64(True):
+        logits = jnp.array([[0.4, -1.0, -0.3, 1.1], [0.2, 0.7, -0.5, 0.1]])
+        if masked:
+            logits = logits.at[0, 1].set(-jnp.inf).at[1, 3].set(-jnp.inf)
+        t = jnp.array([0.6, 1.3])
+        d = getattr(nc, name)(t, logits=logits)
+        x, intermediates = d.sample_with_intermediates(jax.random.key(8), (3,))
+
+        def f(a, temperature):
+            return _score(getattr(nc, name)(temperature, logits=a), x, intermediates).sum()
+
+        g_a, g_t = jax.grad(f, argnums=(0, 1))(logits, t)
+        fwd_a, fwd_t = jax.jacfwd(f, argnums=(0, 1))(logits, t)
+        np.testing.assert_allclose(fwd_a, g_a, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(fwd_t, g_t, rtol=1e-10, atol=1e-12)
+        assert np.isfinite(f(logits, t)) and np.isfinite(g_t).all()
+        assert (g_a[jnp.isinf(logits)] == 0).all()
+        h = 1e-6
+        for idx in zip(*np.nonzero(np.isfinite(logits)), strict=True):
+            e = jnp.zeros_like(logits).at[idx].set(h)
+            fd = (f(logits + e, t) - f(logits - e, t)) / (2 * h)
+            np.testing.assert_allclose(g_a[idx], fd, rtol=1e-5, atol=1e-7)
+        for idx in np.ndindex(t.shape):
+            e = jnp.zeros_like(t).at[idx].set(h)
+            fd = (f(logits, t + e) - f(logits, t - e)) / (2 * h)
+            np.testing.assert_allclose(g_t[idx], fd, rtol=1e-5, atol=1e-7)
+        hessian = jax.hessian(f)(logits, t).reshape(logits.size, logits.size)
+        assert np.isfinite(hessian).all()
+        np.testing.assert_allclose(hessian, hessian.T, rtol=1e-8, atol=1e-10)
+
+
 @pytest.mark.parametrize("temperature", [0.5, 0.01])
 @pytest.mark.parametrize("name", ALL)
 def test_grad_of_log_prob_wrt_logits_and_temperature_is_finite(name, temperature):
