@@ -11,6 +11,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.custom_derivatives import SymbolicZero
 from jax.scipy.special import gammaln
 from jax.typing import ArrayLike
 from numpyro.distributions import constraints
@@ -35,28 +36,102 @@ _ARG_CONSTRAINTS = {
 }
 
 
-def _log_exp_concrete_unnormalised(logits: Array, temperature: Array, y: Array) -> Array:
-    """The paper's log-space density (App. C.3, Eq. 26) at ``y = log x``:
+def _finite_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    return _finite(*primals), *tangents
+
+
+@jax.custom_jvp
+def _finite(x: Array) -> Array:
+    """``x`` with ``-inf`` replaced by the lowest float, its derivative taken as 1.
+
+    The stand-in only ever meets a zero weight (a factor 0, or a softmax weight 0), so
+    its derivative does not matter; taking it as 1 keeps the backward pass free of the
+    selects that the derivative of ``jnp.where`` or ``jnp.maximum`` brings, at which
+    XLA's CPU backend splits the fused loops of a gradient (benchmarks/throughput.py).
+    """
+    return jnp.maximum(x, jnp.finfo(x.dtype).min)
+
+
+_finite.defjvp(_finite_jvp)
+
+
+def _possible(x: Array) -> Array:
+    """1.0 where ``x > -inf``, 0.0 where ``x = -inf``, without gradient: ``x - _finite(x)``
+    is 0 or ``-inf``.  Arithmetic instead of a comparison, for the reason ``_finite`` gives."""
+    x = jax.lax.stop_gradient(x)
+    return jnp.maximum(x - _finite(x) + 1, 0.0)
+
+
+def _minus_inf_at(mask: Array) -> Array:
+    """``-inf`` where ``mask`` is 1.0, 0.0 where it is 0.0 (``-inf * 0`` would be NaN):
+    ``-M - M`` overflows to ``-inf`` for the largest float ``M``."""
+    big = jnp.finfo(mask.dtype).max * mask
+    return -big - big
+
+
+def _temperature_times_jvp(
+    primals: tuple[Array, Array], tangents: tuple[Array, Array]
+) -> tuple[Array, Array]:
+    temperature, v = primals
+    d_temperature, d_v = tangents
+    out = _temperature_times(temperature, v)
+    tangent = jnp.zeros_like(out)
+    if not isinstance(d_v, SymbolicZero):
+        tangent = temperature[..., None] * d_v
+    if not isinstance(d_temperature, SymbolicZero):  # a zero, not NaN, through -inf in v
+        tangent = tangent + jnp.where(v > -jnp.inf, v, 0.0) * d_temperature[..., None]
+    return out, tangent
+
+
+@jax.custom_jvp
+def _temperature_times(temperature: Array, v: Array) -> Array:
+    """``lambda v`` over the event dimension, whose derivative in lambda is 0 (not
+    ``-inf * 0``, NaN) where ``v`` is ``-inf`` (an impossible category).  Written as a
+    rule of its own so that a constant temperature, the usual case, costs no mask."""
+    return temperature[..., None] * v
+
+
+_temperature_times.defjvp(_temperature_times_jvp, symbolic_zeros=True)
+
+
+def _log_exp_concrete_parts(
+    logits: Array, temperature: Array, y: Array
+) -> tuple[Array, Array, Array]:
+    """``(possible, log Gamma(n) + (n-1) log lambda, log_softmax(log alpha - lambda y))``:
+    the parts of the paper's log-space density (App. C.3, Eq. 26) at ``y = log x``,
 
     ``log Gamma(n) + (n-1) log lambda + sum_k (log alpha_k - lambda y_k)
-    - n logsumexp_k(log alpha_k - lambda y_k)``, computed as
-    ``log Gamma(n) + (n-1) log lambda + sum_k log_softmax(log alpha - lambda y)_k``.
-    It is the Concrete density times ``prod_{k=1..n} x_k``.  The categories and ``n`` are
-    those of the face of possible categories (finite logits).  ``y`` must be finite: off
-    the face a finite stand-in leaves the score exactly ``-inf`` (the logit) with a zero,
-    not NaN, gradient.
+    - n logsumexp_k(log alpha_k - lambda y_k)``
+    ``= log Gamma(n) + (n-1) log lambda + sum_k log_softmax(log alpha - lambda y)_k``,
+
+    the Concrete density times ``prod_{k=1..n} x_k``.  The categories and ``n`` are those
+    of the face of possible categories (finite logits), where ``possible`` is 1.0 (0.0
+    off it).  Off the face the ``log_softmax`` is the lowest float, for a zero weight;
+    ``lambda y`` takes it too where ``y = -inf``, so ``log alpha - lambda y`` is
+    ``-inf``, not NaN, where both are ``-inf``.
     """
-    face = logits > -jnp.inf
-    n = face.sum(-1).astype(y.dtype)
-    log_softmax = jax.nn.log_softmax(logits - temperature[..., None] * y, -1)
-    return gammaln(n) + (n - 1) * jnp.log(temperature) + jnp.where(face, log_softmax, 0.0).sum(-1)
+    possible = _possible(logits)
+    n = possible.sum(-1)
+    scores = logits - _finite(_temperature_times(temperature, y))
+    log_softmax = _finite(jax.nn.log_softmax(scores, -1))
+    return possible, gammaln(n) + (n - 1) * jnp.log(temperature), log_softmax
 
 
-def _unmasked_or(masked: Array, general: Callable, plain: Callable, *args: Array) -> Array:
-    """``general(*args)`` where ``masked`` (some category impossible, or a coordinate on the
-    boundary), else the cheaper ``plain(*args)``, which computes the same without the
-    stand-ins: ``lax.cond`` runs one branch (under ``vmap`` it computes both and selects)."""
-    return jax.lax.cond(jnp.any(masked), general, plain, *args)
+def _log_exp_concrete_masked(logits: Array, temperature: Array, y: Array) -> Array:
+    """ExpConcrete log density w.r.t. Lebesgue on the chart of all coordinates but the
+    last possible one: Eq. 26 minus ``y`` there.  ``-inf`` where ``y`` is ``-inf`` on a
+    possible category (the density's limit) or finite on an impossible one.
+
+    One formula for every case, in masks of 0.0 and 1.0 (no comparisons, for the reason
+    ``_finite`` gives, and no ``lax.cond``, whose gradient keeps the residuals of both
+    branches).
+    """
+    possible, constant, log_softmax = _log_exp_concrete_parts(logits, temperature, y)
+    k = jnp.arange(y.shape[-1], dtype=y.dtype)
+    last = jnp.maximum(1 - jnp.abs(k - (possible * k).max(-1, keepdims=True)), 0.0)
+    off_support = jnp.abs(possible - _possible(y))
+    terms = possible * log_softmax - last * _finite(y) + _minus_inf_at(off_support)
+    return constant + terms.sum(-1)
 
 
 def _log_exp_concrete_plain(logits: Array, temperature: Array, y: Array) -> Array:
@@ -66,44 +141,54 @@ def _log_exp_concrete_plain(logits: Array, temperature: Array, y: Array) -> Arra
     return gammaln(n) + (n - 1) * jnp.log(temperature) + log_softmax.sum(-1) - y[..., -1]
 
 
-def _log_exp_concrete_on_face(logits: Array, temperature: Array, y: Array) -> Array:
-    """ExpConcrete log density w.r.t. Lebesgue on the chart of all coordinates but the
-    last possible one: Eq. 26 minus ``y`` there.  ``-inf`` where ``y`` is ``-inf`` on a
-    possible category (the density's limit) or finite on an impossible one."""
-    face = logits > -jnp.inf
-    off = y == -jnp.inf
-    y = jnp.where(off, 0.0, y)
-    last = jnp.argmax(face * jnp.arange(face.shape[-1]), -1)
-    y_last = (y * jax.nn.one_hot(last, face.shape[-1], dtype=y.dtype)).sum(-1)
-    log_p = _log_exp_concrete_unnormalised(logits, temperature, y) - y_last
-    return jnp.where((off == face).any(-1), -jnp.inf, log_p)
-
-
-def _log_exp_concrete(logits: Array, temperature: Array, y: Array) -> Array:
-    """ExpConcrete log density (``_log_exp_concrete_on_face``, its plain form when no
-    category is impossible and ``y`` is finite)."""
-    masked = (logits == -jnp.inf).any() | (y == -jnp.inf).any()
-    return _unmasked_or(
-        masked, _log_exp_concrete_on_face, _log_exp_concrete_plain, logits, temperature, y
-    )
-
-
-def _log_concrete_on_face(logits: Array, temperature: Array, y: Array) -> Array:
-    """Eq. 26 minus ``sum_k y_k`` over the face of possible categories."""
-    y = jnp.where(logits > -jnp.inf, y, 0.0)
-    return _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
+def _log_concrete_interior_masked(logits: Array, temperature: Array, y: Array) -> Array:
+    """Concrete log density (Eq. 11) at ``y = log x`` finite on the possible categories
+    and ``-inf`` off them, as in a sample: Eq. 26 minus ``sum_k y_k`` over the face.
+    A ``y`` that is not (``-inf`` on a possible category, finite on an impossible one)
+    scores ``-inf``.  One formula for every case, as ``_log_exp_concrete_masked``."""
+    possible, constant, log_softmax = _log_exp_concrete_parts(logits, temperature, y)
+    off_support = jnp.abs(possible - _possible(y))
+    terms = possible * (log_softmax - _finite(y)) + _minus_inf_at(off_support)
+    return constant + terms.sum(-1)
 
 
 def _log_concrete_plain(logits: Array, temperature: Array, y: Array) -> Array:
-    """Eq. 26 minus ``sum_k y_k`` where every category is possible."""
+    """Eq. 26 minus ``sum_k y_k`` where every category is possible and ``y`` is finite."""
     return _log_exp_concrete_plain(logits, temperature, y) + y[..., -1] - y.sum(-1)
 
 
-def _log_concrete_interior(logits: Array, temperature: Array, y: Array) -> Array:
-    """Concrete log density (Eq. 11) at ``y = log x`` finite on the possible categories
-    (and ``-inf`` off them, as in a sample): Eq. 26 minus ``sum_k y_k`` over the face."""
-    masked = (logits == -jnp.inf).any()
-    return _unmasked_or(masked, _log_concrete_on_face, _log_concrete_plain, logits, temperature, y)
+def _with_plain_value(masked: Callable, plain: Callable) -> Callable:
+    """``masked(logits, temperature, y)``, right for every input, whose value is computed by
+    the cheaper ``plain`` when no category is impossible and ``y`` is finite.
+
+    A ``custom_jvp``: its value is a ``lax.cond`` between the two (one branch runs), its
+    derivatives are those of ``masked``, so a gradient never differentiates the ``cond``
+    (which would keep the residuals of both branches).  Arguments whose tangent is a
+    symbolic zero (a constant temperature) stay constants inside ``masked``.
+    """
+
+    def value(logits: Array, temperature: Array, y: Array) -> Array:
+        unmasked = (logits > -jnp.inf).all() & (y > -jnp.inf).all()
+        return jax.lax.cond(unmasked, plain, masked, logits, temperature, y)
+
+    def jvp(primals: tuple[Array, ...], tangents: tuple[Array, ...]) -> tuple[Array, Array]:
+        live = [i for i, t in enumerate(tangents) if not isinstance(t, SymbolicZero)]
+
+        def of_live(*args: Array) -> Array:
+            full = list(primals)
+            for i, arg in zip(live, args, strict=True):
+                full[i] = arg
+            return masked(*full)
+
+        return jax.jvp(of_live, [primals[i] for i in live], [tangents[i] for i in live])
+
+    function = jax.custom_jvp(value)
+    function.defjvp(jvp, symbolic_zeros=True)
+    return function
+
+
+_log_exp_concrete = _with_plain_value(_log_exp_concrete_masked, _log_exp_concrete_plain)
+_log_concrete_interior = _with_plain_value(_log_concrete_interior_masked, _log_concrete_plain)
 
 
 def _log_concrete(logits: Array, temperature: Array, y: Array) -> Array:
@@ -122,9 +207,9 @@ def _log_concrete(logits: Array, temperature: Array, y: Array) -> Array:
     face = logits > -jnp.inf
     off = y == -jnp.inf
     zero = off & face
+    interior = _log_concrete_interior(logits, temperature, jnp.where(zero, 0.0, y))
     y = jnp.where(off, 0.0, y)
     a = jnp.where(face, logits, 0.0)
-    interior = _log_concrete_interior(logits, temperature, y)
     n = face.sum(-1).astype(y.dtype)
     m = zero.sum(-1)
     exponent = (n - m) * temperature - m
@@ -144,18 +229,6 @@ def _log_concrete(logits: Array, temperature: Array, y: Array) -> Array:
 def _log_concrete_at_value(logits: Array, temperature: Array, x: Array) -> Array:
     """Concrete log density (Eq. 11) at a value ``x`` of the closed simplex, ``log 0 = -inf``."""
     return _log_concrete(logits, temperature, SimplexExpTransform().inv(x))
-
-
-def _scores(logits: Array, temperature: Array, gumbel: Array) -> Array:
-    """``(log alpha + G) / lambda``, the scores a Concrete sample is the softmax of."""
-    return (logits + gumbel) / temperature[..., None]
-
-
-def _scores_on_face(logits: Array, temperature: Array, gumbel: Array) -> Array:
-    """The scores with impossible categories exactly ``-inf``, with a zero (not NaN)
-    gradient: ``-inf / lambda`` would give ``0 * inf`` in the temperature's gradient."""
-    face = logits > -jnp.inf
-    return jnp.where(face, _scores(jnp.where(face, logits, 0.0), temperature, gumbel), -jnp.inf)
 
 
 class ExpConcrete(RelaxedDiscrete):
@@ -180,10 +253,10 @@ class ExpConcrete(RelaxedDiscrete):
 
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         shape = self.shape(sample_shape)
-        g = gumbel(key, shape, self.logits)
-        masked = (self.logits == -jnp.inf).any()
-        scores = _unmasked_or(masked, _scores_on_face, _scores, self.logits, self.temperature, g)
-        y = jax.nn.log_softmax(scores, -1)
+        scores = _temperature_times(
+            1 / self.temperature, self.logits + gumbel(key, shape, self.logits)
+        )
+        y = jax.nn.log_softmax(scores, -1)  # -inf exactly on impossible categories
         # Under jit XLA's exp(0) may round below 1, leaving the largest coordinate an ulp
         # above 0; shifting the whole vector back (a constant: gradients are unchanged)
         # keeps y on the log-simplex side of 0 and exp(y) <= 1.

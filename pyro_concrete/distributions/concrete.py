@@ -9,6 +9,7 @@ import math
 
 import torch
 from torch.distributions import constraints
+from torch.distributions.utils import lazy_property
 
 from ..constraints import log_simplex, masked_logits, positive_finite
 from .noise import gumbel
@@ -42,6 +43,15 @@ def _log_softmax(x: torch.Tensor) -> torch.Tensor:
     return x - x.exp().sum(-1, keepdim=True).log()
 
 
+def _log_softmax_sum(x: torch.Tensor) -> torch.Tensor:
+    """``sum_k log_softmax(x)_k = sum_k x_k - n logsumexp(x)`` over the last dimension.
+    Below torch's vector width (16, as in ``_log_softmax``) computed so: the backward of
+    ``logsumexp`` is one elementwise pass, against five for ``_log_softmax``'s."""
+    if x.size(-1) >= 16:
+        return x.log_softmax(-1).sum(-1)
+    return x.sum(-1).sub(x.logsumexp(-1), alpha=x.size(-1))
+
+
 def _on_log_simplex(y: torch.Tensor) -> torch.Tensor:
     """``y`` (a ``log_softmax``) shifted by ``-log sum exp(y)``, so that ``exp(y)`` sums
     to 1 within a few ulps at any width.  torch's kernel accumulates ``sum exp`` in each
@@ -54,10 +64,16 @@ def _on_log_simplex(y: torch.Tensor) -> torch.Tensor:
     return y - y.detach().exp().sum(-1, keepdim=True).log()
 
 
+def _per_row(temperature: torch.Tensor) -> torch.Tensor:
+    """The temperature against the last (category) dimension: a 0-d tensor as it is (torch
+    treats it as a scalar), batched ones with a trailing dimension of 1."""
+    return temperature if temperature.dim() == 0 else temperature.unsqueeze(-1)
+
+
 def _face(logits: torch.Tensor) -> torch.Tensor | None:
     """The possible categories (finite logits), or None when all are: a ``-inf`` logit
     restricts the distribution to the face of the simplex spanned by the others."""
-    if logits.amin() > -math.inf:  # one reduction, no mask, in the common case
+    if logits.amin().item() > -math.inf:  # one reduction, no mask, in the common case
         return None
     return logits > -math.inf
 
@@ -77,34 +93,37 @@ def _log_exp_concrete_unnormalised(
     categories and ``n`` are those of the face; ``logits`` and ``y`` off it must be
     finite stand-ins (a product with ``-inf`` there would make the gradient NaN).
     """
-    scores = logits - temperature.unsqueeze(-1) * y
+    scores = logits - _per_row(temperature) * y
     if face is None:
         n = logits.size(-1)
-        return math.lgamma(n) + (n - 1) * temperature.log() + _log_softmax(scores).sum(-1)
+        return math.lgamma(n) + (n - 1) * temperature.log() + _log_softmax_sum(scores)
     n = face.sum(-1).to(y.dtype)
     log_softmax = _log_softmax(scores.masked_fill(~face, -math.inf)).masked_fill(~face, 0.0)
     return torch.lgamma(n) + (n - 1) * temperature.log() + log_softmax.sum(-1)
 
 
 def _on_face(
-    logits: torch.Tensor, y: torch.Tensor
+    logits: torch.Tensor, y: torch.Tensor, face: torch.Tensor | None
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(face, logits, y, off)``: the possible categories, the logits and ``y`` with
     finite stand-ins (0) off the face and where ``y = -inf``, and ``y == -inf``; or
-    ``(None, logits, y, None)`` when every category is possible and ``y`` is finite."""
-    face = _face(logits)
-    if face is None and y.amin() > -math.inf:
+    ``(None, logits, y, None)`` when every category is possible and ``y`` is finite.
+    ``face`` is ``_face(logits)``."""
+    if face is None and y.amin().item() > -math.inf:
         return None, logits, y, None
     possible = logits > -math.inf
     off = y == -math.inf
     return possible, logits.masked_fill(~possible, 0.0), y.masked_fill(off, 0.0), off
 
 
-def _log_exp_concrete(logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor):
+def _log_exp_concrete(
+    logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tensor, face: torch.Tensor | None
+) -> torch.Tensor:
     """ExpConcrete log density w.r.t. Lebesgue on the chart of all coordinates but the
     last possible one: Eq. 26 minus ``y`` there.  ``-inf`` where ``y`` is ``-inf`` on a
-    possible category (the density's limit) or finite on an impossible one."""
-    face, a, y_in, off = _on_face(logits, y)
+    possible category (the density's limit) or finite on an impossible one.  ``face``
+    is ``_face(logits)``."""
+    face, a, y_in, off = _on_face(logits, y, face)
     if face is None:
         return _log_exp_concrete_unnormalised(logits, temperature, y) - y[..., -1]
     last = (face * torch.arange(face.size(-1), device=face.device)).argmax(-1)
@@ -120,7 +139,7 @@ def _log_concrete_interior(
     (and ``-inf`` off them, as in a sample): Eq. 26 minus ``sum_k y_k`` over the face.
     A ``y`` of another distribution's sample may lie on this one's boundary (``-inf`` on
     a possible category: ``_log_concrete``'s limit) or off its face (``-inf``)."""
-    face, a, y_in, off = _on_face(logits, y)
+    face, a, y_in, off = _on_face(logits, y, _face(logits))
     if face is None:
         return _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
     if (off & face).any():
@@ -141,7 +160,7 @@ def _log_concrete(logits: torch.Tensor, temperature: torch.Tensor, y: torch.Tens
     With impossible categories (``-inf`` logits) ``n`` and the sums run over the face of
     the possible ones; a value with mass on an impossible category scores ``-inf``.
     """
-    face, a, y_in, off = _on_face(logits, y)
+    face, a, y_in, off = _on_face(logits, y, _face(logits))
     if face is None:
         return _log_exp_concrete_unnormalised(logits, temperature, y) - y.sum(-1)
     zero = off & face
@@ -192,9 +211,9 @@ class ExpConcrete(RelaxedDiscrete):
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
-        face = _face(self.logits)
+        face = self._possible
         logits = self.logits if face is None else self.logits.masked_fill(~face, 0.0)
-        scores = (logits + gumbel(shape, logits)) / self.temperature.unsqueeze(-1)
+        scores = (logits + gumbel(shape, logits)) / _per_row(self._given_temperature)
         if face is not None:  # exactly -inf, with a zero (not NaN) gradient
             scores = scores.masked_fill(~face, -math.inf)
         return _on_log_simplex(_log_softmax(scores))
@@ -203,7 +222,13 @@ class ExpConcrete(RelaxedDiscrete):
         check_event_shape(self, value)
         if self._validate_args:
             self._validate_sample(value)
-        return _log_exp_concrete(self.logits, self.temperature, value)
+        return _log_exp_concrete(self.logits, self._given_temperature, value, self._possible)
+
+    @lazy_property
+    def _possible(self) -> torch.Tensor | None:
+        """``_face`` of the logits, found once per distribution (``rsample`` and
+        ``log_prob`` both need it)."""
+        return _face(self.logits)
 
     mean = no_closed_form("mean", "E[log_softmax((log alpha + G) / lambda)] is not elementary")
     mode = no_closed_form("mode", "the maximiser of the density has no closed form")

@@ -129,6 +129,11 @@ class RelaxedDiscrete(TorchDistribution):
     of ``-inf`` makes its category impossible: the distribution lives on the face of
     the simplex spanned by the others.  Under validation the arguments are checked as
     passed, before normalisation, so an error shows the values the user gave.
+
+    ``ExpConcrete`` and the ``log_prob`` of the transformed classes compute with
+    ``_given_temperature``, the temperature as given (it broadcasts against
+    ``batch_shape``): a scalar temperature, the usual case, then costs torch one element
+    per operation, not one per batch element.
     """
 
     _categorical: bool = True
@@ -177,14 +182,17 @@ class RelaxedDiscrete(TorchDistribution):
             logits = param
         if self._categorical:
             logits = logits - logits.logsumexp(-1, keepdim=True)
+        self._given_temperature = temperature
         self.temperature = temperature.expand(batch_shape)
-        self.logits = logits.expand(batch_shape + event_shape)
+        shape = batch_shape + event_shape
+        self.logits = logits if logits.shape == shape else logits.expand(shape)
         super().__init__(batch_shape, event_shape, validate_args=False)  # checked above
         self._validate_args = validate
 
     def expand(self, batch_shape: torch.Size, _instance=None) -> "RelaxedDiscrete":
         new = self._get_checked_instance(type(self), _instance)
         batch_shape = torch.Size(batch_shape)
+        new._given_temperature = self._given_temperature
         new.temperature = self.temperature.expand(batch_shape)
         new.logits = self.logits.expand(batch_shape + self.event_shape)
         if "probs" in self.__dict__:
@@ -342,8 +350,10 @@ class RelaxedTransformed(TransformedDistribution):
             self._validate_sample(value)
         relaxed = self._relaxed(value)
         if isinstance(relaxed, RelaxedSample) and relaxed.transform is self.transform_class:
-            return type(self).log_density_interior(self.logits, self.temperature, relaxed.log_space)
-        log_p = type(self).log_density(self.logits, self.temperature, relaxed)
+            return type(self).log_density_interior(
+                self.logits, self.base_dist._given_temperature, relaxed.log_space
+            )
+        log_p = type(self).log_density(self.logits, self.base_dist._given_temperature, relaxed)
         if (log_p == math.inf).any():
             warnings.warn(_boundary_warning(self), RuntimeWarning, stacklevel=2)
         return log_p

@@ -141,23 +141,59 @@ def test_grad_of_expected_sample_function_wrt_logits_and_temperature_is_finite(n
     assert (g_a != 0).any() and (g_t != 0).any()
 
 
+def _assert_matches_central_differences(f, args, grads, atol):
+    """``grads``, the gradient of ``f(*args)``, against central differences (step 1e-6)
+    in every finite coordinate of every argument."""
+    h = 1e-6
+    for i, (x, g) in enumerate(zip(args, grads, strict=True)):
+        for idx in zip(*np.nonzero(np.isfinite(x)), strict=True):
+            e = jnp.zeros_like(x).at[idx].set(h)
+            up, down = list(args), list(args)
+            up[i], down[i] = x + e, x - e
+            fd = (f(*up) - f(*down)) / (2 * h)
+            np.testing.assert_allclose(g[idx], fd, rtol=1e-5, atol=atol)
+
+
 @pytest.mark.parametrize("name", CONTINUOUS)
 def test_pathwise_gradient_matches_finite_differences_under_x64(name):
     with jax.enable_x64(True):
         d = make(name)
         weights = jax.random.normal(jax.random.key(6), (5, *d.batch_shape, *d.event_shape))
         f = _pathwise_objective(name, weights, jax.random.key(7))
-        a, t = d.logits, d.temperature
-        g_a, g_t = jax.grad(f, argnums=(0, 1))(a, t)
-        h = 1e-6
-        for idx in np.ndindex(a.shape):
-            e = jnp.zeros_like(a).at[idx].set(h)
-            fd = (f(a + e, t) - f(a - e, t)) / (2 * h)
-            np.testing.assert_allclose(g_a[idx], fd, rtol=1e-5, atol=1e-8)
-        for idx in np.ndindex(t.shape):
-            e = jnp.zeros_like(t).at[idx].set(h)
-            fd = (f(a, t + e) - f(a, t - e)) / (2 * h)
-            np.testing.assert_allclose(g_t[idx], fd, rtol=1e-5, atol=1e-8)
+        args = (d.logits, d.temperature)
+        _assert_matches_central_differences(f, args, jax.grad(f, argnums=(0, 1))(*args), 1e-8)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["all-possible", "impossible-categories"])
+@pytest.mark.parametrize("name", ["ExpConcrete", "Concrete"])
+def test_log_prob_derivatives_match_finite_differences_under_x64(name, masked):
+    """``log_prob`` of a fixed own sample (Concrete: with its intermediates): its value and
+    its derivatives come from different code (the value from a ``cond``, the derivatives
+    from one masked formula), so reverse- and forward-mode derivatives in the logits and
+    the temperature must match central differences of the value, be exactly 0 on the
+    impossible categories (the second row's last category is one: the chart drops the
+    last possible coordinate), and the Hessian must be finite and symmetric."""
+    with jax.enable_x64(True):
+        logits = jnp.array([[0.4, -1.0, -0.3, 1.1], [0.2, 0.7, -0.5, 0.1]])
+        if masked:
+            logits = logits.at[0, 1].set(-jnp.inf).at[1, 3].set(-jnp.inf)
+        t = jnp.array([0.6, 1.3])
+        d = getattr(nc, name)(t, logits=logits)
+        x, intermediates = d.sample_with_intermediates(jax.random.key(8), (3,))
+
+        def f(a, temperature):
+            return _score(getattr(nc, name)(temperature, logits=a), x, intermediates).sum()
+
+        g_a, g_t = jax.grad(f, argnums=(0, 1))(logits, t)
+        fwd_a, fwd_t = jax.jacfwd(f, argnums=(0, 1))(logits, t)
+        np.testing.assert_allclose(fwd_a, g_a, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(fwd_t, g_t, rtol=1e-10, atol=1e-12)
+        assert np.isfinite(f(logits, t)) and np.isfinite(g_t).all()
+        assert (g_a[jnp.isinf(logits)] == 0).all()
+        _assert_matches_central_differences(f, (logits, t), (g_a, g_t), 1e-7)
+        hessian = jax.hessian(f)(logits, t).reshape(logits.size, logits.size)
+        assert np.isfinite(hessian).all()
+        np.testing.assert_allclose(hessian, hessian.T, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("temperature", [0.5, 0.01])
