@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpyro
 import numpyro.distributions as dist
 from jax import Array
 from numpyro.distributions import constraints
@@ -179,7 +180,9 @@ class LogMass(dist.Distribution):
 
     def log_prob(self, value: Array) -> Array:
         if self.kind == "bernoulli":
-            return value * self.logits - jax.nn.softplus(self.logits)
+            # Bernoulli's own formula, continued: under jit, the guide's log q(b) at the
+            # same logits shares its softplus(l)
+            return dist.BernoulliLogits(self.logits, validate_args=False).log_prob(value)
         return (value * jax.nn.log_softmax(self.logits, -1)).sum(-1)
 
 
@@ -313,7 +316,10 @@ def relaxed_pass(
     guide_trace = guide_pass(guide, args, kwargs, params, guide_key, sampler, discrete_guide_trace)
     replayed = substitute(replay(seed(model, model_key), guide_trace), data=params)
     try:
-        model_trace = _log_probs(trace(_LogMassModel(replayed)).get_trace(*args, **kwargs))
+        # the observed values and their support checks are those of the discrete pass,
+        # which already masked any value outside the support: not repeated here
+        with numpyro.validation_enabled(False):
+            model_trace = _log_probs(trace(_LogMassModel(replayed)).get_trace(*args, **kwargs))
     except (IndexError, TypeError, ValueError) as error:
         raise ValueError(
             f"{estimator} evaluates the model at relaxed values of its discrete sites (a "
