@@ -41,10 +41,12 @@ class DisarmELBO(DiscreteELBO):
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
         event_dims = {}
+        # the key of b's pass when b~ had a pass of its own: the same draws as then
+        key = jax.random.split(rng_key)[0]
 
         def one_of_the_pair(sign: Array) -> tuple[Costs, dict[str, tuple[Array, Array]]]:
-            sampler = DiscreteSampler(rng_key=rng_key, sign=sign, estimator="DisarmELBO")
-            traces = discrete_pass(model, guide, args, kwargs, params, rng_key, sampler)
+            sampler = DiscreteSampler(rng_key=key, sign=sign, estimator="DisarmELBO")
+            traces = discrete_pass(model, guide, args, kwargs, params, key, sampler)
             _check_bernoulli(sampler)
             event_dims.update({k: s.event_dim for k, s in sampler.sites.items()})
             here = costs(*traces, set(sampler.sites), *factor_dims(*traces))
@@ -55,14 +57,14 @@ class DisarmELBO(DiscreteELBO):
         # the sign makes it -L for b~
         pair, sites = self.vectorize_particles_fn(one_of_the_pair, jnp.array([1, -1]))
         half_difference = jax.lax.stop_gradient(pair.value[0] - pair.value[1]) / 2
-        surrogate = jnp.sum(pair.direct) / 2
+        surrogate = jnp.sum((pair.direct[0] + pair.direct[1]) / 2)
         for name, (logits, value) in sites.items():
             _check_independent(name, logits[0], logits[1])
             signal = half_difference.reshape(half_difference.shape + (1,) * event_dims[name])
             alpha, (b, anti) = logits[0], value
             weight = (1 - 2 * anti) * (b != anti) * jax.nn.sigmoid(jnp.abs(alpha))
             surrogate = surrogate + jnp.sum(jax.lax.stop_gradient(signal * weight) * alpha)
-        return jnp.sum(pair.value) / 2, surrogate
+        return jnp.sum((pair.value[0] + pair.value[1]) / 2), surrogate
 
 
 def _check_independent(name: str, logits: Array, anti_logits: Array) -> None:

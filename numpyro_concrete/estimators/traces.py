@@ -180,9 +180,7 @@ class LogMass(dist.Distribution):
 
     def log_prob(self, value: Array) -> Array:
         if self.kind == "bernoulli":
-            # Bernoulli's own formula, continued: under jit, the guide's log q(b) at the
-            # same logits shares its softplus(l)
-            return dist.BernoulliLogits(self.logits, validate_args=False).log_prob(value)
+            return value * self.logits - jax.nn.softplus(self.logits)
         return (value * jax.nn.log_softmax(self.logits, -1)).sum(-1)
 
 
