@@ -87,7 +87,7 @@ def _estimate(
     """The objective and the surrogate from ``f(b)`` and ``f(b~)`` per element, the sum of
     the direct parts of both, and per site ``(alpha, alpha of b~'s pass, b, b~, event_dim)``."""
     half_difference = (value - anti_value).detach() / 2
-    surrogate = direct.sum() / 2
+    surrogate = (direct / 2).sum()
     for name, (alpha, anti_alpha, b, anti, event_dim) in pairs.items():
         if not torch.equal(alpha.detach(), anti_alpha.detach()):
             raise ValueError(
@@ -99,7 +99,7 @@ def _estimate(
         signal = half_difference.reshape(half_difference.shape + (1,) * event_dim)
         weight = (1 - 2 * anti) * (b != anti) * alpha.abs().sigmoid()
         surrogate = surrogate + ((signal * weight).detach() * alpha).sum()
-    return (value + anti_value).sum() / 2, surrogate
+    return ((value + anti_value) / 2).sum(), surrogate
 
 
 def _check_bernoulli(sampler: DiscreteSampler) -> None:
