@@ -17,9 +17,17 @@ guide's parameters shared across points:
 import itertools
 
 import numpy as np
-from scipy.special import log_expit, log_softmax, logsumexp
+from scipy.special import expit, log_expit, log_softmax, logsumexp
 
-__all__ = ["GUIDE_PARAMS", "PROBLEMS", "exact_gradient", "objective", "problem"]
+__all__ = [
+    "GUIDE_PARAMS",
+    "PROBLEMS",
+    "disarm_law",
+    "exact_gradient",
+    "objective",
+    "pair_score_function_variance",
+    "problem",
+]
 
 N = 2
 _SHAPES = {
@@ -127,3 +135,66 @@ def exact_gradient(name: str, params: dict, y: np.ndarray, k: int = 1) -> dict[s
             grad[i] = (shifted[0] - shifted[1]) / 2e-6
         grads[key] = grad
     return grads
+
+
+def _antithetic_cells(logit: float) -> list[tuple[float, float, float]]:
+    """``(b, b~, probability)`` for one dimension of DisARM's pair: ``u ~ Uniform(0, 1)``,
+    ``b = 1[u < theta]``, ``b~ = 1[1 - u < theta]``, ``theta = sigmoid(logit)``.  The pair is
+    constant on each of the intervals that ``theta`` and ``1 - theta`` cut ``(0, 1)`` into,
+    and the probability of a cell is its length."""
+    theta = expit(logit)
+    cuts = [0.0, min(theta, 1 - theta), max(theta, 1 - theta), 1.0]
+    return [
+        (float(mid < theta), float(1 - mid < theta), right - left)
+        for left, right in itertools.pairwise(cuts)
+        if right > left
+        for mid in [(left + right) / 2]
+    ]
+
+
+def disarm_law(params: dict, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The exact distribution of DisARM's gradient for the guide's logits ``a`` on the
+    ``"bernoulli"`` problem: ``(probabilities (M,), gradients (M, 3))`` over every
+    combination of the points' antithetic pairs, the gradient summed over the points.
+    Per point (Dong et al. 2020, Eq. 12), ``g_i = 1/2 (f(b) - f(b~)) (-1)^{b~_i}
+    1[b_i != b~_i] sigmoid(|a_i|)``, ``f = log p(y, b) - log q(b)``; the points' uniforms are
+    independent."""
+    a = params["a"]
+    per_point = []
+    for point in y:
+        f = {
+            tuple(b): lp - lq
+            for b, (lp, lq) in zip(
+                _bits(3), _configurations("bernoulli", params, point), strict=True
+            )
+        }
+        law = []
+        for cells in itertools.product(*(_antithetic_cells(logit) for logit in a)):
+            b, anti, probability = (np.array(c) for c in zip(*cells, strict=True))
+            signal = (f[tuple(b)] - f[tuple(anti)]) / 2
+            law.append(
+                (probability.prod(), signal * (1 - 2 * anti) * (b != anti) * expit(np.abs(a)))
+            )
+        per_point.append(law)
+    combined = [
+        (np.prod([p for p, _ in combo]), np.sum([g for _, g in combo], 0))
+        for combo in itertools.product(*per_point)
+    ]
+    return np.array([p for p, _ in combined]), np.array([g for _, g in combined])
+
+
+def pair_score_function_variance(params: dict, y: np.ndarray) -> float:
+    """Total per-draw variance, over ``a``, of the score function on the ``"bernoulli"``
+    problem with two independent samples per point, each baselined by the other's cost
+    (the leave-one-out baseline): ``1/2 sum_k (f(b_k) - f(b_{1-k})) d log q(b_k) / d a``,
+    which is ``1/2 (f(b_0) - f(b_1)) (b_0 - b_1)``; the same two evaluations of ``f`` per
+    point as DisARM.  By enumerating the pairs."""
+    total = 0.0
+    for point in y:
+        log_p, log_q = np.array(_configurations("bernoulli", params, point)).T
+        f, b = log_p - log_q, np.array(_bits(3))
+        q = np.exp(log_q[:, None] + log_q[None, :])
+        g = ((f[:, None] - f[None, :]) / 2)[..., None] * (b[:, None] - b[None, :])
+        mean = np.einsum("ij,ijk->k", q, g)
+        total += float(np.einsum("ij,ijk->k", q, g**2).sum() - np.sum(mean**2))
+    return total

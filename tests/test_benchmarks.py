@@ -62,6 +62,7 @@ EXPECTED = {
         "| VimcoELBO",
         "variance x time / score function",
         "library / by hand",
+        "; vectorised",
     ],
 }
 # Scripts that read the binarized MNIST file (never committed; the Makefile sets CONCRETE_MNIST).

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpyro
 import numpyro.distributions as dist
 from jax import Array
 from numpyro.distributions import constraints
@@ -110,11 +111,12 @@ def _logits(kind: str, fn: dist.Distribution) -> Array:
 
 class DiscreteSampler(Messenger):
     """The discrete pass of the guide: each latent discrete site takes the value
-    ``b = H(z)``, ``z = l + noise``, recorded in ``self.sites``.
+    ``b = H(z)``, ``z = l + sign * noise``, recorded in ``self.sites``.
 
     :param rng_key: the key of the noise (one key per site, folded in by its order).
-    :param noise: the noise of a previous discrete pass to reuse, site by site.
-    :param sign: ``-1`` reuses that noise negated (DisARM's antithetic sample).
+    :param sign: ``-1`` negates the noise that the same key draws (DisARM's antithetic
+        sample of a Bernoulli site: logistic noise is symmetric); an array under
+        ``jax.vmap``.
     :param estimator: the name of the calling estimator, for its errors.
     """
 
@@ -122,12 +124,11 @@ class DiscreteSampler(Messenger):
         self,
         fn: Callable | None = None,
         rng_key: Array | None = None,
-        noise: dict[str, Array] | None = None,
-        sign: int = 1,
+        sign: Array | int = 1,
         estimator: str = "",
     ) -> None:
         super().__init__(fn)
-        self.rng_key, self.noise, self.sign, self.estimator = rng_key, noise, sign, estimator
+        self.rng_key, self.sign, self.estimator = rng_key, sign, estimator
         self.sites: dict[str, DiscreteSite] = {}
 
     def process_message(self, msg: dict) -> None:
@@ -143,21 +144,14 @@ class DiscreteSampler(Messenger):
         """``(fn, b)`` for the discrete site ``name`` of distribution ``fn``."""
         kind = _kind(fn)
         logits = _logits(kind, fn)
-        if self.noise is None:
-            key = jax.random.fold_in(self.rng_key, len(self.sites))
-            noise = (logistic if kind == "bernoulli" else gumbel)(key, logits.shape, logits)
-        else:
-            noise = self.sign * self.noise[name]
-        z = logits + noise
+        key = jax.random.fold_in(self.rng_key, len(self.sites))
+        noise = (logistic if kind == "bernoulli" else gumbel)(key, logits.shape, logits)
+        z = logits + self.sign * noise
         value = _round(kind, jax.lax.stop_gradient(z))
         self.sites[name] = DiscreteSite(
             kind, logits, z, value, fn.event_dim + (kind == "categorical")
         )
         return fn, value
-
-    def noises(self) -> dict[str, Array]:
-        """The noise ``z - l`` of every site, without gradient."""
-        return {k: jax.lax.stop_gradient(s.z - s.logits) for k, s in self.sites.items()}
 
 
 def _not_discrete_message(msg: dict, estimator: str) -> str:
@@ -320,7 +314,10 @@ def relaxed_pass(
     guide_trace = guide_pass(guide, args, kwargs, params, guide_key, sampler, discrete_guide_trace)
     replayed = substitute(replay(seed(model, model_key), guide_trace), data=params)
     try:
-        model_trace = _log_probs(trace(_LogMassModel(replayed)).get_trace(*args, **kwargs))
+        # the observed values and their support checks are those of the discrete pass,
+        # which already masked any value outside the support: not repeated here
+        with numpyro.validation_enabled(False):
+            model_trace = _log_probs(trace(_LogMassModel(replayed)).get_trace(*args, **kwargs))
     except (IndexError, TypeError, ValueError) as error:
         raise ValueError(
             f"{estimator} evaluates the model at relaxed values of its discrete sites (a "

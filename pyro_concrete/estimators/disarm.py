@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 
+import pyro
 import torch
 
 from .elbo import DiscreteELBO
@@ -29,12 +30,16 @@ class DisarmELBO(DiscreteELBO):
     raises ``ValueError``.
 
     :param num_particles: antithetic pairs averaged.
-    :param vectorize_particles: draw them in one vectorised pass.
+    :param vectorize_particles: draw them, and each one's ``b`` and ``b~``, in one pass of
+        model and guide (a plate of size 2 left of the particles'), which needs both to
+        broadcast as for Pyro's vectorised particles; else two passes per pair.
     """
 
     def _particle(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.vectorize_particles:
+            return self._pair_in_one_pass(model, guide, args, kwargs)
         first = DiscreteSampler(estimator="DisarmELBO")
         traces = discrete_pass(model, guide, args, kwargs, first)
         _check_bernoulli(first)
@@ -43,22 +48,58 @@ class DisarmELBO(DiscreteELBO):
         dims, ndim = factor_dims(*traces)
         here = costs(*traces, set(first.sites), dims, ndim)
         there = costs(*anti_traces, set(first.sites), dims, ndim)
-        half_difference = (here.value - there.value).detach() / 2
-        surrogate = ((here.direct + there.direct) / 2).sum()
-        for name, site in first.sites.items():
-            anti = second.sites[name]
-            if not torch.equal(site.logits.detach(), anti.logits.detach()):
-                raise ValueError(
-                    f"DisarmELBO: the logits of guide site {name!r} depend on the value of "
-                    "another discrete site (they differ between the antithetic pair). "
-                    "DisARM needs the guide's discrete sites independent given the data; "
-                    "use RebarELBO or VimcoELBO for a hierarchical guide."
-                )
-            signal = half_difference.reshape(half_difference.shape + (1,) * site.event_dim)
-            alpha = site.logits
-            weight = (1 - 2 * anti.value) * (site.value != anti.value) * alpha.abs().sigmoid()
-            surrogate = surrogate + ((signal * weight).detach() * alpha).sum()
-        return ((here.value + there.value) / 2).sum(), surrogate
+        pairs = {
+            name: (site.logits, anti.logits, site.value, anti.value, site.event_dim)
+            for (name, site), anti in zip(first.sites.items(), second.sites.values(), strict=True)
+        }
+        return _estimate(here.value, there.value, here.direct + there.direct, pairs)
+
+    def _pair_in_one_pass(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Guide and model run once, in a plate of size 2 left of every other plate (the
+        particles' included) whose elements are ``b`` and ``b~``: as the particles, this
+        needs a model and a guide that broadcast."""
+        dim = -self.max_plate_nesting - 1
+        pair = pyro.plate("disarm_pair", 2, dim=dim)
+        sampler = DiscreteSampler(antithetic_dim=dim, estimator="DisarmELBO")
+        traces = discrete_pass(pair(model), pair(guide), args, kwargs, sampler)
+        _check_bernoulli(sampler)
+        cost = costs(*traces, set(sampler.sites), *factor_dims(*traces))
+
+        def halves(x: torch.Tensor, event_dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+            return x.narrow(dim - event_dim, 0, 1), x.narrow(dim - event_dim, 1, 1)
+
+        pairs = {
+            name: (
+                *halves(site.logits, site.event_dim),
+                *halves(site.value, site.event_dim),
+                site.event_dim,
+            )
+            for name, site in sampler.sites.items()
+        }
+        return _estimate(*halves(cost.value), cost.direct, pairs)
+
+
+def _estimate(
+    value: torch.Tensor, anti_value: torch.Tensor, direct: torch.Tensor, pairs: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objective and the surrogate from ``f(b)`` and ``f(b~)`` per element, the sum of
+    the direct parts of both, and per site ``(alpha, alpha of b~'s pass, b, b~, event_dim)``."""
+    half_difference = (value - anti_value).detach() / 2
+    surrogate = (direct / 2).sum()
+    for name, (alpha, anti_alpha, b, anti, event_dim) in pairs.items():
+        if not torch.equal(alpha.detach(), anti_alpha.detach()):
+            raise ValueError(
+                f"DisarmELBO: the logits of guide site {name!r} depend on the value of "
+                "another discrete site (they differ between the antithetic pair). "
+                "DisARM needs the guide's discrete sites independent given the data; "
+                "use RebarELBO or VimcoELBO for a hierarchical guide."
+            )
+        signal = half_difference.reshape(half_difference.shape + (1,) * event_dim)
+        weight = (1 - 2 * anti) * (b != anti) * alpha.abs().sigmoid()
+        surrogate = surrogate + ((signal * weight).detach() * alpha).sum()
+    return ((value + anti_value) / 2).sum(), surrogate
 
 
 def _check_bernoulli(sampler: DiscreteSampler) -> None:

@@ -38,9 +38,9 @@ class DiscreteELBO(ELBO):
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> Iterator[tuple[Callable, Callable]]:
         """``(model, guide)`` once inside the particle plate, or ``num_particles`` times."""
+        if self.vectorize_particles and self.max_plate_nesting == float("inf"):
+            self._guess_max_plate_nesting(model, guide, args, kwargs)
         if self.vectorize_particles and self.num_particles > 1:
-            if self.max_plate_nesting == float("inf"):
-                self._guess_max_plate_nesting(model, guide, args, kwargs)
             yield self._vectorized_num_particles(model), self._vectorized_num_particles(guide)
         else:
             for _ in range(self.num_particles):

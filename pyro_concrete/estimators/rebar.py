@@ -3,6 +3,7 @@ Mnih, Maddison, Lawson & Sohl-Dickstein 2017)."""
 
 from collections.abc import Callable
 
+import pyro
 import torch
 from pyro import poutine
 from pyro.infer.elbo import ELBOModule
@@ -141,16 +142,29 @@ class ControlVariateELBO(DiscreteELBO):
         # statements put back the reference that the tuned quantities' PyroModule takes off.
         reusable = None if self.tune else guide_trace
 
-        def control_variate(points: dict[str, torch.Tensor]) -> torch.Tensor:
+        def control_variate(
+            points: dict[str, torch.Tensor], wrap: Callable, dims: set[int], ndim: int
+        ) -> torch.Tensor:
             sampler = RelaxedSampler(hard.sites, points, temperature)
-            traces = relaxed_pass(model, guide, args, kwargs, sampler, name, reusable)
+            traces = relaxed_pass(wrap(model), wrap(guide), args, kwargs, sampler, name, reusable)
             relaxed = costs(*traces, set(hard.sites), dims, ndim)
             return reading_tuned(
                 self._control_variate, relaxed.value, sampler.values, dims, ndim, params
             )
 
-        at_z = control_variate({k: s.z for k, s in hard.sites.items()})
-        at_conditional = control_variate({k: conditional_point(s) for k, s in hard.sites.items()})
+        conditional = {k: conditional_point(s) for k, s in hard.sites.items()}
+        if self.vectorize_particles:
+            # z and z~ in one relaxed pass: a plate of size 2 left of every other plate
+            dim = -self.max_plate_nesting - 1
+            pair = pyro.plate("relaxed_pair", 2, dim=dim)
+            stacked = {
+                k: _stack(s.z, conditional[k], dim - s.event_dim) for k, s in hard.sites.items()
+            }
+            both = control_variate(stacked, pair, dims | {dim}, max(ndim, -dim))
+            at_z, at_conditional = both.narrow(dim, 0, 1), both.narrow(dim, 1, 1)
+        else:
+            at_z = control_variate({k: s.z for k, s in hard.sites.items()}, _same, dims, ndim)
+            at_conditional = control_variate(conditional, _same, dims, ndim)
         score = sum(cost.score.values(), torch.zeros(()))
         surrogate = cost.value.detach() * score + cost.direct + at_z - at_conditional
         # -c(z~) d log q, with c(z~) differentiable in its own quantities but not in the
@@ -165,14 +179,14 @@ class ControlVariateELBO(DiscreteELBO):
             tuned,
         )
 
-    def _particle(
+    def _gradient_pairs(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``f(b)`` and a surrogate linear in the parameters, the gradients held fixed:
-        ``<theta, g> + <theta_model, nabla f(b)> - <phi, nabla sum g^2> / N`` over the
-        guide's parameters ``theta``, the model's and the tuned quantities ``phi``
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """``f(b)`` and ``(parameter, gradient)`` pairs: ``g`` for the guide's parameters,
+        ``nabla f(b)`` for the model's and ``-nabla sum g^2 / N`` for the tuned quantities
         (``N`` particles: the average's second moment, whose cross terms between
-        independent particles have a gradient of mean zero)."""
+        independent particles have a gradient of mean zero); none where a parameter does
+        not enter."""
         value, surrogate, direct, guide_params, model_params, tuned = self._terms(
             model, guide, args, kwargs
         )
@@ -184,11 +198,41 @@ class ControlVariateELBO(DiscreteELBO):
             moment = sum((g.pow(2).sum() for g in guide_grads if g is not None), torch.zeros(()))
             tuned_grads = _gradients(moment / self.num_particles, tuned.values())
             pairs += [(phi, -g) for phi, g in zip(tuned.values(), tuned_grads, strict=True)]
-        linear = sum(
-            ((param * grad.detach()).sum() for param, grad in pairs if grad is not None),
-            torch.zeros(()),
-        )
+        return value, [(param, grad.detach()) for param, grad in pairs if grad is not None]
+
+    def _particle(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``f(b)`` and a surrogate linear in the parameters, the gradients of
+        :meth:`_gradient_pairs` held fixed."""
+        value, pairs = self._gradient_pairs(model, guide, args, kwargs)
+        linear = sum(((param * grad).sum() for param, grad in pairs), torch.zeros(()))
         return value, linear
+
+    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
+        """Adds the negative gradient estimate to ``.grad`` of every parameter (the pairs of
+        :meth:`_gradient_pairs`, without a surrogate to differentiate again); returns the
+        negative objective."""
+        value = torch.zeros(())
+        for model_k, guide_k in self._passes(model, guide, args, kwargs):
+            value_k, pairs = self._gradient_pairs(model_k, guide_k, args, kwargs)
+            value = value + value_k.detach()
+            for param, grad in pairs:
+                if param.grad is None:
+                    param.grad = grad.mul(-1 / self.num_particles)
+                else:
+                    param.grad.sub_(grad, alpha=1 / self.num_particles)
+        return -value.item() / self.num_particles
+
+
+def _same(fn: Callable) -> Callable:
+    return fn
+
+
+def _stack(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
+    """``a`` and ``b`` stacked at the negative ``dim``, both padded on the left first."""
+    shape = (1,) * (-dim - 1 - a.dim()) + a.shape
+    return torch.stack([a.reshape(shape), b.reshape(shape)], dim)
 
 
 def _gradients(
@@ -237,7 +281,9 @@ class RebarELBO(ControlVariateELBO):
         ``"{site}_rebar_temperature"`` (parameters of :attr:`tuned`), by descending the
         estimator's variance; SVI's optimiser updates them, or any torch optimiser of
         ``RebarELBO(...)(model, guide).parameters()``.
-    :param vectorize_particles: draw the particles in one vectorised pass.
+    :param vectorize_particles: draw the particles in one vectorised pass, and evaluate
+        the control variate at ``z`` and ``z~`` in one relaxed pass (a plate of size 2 left
+        of the particles'), which needs model and guide to broadcast; else two passes.
     """
 
     def __init__(

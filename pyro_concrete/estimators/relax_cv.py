@@ -36,7 +36,9 @@ class RelaxELBO(ControlVariateELBO):
     :param control_variate: ``c_phi(values, relaxed_elbo)``, or ``None`` for the default.
     :param num_particles: particles averaged.
     :param temperature: the initial temperature ``lam``.
-    :param vectorize_particles: draw the particles in one vectorised pass.
+    :param vectorize_particles: draw the particles in one vectorised pass, and evaluate
+        the control variate at ``z`` and ``z~`` in one relaxed pass (a plate of size 2 left
+        of the particles'), which needs model, guide and control variate to broadcast.
     """
 
     tune = True

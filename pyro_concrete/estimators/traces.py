@@ -111,15 +111,23 @@ class DiscreteSampler(Messenger):
 
     :param noise: the noise of a previous discrete pass to reuse, site by site.
     :param sign: ``-1`` reuses that noise negated (DisARM's antithetic sample).
+    :param antithetic_dim: the dim of a plate of size 2 enclosing every site (counted from
+        the right of the batch shape, negative): the noise drawn for the first element is
+        negated for the second (DisARM's pair in one pass).
     :param estimator: the name of the calling estimator, for its errors.
     """
 
     def __init__(
-        self, noise: dict[str, torch.Tensor] | None = None, sign: int = 1, estimator: str = ""
+        self,
+        noise: dict[str, torch.Tensor] | None = None,
+        sign: int = 1,
+        antithetic_dim: int | None = None,
+        estimator: str = "",
     ) -> None:
         super().__init__()
         self.noise = noise
         self.sign = sign
+        self.antithetic_dim = antithetic_dim
         self.estimator = estimator
         self.sites: dict[str, DiscreteSite] = {}
 
@@ -138,15 +146,20 @@ class DiscreteSampler(Messenger):
         """``(fn, b)`` for the discrete site ``name`` of distribution ``fn``."""
         kind = _kind(fn)
         logits = _logits(kind, fn)
-        if self.noise is None:
+        event_dim = fn.event_dim + (kind == "categorical")
+        if self.noise is not None:
+            noise = self.sign * self.noise[name]
+        elif self.antithetic_dim is None:
             noise = (logistic if kind == "bernoulli" else gumbel)(logits.shape, logits)
         else:
-            noise = self.sign * self.noise[name]
+            dim = self.antithetic_dim - event_dim
+            shape = list(logits.shape)
+            shape[dim] = 1
+            noise = logistic(torch.Size(shape), logits)
+            noise = torch.cat([noise, -noise], dim)
         z = logits + noise
         value = _round(kind, z.detach())
-        self.sites[name] = DiscreteSite(
-            kind, logits, z, value, fn.event_dim + (kind == "categorical")
-        )
+        self.sites[name] = DiscreteSite(kind, logits, z, value, event_dim)
         return fn, value
 
     def noises(self) -> dict[str, torch.Tensor]:
