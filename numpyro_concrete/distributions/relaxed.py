@@ -190,11 +190,13 @@ class RelaxedDiscrete(Distribution):
 
     ``_categorical`` is True when the last dimension of the logits indexes ``n``
     categories (an event dimension), False for the binary case (alpha is a scalar).
-    Categorical logits are normalised (``logits - logsumexp(logits)``); this changes no
-    density, since every Concrete density is invariant to shifting log alpha.  A logit
-    of ``-inf`` makes its category impossible: the distribution lives on the face of
-    the simplex spanned by the others.  Under validation the arguments are checked as
-    passed, before normalisation, so an error shows the values the user gave.
+    Categorical logits are kept as given (unnormalised), as NumPyro's
+    ``CategoricalLogits`` keeps them: every Concrete density and sampler is invariant to
+    shifting log alpha, and a normalisation would add a ``logsumexp`` and its gradient
+    to every construction (a fifth of the time of a sample-and-score step,
+    ``benchmarks/throughput.py``); ``probs`` is normalised. A logit of ``-inf`` makes
+    its category impossible: the distribution lives on the face of the simplex spanned
+    by the others.
     """
 
     _categorical: bool = True
@@ -243,8 +245,6 @@ class RelaxedDiscrete(Distribution):
             logits = _probs_to_logits(param, is_binary=not self._categorical)
         else:
             logits = param
-        if self._categorical:
-            logits = logits - jax.nn.logsumexp(logits, -1, keepdims=True)
         self.temperature = temperature
         self.logits = logits
         self._broadcast_params(batch_shape, event_shape)

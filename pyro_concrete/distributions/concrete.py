@@ -211,7 +211,7 @@ class ExpConcrete(RelaxedDiscrete):
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
-        face = self._possible
+        face = self._logits_face
         logits = self.logits if face is None else self.logits.masked_fill(~face, 0.0)
         scores = (logits + gumbel(shape, logits)) / _per_row(self._given_temperature)
         if face is not None:  # exactly -inf, with a zero (not NaN) gradient
@@ -222,10 +222,10 @@ class ExpConcrete(RelaxedDiscrete):
         check_event_shape(self, value)
         if self._validate_args:
             self._validate_sample(value)
-        return _log_exp_concrete(self.logits, self._given_temperature, value, self._possible)
+        return _log_exp_concrete(self.logits, self._given_temperature, value, self._logits_face)
 
     @lazy_property
-    def _possible(self) -> torch.Tensor | None:
+    def _logits_face(self) -> torch.Tensor | None:
         """``_face`` of the logits, found once per distribution (``rsample`` and
         ``log_prob`` both need it)."""
         return _face(self.logits)

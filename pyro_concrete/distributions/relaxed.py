@@ -124,11 +124,13 @@ class RelaxedDiscrete(TorchDistribution):
 
     ``_categorical`` is True when the last dimension of the logits indexes ``n``
     categories (an event dimension), False for the binary case (alpha is a scalar).
-    Categorical logits are normalised (``logits - logsumexp(logits)``); this changes no
-    density, since every Concrete density is invariant to shifting log alpha.  A logit
-    of ``-inf`` makes its category impossible: the distribution lives on the face of
-    the simplex spanned by the others.  Under validation the arguments are checked as
-    passed, before normalisation, so an error shows the values the user gave.
+    Categorical logits are kept as given (unnormalised), unlike torch's ``Categorical``,
+    which normalises them: every Concrete density and sampler is invariant to shifting
+    log alpha, and a normalisation would add a ``logsumexp`` and its gradient to every
+    construction (a fifth of the time of a sample-and-score step,
+    ``benchmarks/throughput.py``); ``probs`` is normalised. A logit of ``-inf`` makes
+    its category impossible: the distribution lives on the face of the simplex spanned
+    by the others.
 
     ``ExpConcrete`` and the ``log_prob`` of the transformed classes compute with
     ``_given_temperature``, the temperature as given (it broadcasts against
@@ -180,8 +182,6 @@ class RelaxedDiscrete(TorchDistribution):
             logits = probs_to_logits(param, is_binary=not self._categorical)
         else:
             logits = param
-        if self._categorical:
-            logits = logits - logits.logsumexp(-1, keepdim=True)
         self._given_temperature = temperature
         self.temperature = temperature.expand(batch_shape)
         shape = batch_shape + event_shape
