@@ -729,6 +729,33 @@ class ContractSuite:
         assert np.isfinite(lp).all()
         _assert_close(lp, expected, rtol=1e-5)
 
+    @pytest.mark.parametrize("offset", [0.0, 100.0, 1000.0])
+    @pytest.mark.parametrize("name", ["ExpConcrete", "Concrete"])
+    def test_float32_log_prob_keeps_its_precision_at_any_offset_of_the_logits(
+        self, backend, name, offset
+    ):
+        # log alpha + c is the same distribution; float32 sums such as log alpha - lambda y
+        # taken at the offset as given lose precision in proportion to |c| (4 of these 6
+        # cases fail so); a temperature at which no float32 Concrete coordinate underflows
+        rng = np.random.default_rng(91)
+        temperature, n = 0.5, 10
+        logits = (3 * rng.normal(size=(500, n)) + offset).astype(np.float32)
+        exact = logits.astype(np.float64)
+        gumbel = -np.log(-np.log(rng.uniform(size=(500, n))))
+        y = (exact + gumbel) / temperature
+        y = log_softmax(y, -1).astype(np.float32)
+        if name == "ExpConcrete":
+            value, expected = (
+                y,
+                R.exp_concrete_log_density(y.astype(np.float64), exact, temperature),
+            )
+        else:
+            value = np.exp(y.astype(np.float64))
+            value = (value / value.sum(-1, keepdims=True)).astype(np.float32)
+            expected = R.concrete_log_density(value.astype(np.float64), exact, temperature)
+        got = backend.log_prob(backend.make(name, temperature, logits, dtype="float32"), value)
+        assert np.abs(got - expected).max() < 1e-4
+
     @pytest.mark.parametrize("dtype", light_only(["float32", "float64"], {"float32"}))
     @pytest.mark.parametrize("temperature", light_only([0.3, 0.5, 1.0, 2.0, 3.0], {0.5}))
     @pytest.mark.parametrize("name", ["Concrete", "BinaryConcrete"])

@@ -190,13 +190,16 @@ class RelaxedDiscrete(Distribution):
 
     ``_categorical`` is True when the last dimension of the logits indexes ``n``
     categories (an event dimension), False for the binary case (alpha is a scalar).
-    Categorical logits are kept as given (unnormalised), as NumPyro's
-    ``CategoricalLogits`` keeps them: every Concrete density and sampler is invariant to
-    shifting log alpha, and a normalisation would add a ``logsumexp`` and its gradient
-    to every construction (a fifth of the time of a sample-and-score step,
-    ``benchmarks/throughput.py``); ``probs`` is normalised. A logit of ``-inf`` makes
-    its category impossible: the distribution lives on the face of the simplex spanned
-    by the others.
+    Categorical logits are shifted so that the largest is 0 (``logits - max(logits)``,
+    the shift held out of the gradient): the same distribution, since every Concrete
+    density and sampler is invariant to shifting log alpha, and float32 sums such as
+    ``log alpha - lambda y`` keep the precision of normalised logits at any offset of
+    the logits given, for a reduction where a normalisation would add a ``logsumexp``
+    and its gradient to every construction (a fifth of the time of a sample-and-score
+    step, ``benchmarks/throughput.py``). NumPyro's ``CategoricalLogits`` keeps them as
+    given, torch's ``Categorical`` normalises them (a ``logsumexp``). ``probs`` is
+    normalised. A logit of ``-inf`` makes its category impossible: the distribution
+    lives on the face of the simplex spanned by the others.
     """
 
     _categorical: bool = True
@@ -245,6 +248,8 @@ class RelaxedDiscrete(Distribution):
             logits = _probs_to_logits(param, is_binary=not self._categorical)
         else:
             logits = param
+        if self._categorical:
+            logits = logits - jax.lax.stop_gradient(jnp.max(logits, -1, keepdims=True))
         self.temperature = temperature
         self.logits = logits
         self._broadcast_params(batch_shape, event_shape)

@@ -124,13 +124,16 @@ class RelaxedDiscrete(TorchDistribution):
 
     ``_categorical`` is True when the last dimension of the logits indexes ``n``
     categories (an event dimension), False for the binary case (alpha is a scalar).
-    Categorical logits are kept as given (unnormalised), unlike torch's ``Categorical``,
-    which normalises them: every Concrete density and sampler is invariant to shifting
-    log alpha, and a normalisation would add a ``logsumexp`` and its gradient to every
-    construction (a fifth of the time of a sample-and-score step,
-    ``benchmarks/throughput.py``); ``probs`` is normalised. A logit of ``-inf`` makes
-    its category impossible: the distribution lives on the face of the simplex spanned
-    by the others.
+    Categorical logits are shifted so that the largest is 0 (``logits - max(logits)``,
+    the shift held out of the gradient): the same distribution, since every Concrete
+    density and sampler is invariant to shifting log alpha, and float32 sums such as
+    ``log alpha - lambda y`` keep the precision of normalised logits at any offset of
+    the logits given, for a reduction where a normalisation would add a ``logsumexp``
+    and its gradient to every construction (a fifth of the time of a sample-and-score
+    step, ``benchmarks/throughput.py``). torch's ``Categorical`` normalises them (a
+    ``logsumexp``), NumPyro's ``CategoricalLogits`` keeps them as given. ``probs`` is
+    normalised. A logit of ``-inf`` makes its category impossible: the distribution
+    lives on the face of the simplex spanned by the others.
 
     ``ExpConcrete`` and the ``log_prob`` of the transformed classes compute with
     ``_given_temperature``, the temperature as given (it broadcasts against
@@ -182,6 +185,8 @@ class RelaxedDiscrete(TorchDistribution):
             logits = probs_to_logits(param, is_binary=not self._categorical)
         else:
             logits = param
+        if self._categorical:
+            logits = logits - logits.detach().amax(-1, keepdim=True)
         self._given_temperature = temperature
         self.temperature = temperature.expand(batch_shape)
         shape = batch_shape + event_shape
