@@ -37,8 +37,8 @@ UNBIASED = {
     "rebar": ("RebarELBO", {"tune": False}, 0, PROBLEMS, 1),
     "rebar_tuned": ("RebarELBO", {"eta": 0.5, "temperature": 1.0}, 20, PROBLEMS, 1),
     "relax": ("RelaxELBO", {}, 20, PROBLEMS, 1),
-    # both settings of vectorize_particles (one is each backend's default): DisARM's pair
-    # and REBAR's two relaxed points in one pass of model and guide, or in two
+    # both settings of vectorize_particles (one is each backend's default): in Pyro,
+    # DisARM's pair and REBAR's two relaxed points in one pass of model and guide, or in two
     "disarm_vectorized": ("DisarmELBO", {"vectorize_particles": True}, 0, ("bernoulli",), 1),
     "disarm_looped": ("DisarmELBO", {"vectorize_particles": False}, 0, ("bernoulli",), 1),
     "rebar_vectorized": ("RebarELBO", {"tune": False, "vectorize_particles": True}, 0, PROBLEMS, 1),
