@@ -371,3 +371,32 @@ class AutoRelaxed(AutoGuideList):
     def probs(self, params: dict, *args, **kwargs) -> dict[str, Array]:
         """The learned discrete probabilities of each relaxed site (see ``AutoRelaxedDiscrete``)."""
         return self[0].probs(params, *args, **kwargs)
+
+    def _parts_with_sites(self) -> list[AutoGuide]:
+        """The parts that describe latent sites.  A model whose latent sites are all
+        relaxed leaves the ``AutoNormal`` part empty, and NumPyro's ``AutoNormal`` fails
+        on ``median`` and ``sample_posterior`` without sites (``IndexError``)."""
+        return [
+            part
+            for part in self
+            if part.prototype_trace is None
+            or any(
+                s["type"] == "sample" and not s["is_observed"]
+                for s in part.prototype_trace.values()
+            )
+        ]
+
+    def sample_posterior(self, rng_key, params, *args, sample_shape=(), **kwargs):
+        """Posterior samples of every latent site: the relaxed ones in the discrete
+        model's representation (see ``AutoRelaxedDiscrete.sample_posterior``)."""
+        return {
+            name: value
+            for part in self._parts_with_sites()
+            for name, value in part.sample_posterior(
+                rng_key, params, *args, sample_shape=sample_shape, **kwargs
+            ).items()
+        }
+
+    def median(self, params: dict) -> dict[str, Array]:
+        """The median of every latent site (see ``AutoRelaxedDiscrete.median``)."""
+        return {k: v for part in self._parts_with_sites() for k, v in part.median(params).items()}

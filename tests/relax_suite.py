@@ -492,6 +492,18 @@ class RelaxSuite:
         np.testing.assert_allclose(median["cat"], expected, rtol=1e-5, atol=1e-6)
         assert "w" in median
 
+    def test_autorelaxed_median_on_a_model_whose_latent_sites_are_all_discrete(self, b):
+        """No continuous latent site leaves AutoRelaxed's continuous part with nothing to
+        describe; the median is then the relaxed sites' alone (NumPyro's empty
+        ``AutoNormal`` raised ``IndexError`` here)."""
+        guide = b.pc.AutoRelaxed(b.pc.relax(discrete_only_model(b), temperature=0.5))
+        params = b.init_params(guide)
+        median, log_alpha = b.median(guide, params), b.log_alpha(params)
+        assert set(median) == {"z", "c"}
+        np.testing.assert_allclose(median["z"], log_alpha["z"] / (2 / 3), rtol=1e-5)
+        expected = log_softmax(log_alpha["c"] / (2 / 3), -1)
+        np.testing.assert_allclose(median["c"], expected, rtol=1e-5, atol=1e-6)
+
     @pytest.mark.parametrize("init_scale", [None, 0.5])
     def test_autorelaxed_initialises_log_alpha_from_normal_zero_init_scale(
         self, b, auto, init_scale
@@ -1106,6 +1118,16 @@ def auto_model(b):
         with b.plate("data", AUTO_N):
             b.sample("local", b.Bernoulli(0.5))
             b.sample("local_cat", b.OneHotCategorical(logits=b.array(np.zeros(3))))
+
+    return model
+
+
+def discrete_only_model(b):
+    """Relaxable latent sites only: a Bernoulli vector and a categorical."""
+
+    def model():
+        b.sample("z", b.Bernoulli(0.3).expand([3]).to_event(1))
+        b.sample("c", b.OneHotCategorical(logits=b.array(np.zeros(4))))
 
     return model
 

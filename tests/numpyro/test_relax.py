@@ -35,6 +35,7 @@ from tests.relax_suite import (
     Y_C,
     Y_Z,
     auto_model,
+    discrete_only_model,
     subsampled_model,
     two_sites,
     two_sites_log_density,
@@ -342,6 +343,26 @@ def test_autorelaxed_sample_posterior_draws_hard_samples_of_the_discrete_posteri
     counts = yc.mean(0)
     expected = softmax([0.5, -0.5, 0.0, 1.0])
     np.testing.assert_allclose(counts, expected, atol=4 * math.sqrt(0.25 / n))
+
+
+def test_autorelaxed_sample_posterior_on_a_model_whose_latent_sites_are_all_discrete():
+    """The continuous part is empty (NumPyro's ``AutoNormal`` raised ``IndexError`` in
+    ``sample_posterior`` without sites): the samples are the relaxed sites' alone, hard,
+    with ``P(z = 1) = sigmoid(log_alpha)``."""
+    model = nc.relax(discrete_only_model(backend("numpyro")), temperature=0.5)
+    guide = nc.AutoRelaxed(model)
+    svi = SVI(model, guide, Adam(0.0), Trace_ELBO())
+    params = svi.get_params(svi.init(_key(0)))
+    params = dict(params, z_auto_log_alpha=jnp.array([-1.0, 0.0, 2.0]))
+    n = 4000
+    samples = guide.sample_posterior(_key(1), params, sample_shape=(n,))
+    assert set(samples) == {"z", "c"}
+    z, c = _np(samples["z"]), _np(samples["c"])
+    assert z.shape == (n, 3) and c.shape == (n, 4)
+    assert set(np.unique(z)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(c.sum(-1), 1.0)
+    p = expit([-1.0, 0.0, 2.0])
+    assert (np.abs(z.mean(0) - p) < 4 * np.sqrt(p * (1 - p) / n)).all(), (z.mean(0), p)
 
 
 def test_autorelaxed_accepts_a_model_with_deterministic_sites():
