@@ -18,7 +18,7 @@ class DisarmELBO(DiscreteELBO):
     for the logits ``alpha`` of the guide's ``Bernoulli`` sites (Dong et al. 2020, Eq. 12).
 
     One uniform ``u`` per dimension gives the antithetic pair ``b = 1[u < sigmoid(alpha)]``,
-    ``b~ = 1[1 - u < sigmoid(alpha)]`` (logistic noise ``L`` and ``-L`` here) and
+    ``b~ = 1[1 - u < sigmoid(alpha)]`` (drawn so here, without logarithms) and
 
     .. math::
         g_{\alpha_i} = \tfrac12 (f(b) - f(\tilde b)) (-1)^{\tilde b_i}
@@ -42,12 +42,12 @@ class DisarmELBO(DiscreteELBO):
     def _particle(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
-        # one key for both passes: the same logistic noise L, and -L for b~ (sign -1)
+        # one key for both passes: the same uniform U, b from 1 - U and b~ from U (sign -1)
         key = jax.random.split(rng_key)[0]
-        first = DiscreteSampler(rng_key=key, estimator="DisarmELBO")
+        first = DiscreteSampler(rng_key=key, keep_z=False, estimator="DisarmELBO")
         traces = discrete_pass(model, guide, args, kwargs, params, key, first)
         _check_bernoulli(first)
-        second = DiscreteSampler(rng_key=key, sign=-1, estimator="DisarmELBO")
+        second = DiscreteSampler(rng_key=key, sign=-1, keep_z=False, estimator="DisarmELBO")
         anti_traces = discrete_pass(
             model, guide, args, kwargs, params, key, second, previous=traces[1]
         )

@@ -31,7 +31,7 @@ from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.primitives import Messenger
 
 from ..distributions import OneHotCategorical
-from ..distributions.noise import gumbel, logistic
+from ..distributions.noise import _open_uniform, gumbel, logistic
 from ..relax import base_of, map_base
 
 __all__ = [
@@ -83,11 +83,12 @@ def discrete_sites(tr: dict) -> dict[str, tuple[int, ...]]:
 @dataclass
 class DiscreteSite:
     """A discrete guide site of the discrete pass: its ``kind``, the normalised logits ``l``
-    (broadcast to the shape of ``z``), ``z`` (a function of ``l``) and the value ``b = H(z)``."""
+    (broadcast to the shape of ``z``), ``z`` (a function of ``l``; None where the pass
+    did not keep it) and the value ``b = H(z)``."""
 
     kind: str
     logits: Array
-    z: Array
+    z: Array | None
     value: Array
     event_dim: int
 
@@ -115,8 +116,11 @@ class DiscreteSampler(Messenger):
 
     :param rng_key: the key of the noise (one key per site, folded in by its order).
     :param sign: ``-1`` negates the noise that the same key draws (DisARM's antithetic
-        sample of a Bernoulli site: logistic noise is symmetric); an array under
-        ``jax.vmap``.
+        sample of a Bernoulli site: logistic noise is symmetric).
+    :param keep_z: keep ``z`` (REBAR and RELAX relax it).  Without it a Bernoulli site's
+        value is drawn as the same ``b`` without logarithms: with ``L = log U - log(1 - U)``,
+        ``l + L > 0`` exactly when ``1 - U < sigmoid(l)``, and ``-L`` swaps ``U`` and
+        ``1 - U``.
     :param estimator: the name of the calling estimator, for its errors.
     """
 
@@ -124,11 +128,12 @@ class DiscreteSampler(Messenger):
         self,
         fn: Callable | None = None,
         rng_key: Array | None = None,
-        sign: Array | int = 1,
+        sign: int = 1,
+        keep_z: bool = True,
         estimator: str = "",
     ) -> None:
         super().__init__(fn)
-        self.rng_key, self.sign, self.estimator = rng_key, sign, estimator
+        self.rng_key, self.sign, self.keep_z, self.estimator = rng_key, sign, keep_z, estimator
         self.sites: dict[str, DiscreteSite] = {}
 
     def process_message(self, msg: dict) -> None:
@@ -145,9 +150,14 @@ class DiscreteSampler(Messenger):
         kind = _kind(fn)
         logits = _logits(kind, fn)
         key = jax.random.fold_in(self.rng_key, len(self.sites))
-        noise = (logistic if kind == "bernoulli" else gumbel)(key, logits.shape, logits)
-        z = logits + self.sign * noise
-        value = _round(kind, jax.lax.stop_gradient(z))
+        if kind == "bernoulli" and not self.keep_z:
+            u = _open_uniform(key, logits.shape, logits)
+            threshold = jax.nn.sigmoid(jax.lax.stop_gradient(logits))
+            z, value = None, ((1 - u if self.sign > 0 else u) < threshold).astype(logits.dtype)
+        else:
+            noise = (logistic if kind == "bernoulli" else gumbel)(key, logits.shape, logits)
+            z = logits + self.sign * noise
+            value = _round(kind, jax.lax.stop_gradient(z))
         self.sites[name] = DiscreteSite(
             kind, logits, z, value, fn.event_dim + (kind == "categorical")
         )

@@ -38,7 +38,7 @@ class VimcoELBO(DiscreteELBO):
         super().__init__(num_particles, vectorize_particles)
 
     def _sample(self, rng_key: Array, params: dict, model, guide, args, kwargs) -> Costs:
-        sampler = DiscreteSampler(rng_key=rng_key, estimator="VimcoELBO")
+        sampler = DiscreteSampler(rng_key=rng_key, keep_z=False, estimator="VimcoELBO")
         traces = discrete_pass(model, guide, args, kwargs, params, rng_key, sampler)
         dims, ndim = factor_dims(*traces)
         return costs(*traces, set(sampler.sites), dims, ndim)

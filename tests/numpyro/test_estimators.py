@@ -1,9 +1,15 @@
 """The estimators' specification (tests/estimators_suite.py) against ``numpyro_concrete``."""
 
+import jax
+import numpy as np
+import numpyro.distributions as dist
 import pytest
 
+from numpyro_concrete.estimators.traces import DiscreteSampler
 from tests.estimator_backends import NumpyroEstimators
 from tests.estimators_suite import EstimatorsSuite
+
+EPS32 = float(np.finfo(np.float32).eps)
 
 
 @pytest.fixture(scope="module")
@@ -13,3 +19,20 @@ def backend():
 
 class TestNumpyroEstimators(EstimatorsSuite):
     draws = 4000
+
+
+def test_a_bernoulli_drawn_without_z_is_the_rounding_of_the_logistic_sample():
+    """DisARM and VIMCO draw a Bernoulli site without ``z`` (no logarithms): the value must
+    still be ``1[l + L > 0]`` (``1[l - L > 0]`` for the antithetic sign) for the logistic
+    ``L = log U - log(1 - U)`` of the site's uniform ``U`` (the first folded key, on the grid
+    ``k eps + eps/2``), computed here in float64; float32 rounding may decide a tie."""
+    logits = 3 * jax.random.normal(jax.random.key(0), (100_000,))
+    key = jax.random.key(1)
+    u = jax.random.uniform(jax.random.fold_in(key, 0), logits.shape) + EPS32 / 2
+    u, exact_logits = np.asarray(u, np.float64), np.asarray(logits, np.float64)
+    noise = np.log(u) - np.log1p(-u)
+    for sign in (1, -1):
+        sampler = DiscreteSampler(rng_key=key, sign=sign, keep_z=False)
+        value = np.asarray(sampler.take("b", dist.Bernoulli(logits=logits))[1])
+        assert sampler.sites["b"].z is None
+        assert np.mean(value != (exact_logits + sign * noise > 0)) <= 1e-5
