@@ -42,7 +42,8 @@ class DisarmELBO(DiscreteELBO):
     def _particle(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
-        # one key for both passes: the same uniform U, b from 1 - U and b~ from U (sign -1)
+        # one key for both passes: the same uniform U, b from 1 - U and b~ from U (sign -1);
+        # the first half of a split, as when b~ had a key of its own, so the draws stay those
         key = jax.random.split(rng_key)[0]
         first = DiscreteSampler(rng_key=key, keep_z=False, estimator="DisarmELBO")
         traces = discrete_pass(model, guide, args, kwargs, params, key, first)

@@ -4,7 +4,8 @@ Every estimator here starts from the same *discrete pass*: the guide runs under
 :class:`DiscreteSampler`, which draws each ``Bernoulli`` / ``OneHotCategorical`` /
 ``Categorical`` site as the rounding ``b = H(z)`` of a continuous ``z`` (``z = l + L``,
 logistic ``L``, ``b = 1[z > 0]``; or ``z = log theta + G``, Gumbel ``G``, ``b = argmax z``)
-and keeps ``z``; the model is replayed against the guide's values.  REBAR and RELAX add
+and keeps ``z`` for the estimators that relax it (a Bernoulli ``b`` is drawn without ``z``
+for the others); the model is replayed against the guide's values.  REBAR and RELAX add
 *relaxed passes*: the guide under :class:`RelaxedSampler` hands its code the relaxation
 ``sigma_lam(z') = sigmoid(z' / lam)`` / ``softmax(z' / lam)`` of a point ``z'`` (``z`` or the
 conditional ``z~``), and guide and model score it with the discrete log-mass continued to
