@@ -27,10 +27,12 @@ class EstimatorBackend(abc.ABC):
         draws: int,
         seed: int,
         tune_steps: int = 0,
+        subsample_size: int | None = None,
     ) -> dict[str, np.ndarray]:
         """``draws`` independent estimates of the objective's gradient (ascent direction)
         with respect to every parameter of ``params``, ``(draws, *shape)`` each; first
-        ``tune_steps`` Adam steps on the loss's own tuned quantities only."""
+        ``tune_steps`` Adam steps on the loss's own tuned quantities only.  With
+        ``subsample_size``, the data plate draws that many of the points at each step."""
 
     @abc.abstractmethod
     def objective_values(
@@ -99,7 +101,9 @@ class PyroEstimators(EstimatorBackend):
 
         self.pyro, self.torch, self.module = pyro, torch, pyro_concrete
 
-    def _problem(self, problem: str, params: dict, guide_kind: str = "discrete") -> tuple:
+    def _problem(
+        self, problem: str, params: dict, guide_kind: str = "discrete", subsample_size=None
+    ) -> tuple:
         pyro, torch = self.pyro, self.torch
         dist = pyro.distributions
         select = self.module.select
@@ -108,7 +112,8 @@ class PyroEstimators(EstimatorBackend):
             return pyro.param(name, lambda: torch.tensor(params[name], dtype=torch.float32))
 
         def model(y):
-            with pyro.plate("data", y.shape[0]):
+            with pyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
+                y = y[idx]
                 if problem == "bernoulli":
                     z = pyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
                     mean = z @ p("W")
@@ -126,7 +131,8 @@ class PyroEstimators(EstimatorBackend):
                 pyro.sample("y", dist.Normal(mean, 1.0).to_event(1), obs=y)
 
         def guide(y):
-            with pyro.plate("data", y.shape[0]):
+            with pyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
+                y = y[idx]
                 if problem == "bernoulli":
                     if guide_kind == "relaxed":
                         fn = self.module.BinaryConcrete(0.5, logits=p("a"))
@@ -148,11 +154,13 @@ class PyroEstimators(EstimatorBackend):
     def _y(self, y):
         return self.torch.tensor(y, dtype=self.torch.float32)
 
-    def gradient_draws(self, problem, params, y, loss, draws, seed, tune_steps=0):
+    def gradient_draws(
+        self, problem, params, y, loss, draws, seed, tune_steps=0, subsample_size=None
+    ):
         pyro = self.pyro
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)
-        model, guide = self._problem(problem, params)
+        model, guide = self._problem(problem, params, subsample_size=subsample_size)
         y = self._y(y)
         if tune_steps:
             self._tune(model, guide, y, loss, tune_steps)
@@ -284,7 +292,9 @@ class NumpyroEstimators(EstimatorBackend):
 
         self.jax, self.numpyro, self.module = jax, numpyro, numpyro_concrete
 
-    def _problem(self, problem: str, params: dict, guide_kind: str = "discrete") -> tuple:
+    def _problem(
+        self, problem: str, params: dict, guide_kind: str = "discrete", subsample_size=None
+    ) -> tuple:
         numpyro, jnp = self.numpyro, self.jax.numpy
         dist = numpyro.distributions
         select = self.module.select
@@ -294,7 +304,8 @@ class NumpyroEstimators(EstimatorBackend):
             return numpyro.param(name, jnp.asarray(params[name], jnp.float32))
 
         def model(y):
-            with numpyro.plate("data", y.shape[0]):
+            with numpyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
+                y = y[idx]
                 if problem == "bernoulli":
                     z = numpyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
                     mean = z @ p("W")
@@ -317,7 +328,8 @@ class NumpyroEstimators(EstimatorBackend):
                 numpyro.sample("y", dist.Normal(mean, 1.0).to_event(1), obs=y)
 
         def guide(y):
-            with numpyro.plate("data", y.shape[0]):
+            with numpyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
+                y = y[idx]
                 if problem == "bernoulli":
                     if guide_kind == "relaxed":
                         fn = self.module.BinaryConcrete(0.5, logits=p("a"))
@@ -343,9 +355,11 @@ class NumpyroEstimators(EstimatorBackend):
         state = svi.init(jax.random.PRNGKey(seed), y)
         return svi, guide, state
 
-    def gradient_draws(self, problem, params, y, loss, draws, seed, tune_steps=0):
+    def gradient_draws(
+        self, problem, params, y, loss, draws, seed, tune_steps=0, subsample_size=None
+    ):
         jax = self.jax
-        model, guide = self._problem(problem, params)
+        model, guide = self._problem(problem, params, subsample_size=subsample_size)
         y = jax.numpy.asarray(y, jax.numpy.float32)
         svi, guide, state = self._init(model, guide, y, loss, seed)
         param_map = svi.get_params(state)

@@ -145,6 +145,31 @@ class EstimatorsSuite:
         z = _z_scores(draws, exact_gradient(name, params, y, k))
         assert np.all(np.abs(z) < Z_LIMIT), z
 
+    @pytest.mark.parametrize(
+        "key, name",
+        [
+            ("disarm", "bernoulli"),
+            ("vimco", "bernoulli"),
+            ("rebar", "mixed"),
+            pytest.param("relax", "mixed", marks=pytest.mark.slow),
+        ],
+    )
+    def test_gradient_is_unbiased_under_a_subsampled_data_plate(self, backend, key, name):
+        """One of the ``N = 2`` points per step, its densities scaled by ``N / B = 2``: the
+        mean gradient is the full data's.  (A score that carried the scale too would
+        weigh the score-function term by ``(N / B)^2``; VIMCO takes each point's bound
+        from its unscaled weights, then scales it.)"""
+        loss_name, options, tune_steps, _, k = UNBIASED[key]
+        if key != "vimco":  # ten particles per draw, to see a wrong scale in Pyro's 400 draws
+            options = dict(options, num_particles=10, vectorize_particles=True)
+        params, y = problem(name)
+        loss = backend.loss(loss_name, **options)
+        draws = backend.gradient_draws(
+            name, params, y, loss, self.draws, 5, tune_steps, subsample_size=1
+        )
+        z = _z_scores(draws, exact_gradient(name, params, y, k))
+        assert np.all(np.abs(z) < Z_LIMIT), z
+
     @pytest.mark.parametrize("loss_name, k", [("RebarELBO", 1), ("VimcoELBO", 3)])
     def test_value_is_the_discrete_objective(self, backend, loss_name, k):
         params, y = problem("mixed")

@@ -66,16 +66,17 @@ class PyroNvil:
         from pyro_concrete.estimators.nvil import NvilELBO
 
         self.pyro, self.torch, self.NvilELBO = pyro, torch, NvilELBO
+        self.size = None  # the data plate's full size: x is a minibatch of it
 
         def model(x):
             theta, w = pyro.param("theta"), pyro.param("w")
-            with pyro.plate("data", x.shape[0]):
+            with pyro.plate("data", self.size or x.shape[0], subsample_size=x.shape[0]):
                 z = pyro.sample("z", dist.Bernoulli(logits=theta).to_event(1))
                 pyro.sample("x", dist.Normal((z * w).sum(-1, keepdim=True), 1.0).to_event(1), obs=x)
 
         def guide(x):
             a, c = pyro.param("a"), pyro.param("c")
-            with pyro.plate("data", x.shape[0]):
+            with pyro.plate("data", self.size or x.shape[0], subsample_size=x.shape[0]):
                 pyro.sample("z", dist.Bernoulli(logits=a * x + c).to_event(1))
 
         self.model, self.guide = model, guide
@@ -126,10 +127,11 @@ class NumpyroNvil:
         from numpyro_concrete.estimators.nvil import NvilELBO
 
         self.jax, self.jnp, self.NvilELBO = jax, jnp, NvilELBO
+        self.size = None  # the data plate's full size: x is a minibatch of it
 
         def model(x):
             theta, w = numpyro.param("theta", None), numpyro.param("w", None)
-            with numpyro.plate("data", x.shape[0]):
+            with numpyro.plate("data", self.size or x.shape[0], subsample_size=x.shape[0]):
                 z = numpyro.sample("z", dist.Bernoulli(logits=theta).to_event(1))
                 numpyro.sample(
                     "x", dist.Normal((z * w).sum(-1, keepdims=True), 1.0).to_event(1), obs=x
@@ -137,7 +139,7 @@ class NumpyroNvil:
 
         def guide(x):
             a, c = numpyro.param("a", None), numpyro.param("c", None)
-            with numpyro.plate("data", x.shape[0]):
+            with numpyro.plate("data", self.size or x.shape[0], subsample_size=x.shape[0]):
                 numpyro.sample("z", dist.Bernoulli(logits=a * x + c).to_event(1))
 
         self.model, self.guide = model, guide
@@ -200,6 +202,21 @@ def test_nvil_gradient_is_the_exact_discrete_elbo_gradient(backend):
         z = _z_scores(grads[name], expected)
         assert np.all(np.abs(z) < 4.5), (name, grads[name].mean(0), expected, z)
         assert np.abs(expected).max() > 0.05  # the check can fail: gradients are not ~0
+
+
+def test_nvil_gradient_under_a_subsampled_data_plate_carries_its_scale_once(backend):
+    """The two points as a minibatch of a plate of four: every density is scaled by
+    ``N / B = 2``, so the gradient is twice the two points' (the guide's part divided by
+    ``max(1, sigma)`` as before); a score scaled as well would make the guide's four
+    times."""
+    backend.size = 2 * len(X)
+    _, grads = backend.draws(batches=40, particles=2000, seed=3)
+    exact = exact_gradient()
+    sigma = math.sqrt(MOMENTS[1])
+    for name in MODEL + GUIDE:
+        expected = 2 * exact[name] / (sigma if name in GUIDE else 1.0)
+        z = _z_scores(grads[name], expected)
+        assert np.all(np.abs(z) < 4.5), (name, grads[name].mean(0), expected, z)
 
 
 def test_nvil_value_is_the_negative_discrete_elbo(backend):

@@ -146,7 +146,7 @@ class NvilELBO(ELBO):
             for site in model_trace.values()
             if site["type"] == "sample"
         )
-        log_q_score, log_q_path = 0.0, 0.0
+        log_q_score, log_q_path, score = 0.0, 0.0, 0.0
         for site in guide_trace.values():
             if site["type"] != "sample" or site["is_observed"]:
                 continue
@@ -155,7 +155,9 @@ class NvilELBO(ELBO):
                 log_q_path = log_q_path + lp
             else:
                 log_q_score = log_q_score + lp
-        return log_p - log_q_path - log_q_score, log_p - log_q_path, log_q_score
+                # the score of q itself, unscaled: l carries the scale once
+                score = score + _per_element(site["fn"].log_prob(site["value"]), keep)
+        return log_p - log_q_path - log_q_score, log_p - log_q_path, score
 
     def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
         if MOMENTS not in param_map or f"{BASELINE}_w0" not in param_map:

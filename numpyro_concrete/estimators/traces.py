@@ -48,6 +48,8 @@ __all__ = [
     "factor_dims",
     "guide_pass",
     "relaxed_pass",
+    "subsample_scale",
+    "subsample_sites",
 ]
 
 #: the discrete families the estimators handle, and the name of their kind
@@ -184,6 +186,7 @@ class LogMass(dist.Distribution):
     support = constraints.real
 
     def __init__(self, logits: Array, kind: str) -> None:
+        logits = jnp.asarray(logits)  # NumPyro keeps a Python float as given
         self.logits, self.kind = logits, kind
         one_hot = kind != "bernoulli"
         batch = logits.shape[:-1] if one_hot else logits.shape
@@ -246,9 +249,11 @@ class _LogMassModel(Messenger):
 
 
 def _log_probs(tr: dict) -> dict:
+    """Each sample site's ``log_prob``, scaled (subsampling, ``handlers.scale``), and its
+    ``unscaled_log_prob``, as Pyro's traces keep them."""
     for site in tr.values():
         if site["type"] == "sample":
-            log_prob = site["fn"].log_prob(site["value"])
+            log_prob = site["unscaled_log_prob"] = site["fn"].log_prob(site["value"])
             site["log_prob"] = log_prob if site["scale"] is None else site["scale"] * log_prob
     return tr
 
@@ -351,6 +356,45 @@ def factor_dims(*traces: dict) -> tuple[set[int], int]:
     return dims, max(ndim, 0)
 
 
+def subsample_sites(tr: dict) -> dict:
+    """The subsampled plates' sites of ``tr`` (the indices they drew), to replay."""
+    return {
+        k: s
+        for k, s in tr.items()
+        if s["type"] == "plate" and s["args"][1] not in (None, s["args"][0])
+    }
+
+
+def subsample_scale(model_trace: dict, dims: set[int], estimator: str) -> float:
+    """``N / B``: the subsampling scale of the factor plates (dims ``dims``), for an
+    objective taken per element and then scaled (VIMCO's bound, as NumPyro's
+    ``RenyiELBO``).  A subsampled plate that does not enclose every site raises
+    ``ValueError``: such a bound does not split over it."""
+    frames = {
+        f
+        for site in model_trace.values()
+        if site["type"] == "sample"
+        for f in site["cond_indep_stack"]
+    }
+    scale = 1.0
+    for frame in frames:
+        size = model_trace[frame.name]["args"][0]
+        if size > frame.size:
+            if frame.dim not in dims:
+                raise ValueError(_subsample_message(estimator, frame.name))
+            scale *= size / frame.size
+    return scale
+
+
+def _subsample_message(estimator: str, plate: str) -> str:
+    return (
+        f"{estimator}: plate {plate!r} is subsampled but does not enclose every sample "
+        "site; the multi-sample bound is taken per element of the plates that enclose "
+        "every site and does not split over others. Subsample only a plate that encloses "
+        "the whole model (the data plate), or do not subsample."
+    )
+
+
 def elements(log_prob: Array, dims: set[int], ndim: int) -> Array:
     """``log_prob`` laid out on ``ndim`` dims, summed over every dim not in ``dims``."""
     log_prob = jnp.reshape(log_prob, (1,) * (ndim - jnp.ndim(log_prob)) + jnp.shape(log_prob))
@@ -364,7 +408,10 @@ class Costs:
     """Per-element quantities of one pass: ``value`` ``= log p - log q`` (the ELBO's
     integrand ``f``), ``direct`` the same without the guide's discrete log-masses (what
     ``f`` depends on besides the discrete values), ``score`` the log-mass of each discrete
-    guide site."""
+    guide site.  ``value`` and ``direct`` are scaled (subsampling, ``handlers.scale``);
+    ``score`` is not: the score-function identity ``grad E_q[f] = E_q[f grad log q] +
+    E_q[grad f]`` takes the score of ``q`` itself, and ``f`` carries the scale once (as in
+    Pyro's ``ScoreParts``)."""
 
     value: Array
     direct: Array
@@ -384,6 +431,9 @@ def costs(
         return out
 
     model = total(model_trace, lambda name: True)
-    continuous = total(guide_trace, lambda name: name not in discrete)
-    score = {name: elements(guide_trace[name]["log_prob"], dims, ndim) for name in discrete}
-    return Costs(model - continuous - sum(score.values()), model - continuous, score)
+    direct = model - total(guide_trace, lambda name: name not in discrete)
+    value = direct - total(guide_trace, lambda name: name in discrete)
+    score = {
+        name: elements(guide_trace[name]["unscaled_log_prob"], dims, ndim) for name in discrete
+    }
+    return Costs(value, direct, score)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import pyro
 import torch
+from pyro.distributions.util import scale_and_mask
 from pyro.infer import ELBO
 from pyro.infer.enum import get_importance_trace
 from torch import nn
@@ -152,7 +153,7 @@ class NvilELBO(ELBO):
                 for site in model_trace.nodes.values()
                 if site["type"] == "sample"
             )
-            log_q_score, log_q_path = 0.0, 0.0
+            log_q_score, log_q_path, score = 0.0, 0.0, 0.0
             for site in guide_trace.nodes.values():
                 if site["type"] != "sample" or site["is_observed"]:
                     continue
@@ -161,9 +162,12 @@ class NvilELBO(ELBO):
                     log_q_path = log_q_path + lp
                 else:
                     log_q_score = log_q_score + lp
+                    # the score of q itself, unscaled: l carries the scale once
+                    unscaled = scale_and_mask(site["unscaled_log_prob"], mask=site["mask"])
+                    score = score + _per_element(unscaled, keep)
             signal.append((log_p - log_q_path - log_q_score).detach())
             direct.append(log_p - log_q_path)
-            log_q.append(torch.as_tensor(log_q_score))
+            log_q.append(torch.as_tensor(score))
         if self.vectorize_particles:
             return signal[0], direct[0], log_q[0]
         return torch.stack(signal), torch.stack(direct), torch.stack(log_q)

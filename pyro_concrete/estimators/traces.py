@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
@@ -46,6 +47,8 @@ __all__ = [
     "factor_dims",
     "guide_pass",
     "relaxed_pass",
+    "subsample_scale",
+    "subsample_sites",
 ]
 
 #: the discrete families the estimators handle, and the name of their kind
@@ -360,6 +363,40 @@ def factor_dims(*traces: poutine.Trace) -> tuple[set[int], int]:
     return dims, max(ndim, 0)
 
 
+def subsample_sites(trace: poutine.Trace) -> poutine.Trace:
+    """The plates' subsample sites of ``trace`` (the indices they drew), to replay."""
+    out = poutine.Trace()
+    for name, site in trace.nodes.items():
+        if site_is_subsample(site):
+            out.add_node(name, **site)
+    return out
+
+
+def subsample_scale(model_trace: poutine.Trace, dims: set[int], estimator: str) -> float:
+    """``N / B``: the subsampling scale of the factor plates (dims ``dims``), for an
+    objective taken per element and then scaled (VIMCO's bound, as NumPyro's
+    ``RenyiELBO``).  A subsampled plate that does not enclose every site raises
+    ``ValueError``: such a bound does not split over it."""
+    frames = {f for site in _sample_sites(model_trace) for f in site["cond_indep_stack"]}
+    scale = 1.0
+    for frame in frames:
+        size = frame.size if frame.full_size is None else frame.full_size
+        if size > frame.size:
+            if frame.dim not in dims:
+                raise ValueError(_subsample_message(estimator, frame.name))
+            scale *= size / frame.size
+    return scale
+
+
+def _subsample_message(estimator: str, plate: str) -> str:
+    return (
+        f"{estimator}: plate {plate!r} is subsampled but does not enclose every sample "
+        "site; the multi-sample bound is taken per element of the plates that enclose "
+        "every site and does not split over others. Subsample only a plate that encloses "
+        "the whole model (the data plate), or do not subsample."
+    )
+
+
 def elements(log_prob: torch.Tensor, dims: set[int], ndim: int) -> torch.Tensor:
     """``log_prob`` laid out on ``ndim`` dims, summed over every dim not in ``dims``."""
     log_prob = log_prob.reshape((1,) * (ndim - log_prob.dim()) + log_prob.shape)
@@ -372,7 +409,10 @@ class Costs:
     """Per-element quantities of one pass: ``value`` ``= log p - log q`` (the ELBO's
     integrand ``f``), ``direct`` the same without the guide's discrete log-masses (what
     ``f`` depends on besides the discrete values), ``score`` the log-mass of each discrete
-    guide site."""
+    guide site.  ``value`` and ``direct`` are scaled (subsampling, ``poutine.scale``);
+    ``score`` is not: the score-function identity ``grad E_q[f] = E_q[f grad log q] +
+    E_q[grad f]`` takes the score of ``q`` itself, and ``f`` carries the scale once (as
+    Pyro's ``ScoreParts`` does)."""
 
     value: torch.Tensor
     direct: torch.Tensor
@@ -397,6 +437,12 @@ def costs(
         return out
 
     model = total(model_trace, lambda name: True)
-    continuous = total(guide_trace, lambda name: name not in discrete)
-    score = {name: elements(guide_trace.nodes[name]["log_prob"], dims, ndim) for name in discrete}
-    return Costs(model - continuous - sum(score.values()), model - continuous, score)
+    direct = model - total(guide_trace, lambda name: name not in discrete)
+    value = direct - total(guide_trace, lambda name: name in discrete)
+    score = {name: elements(_unscaled(guide_trace.nodes[name]), dims, ndim) for name in discrete}
+    return Costs(value, direct, score)
+
+
+def _unscaled(site: dict) -> torch.Tensor:
+    """The site's log density masked but not scaled (``ScoreParts.score_function``)."""
+    return scale_and_mask(site["unscaled_log_prob"], mask=site["mask"])
