@@ -64,13 +64,19 @@ class EstimatorBackend(abc.ABC):
         """The backend's ``RenyiELBO(alpha=0, num_particles=...)``."""
 
     @abc.abstractmethod
-    def run(self, problem: str, loss, guide_kind: str = "discrete") -> None:
+    def run(
+        self, problem: str, loss, guide_kind: str = "discrete", subsample_size: int | None = None
+    ) -> None:
         """One gradient step of ``loss`` on ``problem`` (for the errors); ``guide_kind``
-        ``"relaxed"`` gives a continuous guide, ``"indexing"`` a model that indexes."""
+        ``"relaxed"`` gives a continuous guide, ``"indexing"`` a model that indexes,
+        ``"global"`` a Bernoulli site ``g`` outside the data plate in model and guide."""
 
     @abc.abstractmethod
-    def guide_runs(self, problem: str, loss) -> int:
-        """How many times one gradient estimate of ``loss`` on ``problem`` runs the guide."""
+    def guide_runs(
+        self, problem: str, loss, y: np.ndarray | None = None, subsample_size: int | None = None
+    ) -> list[list[int]]:
+        """The data points (the data plate's indices) of each run of the guide in one
+        gradient estimate of ``loss`` on ``problem``, on the problem's data or ``y``."""
 
     @abc.abstractmethod
     def train_sbn(
@@ -112,6 +118,8 @@ class PyroEstimators(EstimatorBackend):
             return pyro.param(name, lambda: torch.tensor(params[name], dtype=torch.float32))
 
         def model(y):
+            if guide_kind == "global":
+                pyro.sample("g", dist.Bernoulli(logits=torch.tensor(0.0)))
             with pyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
                 y = y[idx]
                 if problem == "bernoulli":
@@ -131,6 +139,8 @@ class PyroEstimators(EstimatorBackend):
                 pyro.sample("y", dist.Normal(mean, 1.0).to_event(1), obs=y)
 
         def guide(y):
+            if guide_kind == "global":
+                pyro.sample("g", dist.Bernoulli(logits=torch.tensor(0.0)))
             with pyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
                 y = y[idx]
                 if problem == "bernoulli":
@@ -233,23 +243,28 @@ class PyroEstimators(EstimatorBackend):
     def renyi(self, num_particles):
         return self.pyro.infer.RenyiELBO(alpha=0, num_particles=num_particles)
 
-    def run(self, problem, loss, guide_kind="discrete"):
+    def run(self, problem, loss, guide_kind="discrete", subsample_size=None):
         from tests.estimator_references import problem as make
 
         params, y = make(problem)
         self.pyro.clear_param_store()
-        model, guide = self._problem(problem, params, guide_kind)
+        model, guide = self._problem(problem, params, guide_kind, subsample_size)
         loss.loss_and_grads(model, guide, self._y(y))
 
-    def guide_runs(self, problem, loss):
+    def guide_runs(self, problem, loss, y=None, subsample_size=None):
         from tests.estimator_references import problem as make
 
-        params, y = make(problem)
+        params, data = make(problem)
         self.pyro.clear_param_store()
-        model, guide = self._problem(problem, params)
+        model, guide = self._problem(problem, params, subsample_size=subsample_size)
         runs = []
-        loss.loss_and_grads(model, lambda y: runs.append(guide(y)), self._y(y))
-        return len(runs)
+
+        def recorded(y):
+            trace = self.pyro.poutine.trace(guide).get_trace(y)
+            runs.append(trace.nodes["data"]["value"].tolist())
+
+        loss.loss_and_grads(model, recorded, self._y(data if y is None else y))
+        return runs
 
     def train_sbn(self, loss, train, test, steps, seed, relaxed=False):
         pyro, torch = self.pyro, self.torch
@@ -304,6 +319,8 @@ class NumpyroEstimators(EstimatorBackend):
             return numpyro.param(name, jnp.asarray(params[name], jnp.float32))
 
         def model(y):
+            if guide_kind == "global":
+                numpyro.sample("g", dist.Bernoulli(logits=0.0))
             with numpyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
                 y = y[idx]
                 if problem == "bernoulli":
@@ -328,6 +345,8 @@ class NumpyroEstimators(EstimatorBackend):
                 numpyro.sample("y", dist.Normal(mean, 1.0).to_event(1), obs=y)
 
         def guide(y):
+            if guide_kind == "global":
+                numpyro.sample("g", dist.Bernoulli(logits=0.0))
             with numpyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
                 y = y[idx]
                 if problem == "bernoulli":
@@ -453,28 +472,35 @@ class NumpyroEstimators(EstimatorBackend):
     def renyi(self, num_particles):
         return self.numpyro.infer.RenyiELBO(alpha=0, num_particles=num_particles)
 
-    def run(self, problem, loss, guide_kind="discrete"):
+    def run(self, problem, loss, guide_kind="discrete", subsample_size=None):
         jax = self.jax
         from tests.estimator_references import problem as make
 
         params, y = make(problem)
-        model, guide = self._problem(problem, params, guide_kind)
+        model, guide = self._problem(problem, params, guide_kind, subsample_size)
         y = jax.numpy.asarray(y, jax.numpy.float32)
         svi, guide, state = self._init(model, guide, y, loss, 0)
         jax.jit(svi.update)(state, y)
 
-    def guide_runs(self, problem, loss):
+    def guide_runs(self, problem, loss, y=None, subsample_size=None):
         jax = self.jax
+        from numpyro import handlers
+
         from tests.estimator_references import problem as make
 
-        params, y = make(problem)
-        model, guide = self._problem(problem, params)
-        y = jax.numpy.asarray(y, jax.numpy.float32)
+        params, data = make(problem)
+        model, guide = self._problem(problem, params, subsample_size=subsample_size)
+        y = jax.numpy.asarray(data if y is None else y, jax.numpy.float32)
         svi, _, state = self._init(model, guide, y, loss, 0)
         runs = []
-        counted = loss.tunable(lambda y: runs.append(guide(y)))
-        loss.loss(jax.random.PRNGKey(1), svi.get_params(state), model, counted, y)
-        return len(runs)
+
+        def recorded(y):
+            with handlers.trace() as trace:
+                guide(y)
+            runs.append(np.asarray(trace["data"]["value"]).tolist())
+
+        loss.loss(jax.random.PRNGKey(1), svi.get_params(state), model, loss.tunable(recorded), y)
+        return runs
 
     def train_sbn(self, loss, train, test, steps, seed, relaxed=False):
         jax, relax, discrete_bound = self.jax, self.module.relax, self.module.discrete_bound

@@ -160,8 +160,8 @@ class EstimatorsSuite:
         weigh the score-function term by ``(N / B)^2``; VIMCO takes each point's bound
         from its unscaled weights, then scales it.)"""
         loss_name, options, tune_steps, _, k = UNBIASED[key]
-        if key != "vimco":  # ten particles per draw, to see a wrong scale in Pyro's 400 draws
-            options = dict(options, num_particles=10, vectorize_particles=True)
+        if key != "vimco":  # 4,000 samples in all: Pyro's 400 draws of ten particles
+            options = dict(options, num_particles=4000 // self.draws, vectorize_particles=True)
         params, y = problem(name)
         loss = backend.loss(loss_name, **options)
         draws = backend.gradient_draws(
@@ -264,7 +264,23 @@ class EstimatorsSuite:
         every pass: DisARM's antithetic pass and REBAR's relaxed passes reuse its trace.  A
         guide whose later site reads an earlier one (``"mixed"``) runs in every pass."""
         loss = backend.loss(loss_name, **({"tune": False} if loss_name == "RebarELBO" else {}))
-        assert backend.guide_runs(name, loss) == runs
+        assert len(backend.guide_runs(name, loss)) == runs
+
+    @pytest.mark.parametrize(
+        "loss_name, options",
+        [("RebarELBO", {"tune": False}), ("RebarELBO", {}), ("RelaxELBO", {})],
+    )
+    def test_every_pass_of_a_step_sees_the_same_data_points(self, backend, loss_name, options):
+        """A guide that runs again in the relaxed passes (a hierarchical one, or any while
+        tuning) draws its data plate's subsample there too: each pass must take the
+        discrete pass's points, else ``f(b)`` and its control variate are of different
+        points.  16 points, 2 per step: two independent draws agree with probability
+        1/120."""
+        _, y = problem("mixed")
+        y = np.tile(y, (8, 1))
+        loss = backend.loss(loss_name, **options)
+        runs = backend.guide_runs("mixed", loss, y, subsample_size=2)
+        assert len(runs) == 3 and all(run == runs[0] for run in runs), runs
 
     # ---------------------------------------------------------------------------- errors
 
@@ -277,6 +293,17 @@ class EstimatorsSuite:
         loss = backend.loss(loss_name, **({"num_particles": 2} if loss_name == "VimcoELBO" else {}))
         with pytest.raises(ValueError, match=f"{loss_name}: guide site 'z' is a"):
             backend.run("bernoulli", loss, guide_kind="relaxed")
+
+    def test_vimco_rejects_a_subsampled_plate_that_does_not_enclose_every_site(self, backend):
+        """The K-sample bound is taken per data point; with a site outside the subsampled
+        data plate it does not split over the points."""
+        with pytest.raises(ValueError, match="VimcoELBO: plate 'data' is subsampled but"):
+            backend.run("bernoulli", backend.loss("VimcoELBO"), "global", subsample_size=1)
+
+    def test_a_subsampled_plate_that_does_not_enclose_every_site_is_fine_for_the_others(
+        self, backend
+    ):
+        backend.run("bernoulli", backend.loss("RebarELBO"), "global", subsample_size=1)
 
     @pytest.mark.parametrize("loss_name", ["RebarELBO", "RelaxELBO"])
     def test_model_that_cannot_take_relaxed_values_is_an_error(self, backend, loss_name):

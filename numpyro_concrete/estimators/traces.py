@@ -274,6 +274,8 @@ def guide_pass(
     with the site's new value, without running the guide again."""
     sites = [] if previous is None else _sample_sites(previous)
     if len(sites) != 1 or not _is_latent(sites[0]) or _kind(sites[0]["fn"]) is None:
+        if previous is not None:  # every pass of a step sees the same data points
+            guide = replay(guide, trace=subsample_sites(previous))
         sampler.fn = substitute(seed(guide, rng_key), data=params)
         return trace(sampler).get_trace(*args, **kwargs)
     out = {k: dict(s) for k, s in previous.items()}  # the param and plate sites stay the same

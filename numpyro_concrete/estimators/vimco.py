@@ -61,11 +61,10 @@ class VimcoELBO(DiscreteELBO):
     def _estimate(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
-        indices_key, samples_key = jax.random.split(rng_key)
         # the K samples of a point's bound share the data plate's subsample
-        first = trace(substitute(seed(guide, indices_key), data=params))
+        first = trace(substitute(seed(guide, jax.random.fold_in(rng_key, 1)), data=params))
         guide = replay(guide, trace=subsample_sites(first.get_trace(*args, **kwargs)))
-        keys = jax.random.split(samples_key, self.num_particles)
+        keys = jax.random.split(rng_key, self.num_particles)
         samples, scales = self.vectorize_particles_fn(
             lambda key: self._sample(key, params, model, guide, args, kwargs), keys
         )

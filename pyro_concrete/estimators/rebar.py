@@ -21,6 +21,7 @@ from .traces import (
     discrete_pass,
     factor_dims,
     relaxed_pass,
+    subsample_sites,
 )
 
 __all__ = ["RebarELBO"]
@@ -140,7 +141,9 @@ class ControlVariateELBO(DiscreteELBO):
 
         # Tuning, the relaxed passes run the guide again (no trace to reuse): its pyro.param
         # statements put back the reference that the tuned quantities' PyroModule takes off.
+        # Every pass sees the data points of the discrete pass.
         reusable = None if self.tune else guide_trace
+        guide = poutine.replay(guide, trace=subsample_sites(guide_trace))
 
         def control_variate(
             points: dict[str, torch.Tensor], wrap: Callable, dims: set[int], ndim: int

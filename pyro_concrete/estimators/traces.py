@@ -272,6 +272,8 @@ def guide_pass(
     new value, without running the guide again."""
     sites = [] if previous is None else _sample_sites(previous)
     if len(sites) != 1 or not _is_latent(sites[0]) or _kind(sites[0]["fn"]) is None:
+        if previous is not None:  # every pass of a step sees the same data points
+            guide = poutine.replay(guide, trace=subsample_sites(previous))
         return poutine.trace(sampler(guide)).get_trace(*args, **kwargs)
     site = {k: v for k, v in sites[0].items() if k not in _LOG_PROBS}
     site["fn"], site["value"] = sampler.take(site["name"], site["fn"])

@@ -36,3 +36,42 @@ def test_a_bernoulli_drawn_without_z_is_the_rounding_of_the_logistic_sample():
         value = np.asarray(sampler.take("b", dist.Bernoulli(logits=logits))[1])
         assert sampler.sites["b"].z is None
         assert np.mean(value != (exact_logits + sign * noise > 0)) <= 1e-5
+
+
+@pytest.mark.parametrize("loss_name", ["RebarELBO", "RelaxELBO"])
+def test_a_prior_with_python_float_logits_is_relaxed(loss_name):
+    """NumPyro keeps ``Bernoulli(logits=0.3)``'s logits a Python float; the relaxed passes
+    score the model's site there all the same, as with the same logits as an array."""
+    import jax.numpy as jnp
+    import numpyro
+    from numpyro.infer import SVI
+    from numpyro.optim import Adam
+
+    import numpyro_concrete as nc
+
+    x = jnp.array([0.3, -1.2])
+
+    def model(x, prior):
+        with numpyro.plate("data", 2):
+            z = numpyro.sample("z", dist.Bernoulli(logits=prior))
+            numpyro.sample("x", dist.Normal(2.0 * z - 1.0, 1.0), obs=x)
+
+    def guide(x, prior):
+        a = numpyro.param("a", jnp.array([0.1, -0.5]))
+        with numpyro.plate("data", 2):
+            numpyro.sample("z", dist.Bernoulli(logits=a))
+
+    loss = getattr(nc, loss_name)()
+    values = []
+    for prior in (0.3, jnp.asarray(0.3)):
+        svi = SVI(model, loss.tunable(guide), Adam(0.01), loss)
+        state = svi.init(jax.random.PRNGKey(0), x, prior)
+        params = svi.get_params(state)
+        tuned = loss.tunable(guide)
+
+        def objective(p, prior=prior, tuned=tuned):
+            return loss.loss(jax.random.PRNGKey(1), p, model, tuned, x, prior)
+
+        values.append(jax.grad(objective)(params)["a"])
+    np.testing.assert_allclose(values[0], values[1], rtol=1e-6)
+    assert np.all(np.isfinite(values[0]))
