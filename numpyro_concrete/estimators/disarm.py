@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from numpyro.util import not_jax_tracer
 
@@ -69,7 +70,8 @@ class DisarmELBO(DiscreteELBO):
 def _check_independent(name: str, logits: Array, anti_logits: Array) -> None:
     if not (not_jax_tracer(logits) and not_jax_tracer(anti_logits)):
         return
-    if not bool(jnp.array_equal(logits, anti_logits)):
+    # numpy on the concrete values: a jnp comparison would be staged out under jax.jit
+    if not np.array_equal(np.asarray(logits), np.asarray(anti_logits)):
         raise ValueError(
             f"DisarmELBO: the logits of guide site {name!r} depend on the value of "
             "another discrete site (they differ between the antithetic pair). "

@@ -75,3 +75,29 @@ def test_a_prior_with_python_float_logits_is_relaxed(loss_name):
         values.append(jax.grad(objective)(params)["a"])
     np.testing.assert_allclose(values[0], values[1], rtol=1e-6)
     assert np.all(np.isfinite(values[0]))
+
+
+@pytest.mark.parametrize("loss_name", ["DisarmELBO", "RebarELBO", "VimcoELBO"])
+def test_the_loss_jits_with_its_parameters_closed_over(loss_name):
+    """Evaluation code often closes over fixed parameters: under ``jax.jit`` every jnp
+    operation on them is staged out, so a check on concrete values must not use jnp (the
+    guide's logits here are the parameter itself, of the site's full shape)."""
+    import jax.numpy as jnp
+    import numpyro
+
+    import numpyro_concrete as nc
+
+    def model(x):
+        with numpyro.plate("data", 4):
+            z = numpyro.sample("z", dist.Bernoulli(logits=jnp.full(4, 0.3)))
+            numpyro.sample("x", dist.Normal(2.0 * z - 1.0, 1.0), obs=x)
+
+    def guide(x):
+        with numpyro.plate("data", 4):
+            numpyro.sample("z", dist.Bernoulli(logits=numpyro.param("a", jnp.zeros(4))))
+
+    loss = getattr(nc, loss_name)(**({"tune": False} if loss_name == "RebarELBO" else {}))
+    fixed, x = {"a": jnp.array([0.1, -0.5, 0.7, 0.2])}, jnp.array([0.3, -1.2, 2.0, 0.5])
+    key = jax.random.PRNGKey(0)
+    jitted = jax.jit(lambda key: loss.loss(key, fixed, model, guide, x))(key)
+    np.testing.assert_allclose(jitted, loss.loss(key, fixed, model, guide, x), rtol=1e-5)
