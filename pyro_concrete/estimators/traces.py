@@ -446,5 +446,5 @@ def costs(
 
 
 def _unscaled(site: dict) -> torch.Tensor:
-    """The site's log density masked but not scaled (``ScoreParts.score_function``)."""
+    """The site's log density, masked but not scaled (Pyro's score function is unscaled)."""
     return scale_and_mask(site["unscaled_log_prob"], mask=site["mask"])
