@@ -6,6 +6,8 @@ import abc
 
 import numpy as np
 
+from tests.estimator_references import MASK
+
 __all__ = ["EstimatorBackend", "NumpyroEstimators", "PyroEstimators"]
 
 
@@ -117,6 +119,8 @@ class PyroEstimators(EstimatorBackend):
         def p(name):
             return pyro.param(name, lambda: torch.tensor(params[name], dtype=torch.float32))
 
+        mask = torch.tensor(MASK if problem == "masked" else 0.0, dtype=torch.float32)
+
         def model(y):
             if guide_kind == "global":
                 pyro.sample("g", dist.Bernoulli(logits=torch.tensor(0.0)))
@@ -125,8 +129,8 @@ class PyroEstimators(EstimatorBackend):
                 if problem == "bernoulli":
                     z = pyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
                     mean = z @ p("W")
-                elif problem == "categorical":
-                    c1 = pyro.sample("c1", dist.OneHotCategorical(logits=p("prior1")))
+                elif problem in ("categorical", "masked"):
+                    c1 = pyro.sample("c1", dist.OneHotCategorical(logits=p("prior1") + mask))
                     c2 = pyro.sample("c2", dist.OneHotCategorical(logits=p("prior2")))
                     mean = select(p("mu"), c1.unsqueeze(-2)) + select(p("nu"), c2.unsqueeze(-2))
                 else:
@@ -149,8 +153,8 @@ class PyroEstimators(EstimatorBackend):
                     else:
                         fn = dist.Bernoulli(logits=p("a"))
                     pyro.sample("z", fn.expand([y.shape[0], 3]).to_event(1))
-                elif problem == "categorical":
-                    pyro.sample("c1", dist.OneHotCategorical(logits=p("a1")))
+                elif problem in ("categorical", "masked"):
+                    pyro.sample("c1", dist.OneHotCategorical(logits=p("a1") + mask))
                     pyro.sample("c2", dist.OneHotCategorical(logits=p("a2")))
                 else:
                     b = pyro.sample("b", dist.Bernoulli(logits=p("a")).to_event(1))
@@ -318,6 +322,8 @@ class NumpyroEstimators(EstimatorBackend):
         def p(name):
             return numpyro.param(name, jnp.asarray(params[name], jnp.float32))
 
+        mask = jnp.asarray(MASK if problem == "masked" else 0.0, jnp.float32)
+
         def model(y):
             if guide_kind == "global":
                 numpyro.sample("g", dist.Bernoulli(logits=0.0))
@@ -326,8 +332,8 @@ class NumpyroEstimators(EstimatorBackend):
                 if problem == "bernoulli":
                     z = numpyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
                     mean = z @ p("W")
-                elif problem == "categorical":
-                    c1 = numpyro.sample("c1", one_hot(logits=p("prior1")))
+                elif problem in ("categorical", "masked"):
+                    c1 = numpyro.sample("c1", one_hot(logits=p("prior1") + mask))
                     c2 = numpyro.sample("c2", one_hot(logits=p("prior2")))
                     mean = select(p("mu"), c1[..., None, :]) + select(p("nu"), c2[..., None, :])
                 else:
@@ -355,8 +361,8 @@ class NumpyroEstimators(EstimatorBackend):
                     else:
                         fn = dist.Bernoulli(logits=p("a"))
                     numpyro.sample("z", fn.expand([y.shape[0], 3]).to_event(1))
-                elif problem == "categorical":
-                    numpyro.sample("c1", one_hot(logits=p("a1")))
+                elif problem in ("categorical", "masked"):
+                    numpyro.sample("c1", one_hot(logits=p("a1") + mask))
                     numpyro.sample("c2", one_hot(logits=p("a2")))
                 else:
                     b = numpyro.sample("b", dist.Bernoulli(logits=p("a")).to_event(1))

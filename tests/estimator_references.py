@@ -21,6 +21,7 @@ from scipy.special import expit, log_expit, log_softmax, logsumexp
 
 __all__ = [
     "GUIDE_PARAMS",
+    "MASK",
     "PROBLEMS",
     "disarm_law",
     "exact_gradient",
@@ -50,8 +51,17 @@ _SHAPES = {
         "V": (2, 3),
     },
 }
-GUIDE_PARAMS = {"bernoulli": ("a",), "categorical": ("a1", "a2"), "mixed": ("a", "g", "V")}
-PROBLEMS = tuple(_SHAPES)
+_SHAPES["masked"] = _SHAPES["categorical"]
+GUIDE_PARAMS = {
+    "bernoulli": ("a",),
+    "categorical": ("a1", "a2"),
+    "masked": ("a1", "a2"),
+    "mixed": ("a", "g", "V"),
+}
+PROBLEMS = ("bernoulli", "categorical", "mixed")
+#: ``"masked"``: the categorical problem with ``c1``'s middle category impossible, its
+#: logit -inf in the model and the guide (added to ``prior1`` and ``a1``)
+MASK = np.array([0.0, -np.inf, 0.0])
 
 
 def problem(name: str, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -79,7 +89,7 @@ def _bernoulli(logits: np.ndarray, b: np.ndarray) -> float:
 
 
 def _categorical(logits: np.ndarray, c: np.ndarray) -> float:
-    return float(c @ log_softmax(logits))
+    return float(log_softmax(logits)[np.argmax(c)])
 
 
 def _normal(y: np.ndarray, mean: np.ndarray) -> float:
@@ -93,11 +103,14 @@ def _configurations(name: str, p: dict, y: np.ndarray) -> list[tuple[float, floa
         for z in _bits(3):
             log_p = _bernoulli(p["prior"], z) + _normal(y, z @ p["W"])
             out.append((log_p, _bernoulli(p["a"], z)))
-    elif name == "categorical":
+    elif name in ("categorical", "masked"):
+        mask = MASK if name == "masked" else 0.0
         for c1, c2 in itertools.product(_one_hots(3), repeat=2):
+            if name == "masked" and c1[1]:
+                continue  # impossible: probability 0 under the model and the guide
             mean = p["mu"] @ c1 + p["nu"] @ c2
-            log_p = _categorical(p["prior1"], c1) + _categorical(p["prior2"], c2)
-            log_q = _categorical(p["a1"], c1) + _categorical(p["a2"], c2)
+            log_p = _categorical(p["prior1"] + mask, c1) + _categorical(p["prior2"], c2)
+            log_q = _categorical(p["a1"] + mask, c1) + _categorical(p["a2"], c2)
             out.append((log_p + _normal(y, mean), log_q))
     else:
         for b, c in itertools.product(_bits(2), _one_hots(3)):

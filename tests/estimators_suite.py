@@ -170,6 +170,20 @@ class EstimatorsSuite:
         z = _z_scores(draws, exact_gradient(name, params, y, k))
         assert np.all(np.abs(z) < Z_LIMIT), z
 
+    @pytest.mark.parametrize("key", ["rebar", "rebar_tuned", "relax", "vimco"])
+    def test_gradient_is_unbiased_with_an_impossible_category(self, backend, key):
+        """A category whose logit is -inf in model and guide is never drawn, is 0 in every
+        relaxed value and leaves every gradient finite; the estimate is the gradient of the
+        ELBO over the possible categories (``"masked"``: ``c1``'s middle category)."""
+        loss_name, options, tune_steps, _, k = UNBIASED[key]
+        params, y = problem("masked")
+        loss = backend.loss(loss_name, **options)
+        draws = backend.gradient_draws("masked", params, y, loss, self.draws, 9, tune_steps)
+        assert all(np.all(np.isfinite(d)) for d in draws.values())
+        assert np.all(draws["a1"][:, 1] == 0)  # the impossible category's own logit
+        z = _z_scores(draws, exact_gradient("masked", params, y, k))
+        assert np.all(np.abs(z) < Z_LIMIT), z
+
     @pytest.mark.parametrize("loss_name, k", [("RebarELBO", 1), ("VimcoELBO", 3)])
     def test_value_is_the_discrete_objective(self, backend, loss_name, k):
         params, y = problem("mixed")

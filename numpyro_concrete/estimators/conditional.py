@@ -50,6 +50,9 @@ def categorical_conditional(key: Array, logits: Array, b: Array) -> Array:
     chosen = b > 0
     log_e_top = jnp.max(jnp.where(chosen, log_e, -jnp.inf), -1, keepdims=True)
     top = -log_e_top
-    others = -jnp.logaddexp(log_e - log_theta, log_e_top)
+    # an impossible category (theta_i = 0) is -inf, computed without an inf - inf
+    impossible = jnp.isneginf(log_theta)
+    others = -jnp.logaddexp(log_e - jnp.where(impossible, 0.0, log_theta), log_e_top)
     below = jnp.nextafter(top, jnp.full_like(top, -jnp.inf))
-    return jnp.where(chosen, top, jnp.minimum(others, below))
+    others = jnp.where(impossible, -jnp.inf, jnp.minimum(others, below))
+    return jnp.where(chosen, top, others)

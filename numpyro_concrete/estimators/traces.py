@@ -195,13 +195,19 @@ class LogMass(dist.Distribution):
     def log_prob(self, value: Array) -> Array:
         if self.kind == "bernoulli":
             return value * self.logits - jax.nn.softplus(self.logits)
-        return (value * jax.nn.log_softmax(self.logits, -1)).sum(-1)
+        # an impossible category (logit -inf) has the relaxed value 0 exactly: it adds 0
+        log_theta = jax.nn.log_softmax(self.logits, -1)
+        return (value * jnp.where(jnp.isneginf(log_theta), 0.0, log_theta)).sum(-1)
 
 
 def _relax(kind: str, z: Array, temperature: Array | float) -> Array:
     if kind == "bernoulli":
         return jax.nn.sigmoid(z / temperature)
-    return jax.nn.softmax(z / temperature, -1)
+    # an impossible category (z = -inf) keeps the value 0 without a -inf / lam in the
+    # derivative for lam
+    impossible = jnp.isneginf(z)
+    scaled = jnp.where(impossible, 0.0, z) / temperature
+    return jax.nn.softmax(jnp.where(impossible, -jnp.inf, scaled), -1)
 
 
 class RelaxedSampler(Messenger):
@@ -233,7 +239,8 @@ class RelaxedSampler(Messenger):
     def take(self, name: str, fn: dist.Distribution) -> tuple[dist.Distribution, Array]:
         """``(LogMass, sigma_lam(z'))`` for site ``name``, ``fn`` its distribution in this pass."""
         site = self.sites[name]
-        z = self.points[name] + (_logits(site.kind, fn) - site.logits)
+        shift = _logits(site.kind, fn) - site.logits  # -inf - (-inf) at impossible categories
+        z = self.points[name] + jnp.where(jnp.isneginf(site.logits), 0.0, shift)
         value = self.values[name] = _relax(site.kind, z, self.temperature[name])
         return map_base(fn, lambda b: LogMass(b.logits, site.kind)), value
 

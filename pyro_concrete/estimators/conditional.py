@@ -50,6 +50,9 @@ def categorical_conditional(logits: torch.Tensor, b: torch.Tensor) -> torch.Tens
     chosen = b > 0
     log_e_top = log_e.masked_fill(~chosen, -float("inf")).amax(-1, keepdim=True)
     top = -log_e_top
-    others = -torch.logaddexp(log_e - log_theta, log_e_top)
+    # an impossible category (theta_i = 0) is -inf, computed without an inf - inf
+    impossible = log_theta.isneginf()
+    others = -torch.logaddexp(log_e - log_theta.masked_fill(impossible, 0.0), log_e_top)
     below = torch.nextafter(top, top.new_tensor(-float("inf")))
-    return torch.where(chosen, top, torch.minimum(others, below))
+    others = torch.minimum(others, below).masked_fill(impossible, -float("inf"))
+    return torch.where(chosen, top, others)

@@ -197,7 +197,9 @@ class LogMass(dist.TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self.kind == "bernoulli":
             return value * self.logits - softplus(self.logits)
-        return (value * self.logits.log_softmax(-1)).sum(-1)
+        # an impossible category (logit -inf) has the relaxed value 0 exactly: it adds 0
+        log_theta = self.logits.log_softmax(-1)
+        return (value * log_theta.masked_fill(log_theta.isneginf(), 0.0)).sum(-1)
 
     def expand(self, batch_shape, _instance=None) -> "LogMass":
         event = self.logits.shape[-1:] if self.kind != "bernoulli" else ()
@@ -207,7 +209,11 @@ class LogMass(dist.TorchDistribution):
 def _relax(kind: str, z: torch.Tensor, temperature: torch.Tensor | float) -> torch.Tensor:
     if kind == "bernoulli":
         return torch.sigmoid(z / temperature)
-    return (z / temperature).softmax(-1)
+    # an impossible category (z = -inf) keeps the value 0 without a -inf / lam in the
+    # derivative for lam
+    impossible = z.isneginf()
+    scaled = z.masked_fill(impossible, 0.0) / temperature
+    return scaled.masked_fill(impossible, -float("inf")).softmax(-1)
 
 
 class RelaxedSampler(Messenger):
@@ -240,7 +246,8 @@ class RelaxedSampler(Messenger):
     ) -> tuple[dist.TorchDistribution, torch.Tensor]:
         """``(LogMass, sigma_lam(z'))`` for site ``name``, ``fn`` its distribution in this pass."""
         site = self.sites[name]
-        z = self.points[name] + (_logits(site.kind, fn) - site.logits)
+        shift = _logits(site.kind, fn) - site.logits  # -inf - (-inf) at impossible categories
+        z = self.points[name] + shift.masked_fill(site.logits.isneginf(), 0.0)
         value = self.values[name] = _relax(site.kind, z, self.temperature[name])
         return map_base(fn, lambda b: LogMass(b.logits, site.kind)), value
 
