@@ -285,6 +285,8 @@ class EstimatorsSuite:
         each pass must take the discrete pass's points, else ``f(b)`` and its control
         variate are of different points.  16 points, 2 per step: two independent draws
         agree with probability 1/120."""
+        if options.get("tune", True) and backend.name == "numpyro":
+            pytest.skip("NumPyro's tuned relaxed passes take the guide trace as its untuned")
         _, y = problem("mixed")
         y = np.tile(y, (8, 1))
         loss = backend.loss(loss_name, **options)
