@@ -30,10 +30,11 @@ from collections.abc import Callable
 
 import pyro
 import torch
-from pyro.distributions.util import scale_and_mask
 from pyro.infer import ELBO
 from pyro.infer.enum import get_importance_trace
 from torch import nn
+
+from .traces import unscaled_log_prob
 
 __all__ = ["NvilELBO"]
 
@@ -163,8 +164,7 @@ class NvilELBO(ELBO):
                 else:
                     log_q_score = log_q_score + lp
                     # the score of q itself, unscaled: l carries the scale once
-                    unscaled = scale_and_mask(site["unscaled_log_prob"], mask=site["mask"])
-                    score = score + _per_element(unscaled, keep)
+                    score = score + _per_element(unscaled_log_prob(site), keep)
             signal.append((log_p - log_q_path - log_q_score).detach())
             direct.append(log_p - log_q_path)
             log_q.append(torch.as_tensor(score))

@@ -49,6 +49,7 @@ __all__ = [
     "relaxed_pass",
     "subsample_scale",
     "subsample_sites",
+    "unscaled_log_prob",
 ]
 
 #: the discrete families the estimators handle, and the name of their kind
@@ -448,10 +449,12 @@ def costs(
     model = total(model_trace, lambda name: True)
     direct = model - total(guide_trace, lambda name: name not in discrete)
     value = direct - total(guide_trace, lambda name: name in discrete)
-    score = {name: elements(_unscaled(guide_trace.nodes[name]), dims, ndim) for name in discrete}
+    score = {
+        name: elements(unscaled_log_prob(guide_trace.nodes[name]), dims, ndim) for name in discrete
+    }
     return Costs(value, direct, score)
 
 
-def _unscaled(site: dict) -> torch.Tensor:
+def unscaled_log_prob(site: dict) -> torch.Tensor:
     """The site's log density, masked but not scaled (Pyro's score function is unscaled)."""
     return scale_and_mask(site["unscaled_log_prob"], mask=site["mask"])
