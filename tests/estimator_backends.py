@@ -75,10 +75,16 @@ class EstimatorBackend(abc.ABC):
 
     @abc.abstractmethod
     def guide_runs(
-        self, problem: str, loss, y: np.ndarray | None = None, subsample_size: int | None = None
+        self,
+        problem: str,
+        loss,
+        y: np.ndarray | None = None,
+        subsample_size: int | None = None,
+        guide_kind: str = "discrete",
     ) -> list[list[int]]:
         """The data points (the data plate's indices) of each run of the guide in one
-        gradient estimate of ``loss`` on ``problem``, on the problem's data or ``y``."""
+        gradient estimate of ``loss`` on ``problem``, on the problem's data or ``y``
+        (``guide_kind`` as in :meth:`run`)."""
 
     @abc.abstractmethod
     def train_sbn(
@@ -255,12 +261,12 @@ class PyroEstimators(EstimatorBackend):
         model, guide = self._problem(problem, params, guide_kind, subsample_size)
         loss.loss_and_grads(model, guide, self._y(y))
 
-    def guide_runs(self, problem, loss, y=None, subsample_size=None):
+    def guide_runs(self, problem, loss, y=None, subsample_size=None, guide_kind="discrete"):
         from tests.estimator_references import problem as make
 
         params, data = make(problem)
         self.pyro.clear_param_store()
-        model, guide = self._problem(problem, params, subsample_size=subsample_size)
+        model, guide = self._problem(problem, params, guide_kind, subsample_size)
         runs = []
 
         def recorded(y):
@@ -488,14 +494,14 @@ class NumpyroEstimators(EstimatorBackend):
         svi, guide, state = self._init(model, guide, y, loss, 0)
         jax.jit(svi.update)(state, y)
 
-    def guide_runs(self, problem, loss, y=None, subsample_size=None):
+    def guide_runs(self, problem, loss, y=None, subsample_size=None, guide_kind="discrete"):
         jax = self.jax
         from numpyro import handlers
 
         from tests.estimator_references import problem as make
 
         params, data = make(problem)
-        model, guide = self._problem(problem, params, subsample_size=subsample_size)
+        model, guide = self._problem(problem, params, guide_kind, subsample_size)
         y = jax.numpy.asarray(data if y is None else y, jax.numpy.float32)
         svi, _, state = self._init(model, guide, y, loss, 0)
         runs = []
@@ -505,7 +511,9 @@ class NumpyroEstimators(EstimatorBackend):
                 guide(y)
             runs.append(np.asarray(trace["data"]["value"]).tolist())
 
-        loss.loss(jax.random.PRNGKey(1), svi.get_params(state), model, loss.tunable(recorded), y)
+        if hasattr(loss, "tunable"):  # REBAR / RELAX declare their tuned quantities
+            recorded = loss.tunable(recorded)
+        loss.loss(jax.random.PRNGKey(1), svi.get_params(state), model, recorded, y)
         return runs
 
     def train_sbn(self, loss, train, test, steps, seed, relaxed=False):

@@ -276,22 +276,30 @@ class EstimatorsSuite:
         assert len(backend.guide_runs(name, loss)) == runs
 
     @pytest.mark.parametrize(
-        "loss_name, options",
-        [("RebarELBO", {"tune": False}), ("RebarELBO", {})],
+        "loss_name, options, name, guide_kind",
+        [
+            ("RebarELBO", {"tune": False}, "mixed", "discrete"),
+            ("RebarELBO", {}, "mixed", "discrete"),
+            ("DisarmELBO", {}, "bernoulli", "global"),
+        ],
     )
-    def test_every_pass_of_a_step_sees_the_same_data_points(self, backend, loss_name, options):
-        """A guide that runs again in the relaxed passes (a hierarchical one, or any while
-        tuning; RELAX's passes are REBAR's) draws its data plate's subsample there too:
-        each pass must take the discrete pass's points, else ``f(b)`` and its control
-        variate are of different points.  16 points, 2 per step: two independent draws
-        agree with probability 1/120."""
-        if options.get("tune", True) and backend.name == "numpyro":
+    def test_every_pass_of_a_step_sees_the_same_data_points(
+        self, backend, loss_name, options, name, guide_kind
+    ):
+        """A guide that runs again in a later pass (REBAR's relaxed passes with a
+        hierarchical guide, or with any while tuning, RELAX's being REBAR's; DisARM's
+        antithetic pass with a guide of several sites) draws its data plate's subsample
+        there too: each pass must take the first pass's points, else ``f(b)`` and its
+        control variate, or ``f(b)`` and ``f(b~)``, are of different points.  16 points,
+        2 per step: two independent draws agree with probability 1/120."""
+        if loss_name == "RebarELBO" and options.get("tune", True) and backend.name == "numpyro":
             pytest.skip("NumPyro's tuned relaxed passes take the guide trace as its untuned")
-        _, y = problem("mixed")
+        _, y = problem(name)
         y = np.tile(y, (8, 1))
         loss = backend.loss(loss_name, **options)
-        runs = backend.guide_runs("mixed", loss, y, subsample_size=2)
-        assert len(runs) == 3 and all(run == runs[0] for run in runs), runs
+        runs = backend.guide_runs(name, loss, y, subsample_size=2, guide_kind=guide_kind)
+        passes = 2 if loss_name == "DisarmELBO" else 3
+        assert len(runs) == passes and all(run == runs[0] for run in runs), runs
 
     # ---------------------------------------------------------------------------- errors
 

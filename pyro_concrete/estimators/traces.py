@@ -27,7 +27,7 @@ import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.util import site_is_subsample
+from pyro.poutine.util import is_validation_enabled, site_is_subsample
 from torch.distributions import constraints
 from torch.nn.functional import softplus
 
@@ -138,10 +138,13 @@ class DiscreteSampler(Messenger):
     def _pyro_sample(self, msg: dict) -> None:
         if not _is_latent(msg) or msg["value"] is not None:
             return
-        if _kind(msg["fn"]) is None:
+        kind = _kind(msg["fn"])
+        if kind is None:
             if not msg["fn"].has_rsample:
                 raise ValueError(_not_discrete_message(msg, self.estimator))
             return
+        if kind == "bernoulli" and is_validation_enabled():
+            _check_finite_logits(msg, self.estimator)
         msg["fn"], msg["value"] = self.take(msg["name"], msg["fn"])
 
     def take(
@@ -169,6 +172,20 @@ class DiscreteSampler(Messenger):
     def noises(self) -> dict[str, torch.Tensor]:
         """The noise ``z - l`` of every site, detached."""
         return {name: (s.z - s.logits).detach() for name, s in self.sites.items()}
+
+
+def _check_finite_logits(msg: dict, estimator: str) -> None:
+    """A ``Bernoulli`` logit of ``+/-inf`` passes torch's validation, but its ``log_prob``
+    is NaN there (``inf - inf``), in this loss as in ``Trace_ELBO``: an error instead.
+    (NumPyro's ``Bernoulli`` rejects such logits itself.)"""
+    logits = base_of(msg["fn"]).logits
+    if torch.isinf(logits).any():
+        raise ValueError(
+            f"{estimator}: guide site {msg['name']!r} has a Bernoulli logit of +/-inf, "
+            "where torch's Bernoulli.log_prob is NaN. Keep the logits finite (for example "
+            "logits.clamp(-30, 30): sigmoid(30) is 1 in float32), or leave the elements "
+            "whose value is known out of the site (poutine.mask, or observe them)."
+        )
 
 
 def _not_discrete_message(msg: dict, estimator: str) -> str:

@@ -133,3 +133,20 @@ def test_with_module_local_params_svi_steps_the_tuned_quantities_outside_the_sto
     assert set(pyro.get_param_store().keys()) == set(params)
     assert len(tuned) >= 2
     assert all(not torch.equal(a, b) for a, b in zip(tuned, loss.tuned.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("name", ["DisarmELBO", "RebarELBO", "RelaxELBO", "VimcoELBO"])
+def test_an_infinite_bernoulli_logit_in_the_guide_is_an_error(name):
+    """torch's ``Bernoulli`` accepts a logit of ``+/-inf`` and scores it NaN (``Trace_ELBO``
+    returns NaN): the estimators say so instead.  (NumPyro's ``Bernoulli`` rejects it.)"""
+    logits = torch.tensor([0.0, float("inf"), -float("inf")])
+
+    def model():
+        pyro.sample("z", pyro.distributions.Bernoulli(logits=torch.zeros(3)).to_event(1))
+
+    def guide():
+        pyro.sample("z", pyro.distributions.Bernoulli(logits=logits).to_event(1))
+
+    assert torch.isnan(pyro.distributions.Bernoulli(logits=logits).log_prob(torch.ones(3))[1])
+    with pytest.raises(ValueError, match=f"{name}: guide site 'z' has a Bernoulli logit of"):
+        getattr(pc, name)().loss_and_grads(model, guide)
