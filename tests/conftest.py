@@ -23,13 +23,15 @@ last dimension) spin on an oversubscribed machine and run ten times slower.
 
 Compilations: every process of a run (the two workers, and the notebook kernels, scripts
 and multi-device workers the tests start) compiles the same small programs again, most of
-them NumPyro's eager set-up of an autoguide, one XLA compilation per operation and shape.
-One JAX compilation cache per run, created here before any test imports JAX and found by
-the other processes through the environment they inherit, compiles each once (measured:
-an autoguide's first ``svi.init`` on a 20-step HMM, 10.3 s cold and 4.8 s from the cache).
-It is new for each run, so that no run reads another's programs, and removed at its end;
-``JAX_COMPILATION_CACHE_DIR`` set beforehand is used as given.  The size limit turns on
-JAX's file lock, which keeps a worker from reading an entry another is still writing.
+them NumPyro's eager set-up of an autoguide, one XLA compilation per operation and shape
+(an autoguide's first ``svi.init`` on a 20-step HMM: 10.3 s cold, 4.8 s with the programs
+compiled by another process).  One JAX compilation cache per run, created here before any
+test imports JAX and found by the other processes through the environment they inherit,
+compiles each once.  It is new for each run, so that no run reads another's programs, and
+removed at its end; ``JAX_COMPILATION_CACHE_DIR`` set beforehand is used as given.  No size
+limit: with one, JAX scans the whole directory at every write (a run of the suite took 26
+minutes instead of 15).  Without it JAX takes no lock, and an entry read while another
+process writes it fails to decompress: JAX warns and compiles the program itself.
 """
 
 import os
@@ -47,7 +49,6 @@ if _CACHE_OWNER:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="concrete-jax-cache-")
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
-    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(4 << 30)
 
 
 def pytest_unconfigure(config):

@@ -20,6 +20,11 @@ class EstimatorBackend(abc.ABC):
         return getattr(self.module, name)(**options)
 
     @abc.abstractmethod
+    def runs_the_default(self, options: dict) -> bool:
+        """Whether ``options`` that set ``vectorize_particles`` give the same program as
+        the options without it."""
+
+    @abc.abstractmethod
     def gradient_draws(
         self,
         problem: str,
@@ -106,6 +111,9 @@ class EstimatorBackend(abc.ABC):
 
 class PyroEstimators(EstimatorBackend):
     name = "pyro"
+
+    def runs_the_default(self, options):
+        return options.get("vectorize_particles") is False  # the losses' default
 
     def __init__(self) -> None:
         import pyro
@@ -308,6 +316,10 @@ def _tuned_name(name: str) -> bool:
 
 class NumpyroEstimators(EstimatorBackend):
     name = "numpyro"
+
+    def runs_the_default(self, options):
+        # one particle is drawn without vmap or lax.map, whichever is chosen
+        return "vectorize_particles" in options and options.get("num_particles", 1) == 1
 
     def __init__(self) -> None:
         import jax

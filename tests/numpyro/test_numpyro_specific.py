@@ -181,6 +181,7 @@ def test_log_prob_derivatives_match_finite_differences_under_x64(name, masked):
         d = getattr(nc, name)(t, logits=logits)
         x, intermediates = d.sample_with_intermediates(jax.random.key(8), (3,))
 
+        @jax.jit  # one compilation for the ~20 evaluations of the differences
         def f(a, temperature):
             return _score(getattr(nc, name)(temperature, logits=a), x, intermediates).sum()
 
