@@ -426,7 +426,8 @@ def _subsample_message(estimator: str, plate: str) -> str:
 
 def elements(log_prob: torch.Tensor, dims: set[int], ndim: int) -> torch.Tensor:
     """``log_prob`` laid out on ``ndim`` dims, summed over every dim not in ``dims``."""
-    log_prob = log_prob.reshape((1,) * (ndim - log_prob.dim()) + log_prob.shape)
+    if log_prob.dim() < ndim:
+        log_prob = log_prob.reshape((1,) * (ndim - log_prob.dim()) + log_prob.shape)
     summed = [d for d in range(-ndim, 0) if d not in dims]
     return log_prob.sum(summed, keepdim=True) if summed else log_prob
 
@@ -456,12 +457,12 @@ def costs(
     """The :class:`Costs` of a pass, the guide's sites in ``discrete`` being discrete."""
 
     def total(trace: poutine.Trace, keep: Callable[[str], bool]) -> torch.Tensor:
-        out = torch.zeros((1,) * ndim)
-        for name, site in trace.nodes.items():
-            if site["type"] == "sample" and keep(name):
-                if not site_is_subsample(site):
-                    out = out + elements(site["log_prob"], dims, ndim)
-        return out
+        terms = [
+            elements(site["log_prob"], dims, ndim)
+            for name, site in trace.nodes.items()
+            if site["type"] == "sample" and keep(name) and not site_is_subsample(site)
+        ]
+        return sum(terms[1:], terms[0]) if terms else torch.zeros((1,) * ndim)
 
     model = total(model_trace, lambda name: True)
     direct = model - total(guide_trace, lambda name: name not in discrete)
