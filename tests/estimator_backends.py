@@ -523,9 +523,7 @@ class NumpyroEstimators(EstimatorBackend):
                 guide(y)
             runs.append(np.asarray(trace["data"]["value"]).tolist())
 
-        if hasattr(loss, "tunable"):  # REBAR / RELAX declare their tuned quantities
-            recorded = loss.tunable(recorded)
-        loss.loss(jax.random.PRNGKey(1), svi.get_params(state), model, recorded, y)
+        loss.loss(jax.random.PRNGKey(1), svi.get_params(state), model, loss.tunable(recorded), y)
         return runs
 
     def train_sbn(self, loss, train, test, steps, seed, relaxed=False):
