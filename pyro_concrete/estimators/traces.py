@@ -184,7 +184,8 @@ def _check_finite_logits(msg: dict, estimator: str) -> None:
             f"{estimator}: guide site {msg['name']!r} has a Bernoulli logit of +/-inf, "
             "where torch's Bernoulli.log_prob is NaN. Keep the logits finite (for example "
             "logits.clamp(-30, 30): sigmoid(30) is 1 in float32), or leave the elements "
-            "whose value is known out of the site (poutine.mask, or observe them)."
+            "whose value is known out of the site (sample the others, observe these); "
+            "poutine.mask does not remove them from the logits."
         )
 
 
