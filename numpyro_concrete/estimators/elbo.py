@@ -45,12 +45,12 @@ class DiscreteELBO(ELBO):
     def _estimate(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
-        """The objective and the surrogate, averaged over the particles (one particle: no
-        particle dimension, as NumPyro's own ELBOs, which keeps ``vmap``'s batch of one out
-        of the compiled step)."""
-        keys = jax.random.split(rng_key, self.num_particles)
+        """The objective and the surrogate, averaged over the particles (one particle: the
+        key as given and no particle dimension, as NumPyro's own ELBOs, which keeps a key
+        split and ``vmap``'s batch of one out of the compiled step)."""
         if self.num_particles == 1:
-            return self._particle(keys[0], params, model, guide, args, kwargs)
+            return self._particle(rng_key, params, model, guide, args, kwargs)
+        keys = jax.random.split(rng_key, self.num_particles)
         value, surrogate = self.vectorize_particles_fn(
             lambda key: self._particle(key, params, model, guide, args, kwargs), keys
         )
