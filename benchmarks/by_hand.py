@@ -148,8 +148,10 @@ def pyro_rebar(model: Callable, guide: Callable, *args) -> float:
     ``v' = v (1 - theta)`` if ``b = 0`` and ``1 - theta + v theta`` if ``b = 1``, and
     ``g = [f(b) - eta f(s(z~))] grad log q(b) + eta grad f(s(z)) - eta grad f(s(z~))``
     for the guide's parameters, ``s(z) = sigmoid(z / lam)`` and the log-masses continued to
-    the relaxed values; ``grad log p(x, b)`` for the model's.  The model's ``Bernoulli``
-    sites score the relaxed values, so torch's argument validation must be off
+    the relaxed values; ``grad log p(x, b)`` for the model's.  ``z~`` is the textbook
+    formula: in float32 it can fall on the wrong side of 0 where ``1 - theta`` rounds
+    (``|alpha|`` of 10 and more), which the library's conditional sample avoids.  The
+    model's ``Bernoulli`` sites score the relaxed values, so torch's argument validation must be off
     (``torch.distributions.Distribution.set_default_validate_args(False)``)."""
     guide_trace = poutine.trace(guide).get_trace(*args)
     logits = _pyro_latents(guide_trace)
@@ -332,7 +334,10 @@ def numpyro_rebar(rng_key, params: dict, model: Callable, guide: Callable, *args
     ``v' = v (1 - theta)`` if ``b = 0`` and ``1 - theta + v theta`` if ``b = 1``, and
     ``g = [f(b) - eta f(s(z~))] grad log q(b) + eta grad f(s(z)) - eta grad f(s(z~))``
     for the guide's parameters, ``s(z) = sigmoid(z / lam)`` and the log-masses continued to
-    the relaxed values; ``grad log p(x, b)`` for the model's (held fixed in ``f(s(.))``)."""
+    the relaxed values; ``grad log p(x, b)`` for the model's (held fixed in ``f(s(.))``).
+    ``z~`` is the textbook formula: in float32 it can fall on the wrong side of 0 where
+    ``1 - theta`` rounds (``|alpha|`` of 10 and more), which the library's conditional
+    sample avoids."""
     with numpyro.validation_enabled(False):  # log-masses at relaxed values
         return _numpyro_rebar(rng_key, params, model, guide, args)
 
