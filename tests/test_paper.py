@@ -49,17 +49,6 @@ PYRO_ROWS = [
 ]
 
 
-def _available(name: str, backend: str) -> bool:
-    package = "numpyro_concrete" if backend == "numpyro" else "pyro_concrete"
-    try:
-        methods._loss_class(package, methods.METHODS[name])
-    except methods.MethodUnavailable:
-        return False
-    except TypeError:  # Concrete: no loss class of ours
-        return True
-    return True
-
-
 def _run(tmp_path, arch, name, m, backend="numpyro", extra=()):
     argv = ["--arch", arch, "--method", name, "--m", str(m), "--backend", backend, *SMALL]
     return run.main([*argv, "--out", str(tmp_path), *extra])
@@ -78,13 +67,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("backend, arch, name, m", CASES)
-def test_every_method_runs_on_both_tables(tmp_path, capsys, backend, arch, name, m):
-    if name != "concrete" and not _available(name, backend):
-        assert _run(tmp_path, arch, name, m, backend) == 1
-        err = capsys.readouterr().err
-        assert "does not provide" in err and "estimators" in err, err
-        assert not list(tmp_path.glob("*.json"))
-        return
+def test_every_method_runs_on_both_tables(tmp_path, backend, arch, name, m):
     assert _run(tmp_path, arch, name, m, backend) == 0
     (path,) = tmp_path.glob("*.json")
     record = json.loads(path.read_text())

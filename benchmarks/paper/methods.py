@@ -2,10 +2,8 @@
 
 A method turns the discrete ``(model, guide)`` of a problem into what ``SVI`` trains:
 ``(model, guide, loss)``.  Concrete relaxes the pair and uses the backend's own ELBOs;
-the score-function estimators take the discrete pair and a loss object of this library.
-Estimators that live in the ``estimators`` subpackage are imported when a row asks for
-them, so a checkout without them still runs every other row; such a row fails with
-:class:`MethodUnavailable`, which says what is missing.
+the score-function estimators take the discrete pair and a loss object of this library,
+imported from the backend's package when a row asks for it.
 """
 
 import importlib
@@ -14,11 +12,7 @@ from dataclasses import dataclass
 
 from .protocol import POSTERIOR_TEMPERATURE, PRIOR_TEMPERATURE, STRUCTURED_TEMPERATURE
 
-__all__ = ["METHODS", "Method", "MethodUnavailable", "build"]
-
-
-class MethodUnavailable(RuntimeError):
-    """The method's loss class is not importable from this checkout."""
+__all__ = ["METHODS", "Method", "build"]
 
 
 @dataclass(frozen=True)
@@ -46,13 +40,7 @@ METHODS = {
 def _loss_class(package: str, method: Method) -> type:
     module_name, class_name = method.loss_class
     module_path = f"{package}.{module_name}" if module_name else package
-    try:
-        return getattr(importlib.import_module(module_path), class_name)
-    except (ImportError, AttributeError) as error:
-        raise MethodUnavailable(
-            f"method {method.label!r} needs {module_path}.{class_name}, which this checkout "
-            f"does not provide ({error}); it comes with the estimators subpackage."
-        ) from error
+    return getattr(importlib.import_module(module_path), class_name)
 
 
 def build(backend, name: str, m: int, model: Callable, guide: Callable, table: str) -> tuple:
