@@ -151,8 +151,8 @@ def pyro_rebar(model: Callable, guide: Callable, *args) -> float:
     the relaxed values; ``grad log p(x, b)`` for the model's.  ``z~`` is the textbook
     formula: in float32 it can fall on the wrong side of 0 where ``1 - theta`` rounds
     (``|alpha|`` of 10 and more), which the library's conditional sample avoids.  The
-    model's ``Bernoulli`` sites score the relaxed values, so torch's argument validation must be off
-    (``torch.distributions.Distribution.set_default_validate_args(False)``)."""
+    model's ``Bernoulli`` sites score the relaxed values, so torch's argument validation
+    must be off (``torch.distributions.Distribution.set_default_validate_args(False)``)."""
     guide_trace = poutine.trace(guide).get_trace(*args)
     logits = _pyro_latents(guide_trace)
     eps = torch.finfo(next(iter(logits.values())).dtype).eps  # logit(0) = -inf
