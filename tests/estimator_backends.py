@@ -76,7 +76,9 @@ class EstimatorBackend(abc.ABC):
     ) -> None:
         """One gradient step of ``loss`` on ``problem`` (for the errors); ``guide_kind``
         ``"relaxed"`` gives a continuous guide, ``"indexing"`` a model that indexes,
-        ``"global"`` a Bernoulli site ``g`` outside the data plate in model and guide."""
+        ``"global"`` a Bernoulli site ``g`` outside the data plate in model and guide,
+        ``"hierarchical"`` (Bernoulli problem) a site ``u`` in model and guide whose guide
+        value shifts the logits of ``z``.  NumPyro's step runs under ``jax.jit``."""
 
     @abc.abstractmethod
     def guide_runs(
@@ -141,6 +143,8 @@ class PyroEstimators(EstimatorBackend):
             with pyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
                 y = y[idx]
                 if problem == "bernoulli":
+                    if guide_kind == "hierarchical":
+                        pyro.sample("u", dist.Bernoulli(logits=torch.tensor(0.0)))
                     z = pyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
                     mean = z @ p("W")
                 elif problem in ("categorical", "masked"):
@@ -162,10 +166,13 @@ class PyroEstimators(EstimatorBackend):
             with pyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
                 y = y[idx]
                 if problem == "bernoulli":
+                    a = p("a")
+                    if guide_kind == "hierarchical":
+                        a = a + pyro.sample("u", dist.Bernoulli(logits=torch.tensor(0.0)))[:, None]
                     if guide_kind == "relaxed":
-                        fn = self.module.BinaryConcrete(0.5, logits=p("a"))
+                        fn = self.module.BinaryConcrete(0.5, logits=a)
                     else:
-                        fn = dist.Bernoulli(logits=p("a"))
+                        fn = dist.Bernoulli(logits=a)
                     pyro.sample("z", fn.expand([y.shape[0], 3]).to_event(1))
                 elif problem in ("categorical", "masked"):
                     pyro.sample("c1", dist.OneHotCategorical(logits=p("a1") + mask))
@@ -348,6 +355,8 @@ class NumpyroEstimators(EstimatorBackend):
             with numpyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
                 y = y[idx]
                 if problem == "bernoulli":
+                    if guide_kind == "hierarchical":
+                        numpyro.sample("u", dist.Bernoulli(logits=0.0))
                     z = numpyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
                     mean = z @ p("W")
                 elif problem in ("categorical", "masked"):
@@ -374,10 +383,13 @@ class NumpyroEstimators(EstimatorBackend):
             with numpyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
                 y = y[idx]
                 if problem == "bernoulli":
+                    a = p("a")
+                    if guide_kind == "hierarchical":
+                        a = a + numpyro.sample("u", dist.Bernoulli(logits=0.0))[:, None]
                     if guide_kind == "relaxed":
-                        fn = self.module.BinaryConcrete(0.5, logits=p("a"))
+                        fn = self.module.BinaryConcrete(0.5, logits=a)
                     else:
-                        fn = dist.Bernoulli(logits=p("a"))
+                        fn = dist.Bernoulli(logits=a)
                     numpyro.sample("z", fn.expand([y.shape[0], 3]).to_event(1))
                 elif problem in ("categorical", "masked"):
                     numpyro.sample("c1", one_hot(logits=p("a1") + mask))
@@ -521,7 +533,9 @@ class NumpyroEstimators(EstimatorBackend):
         def recorded(y):
             with handlers.trace() as trace:
                 guide(y)
-            runs.append(np.asarray(trace["data"]["value"]).tolist())
+            values = [s["value"] for s in trace.values() if s["type"] == "sample"]
+            if not any(isinstance(v, jax.core.Tracer) for v in values):  # DisARM's check
+                runs.append(np.asarray(trace["data"]["value"]).tolist())
 
         loss.loss(jax.random.PRNGKey(1), svi.get_params(state), model, loss.tunable(recorded), y)
         return runs

@@ -311,6 +311,13 @@ class EstimatorsSuite:
         with pytest.raises(ValueError, match="DisarmELBO: guide site 'c1' is categorical"):
             backend.run("categorical", backend.loss("DisarmELBO"))
 
+    def test_disarm_rejects_a_hierarchical_guide(self, backend):
+        """DisARM's antithetic pair needs the guide's sites independent given the data; a
+        site whose logits read another's value is an error, in NumPyro under ``jit`` too
+        (found in the guide's program, not by comparing values)."""
+        with pytest.raises(ValueError, match="DisarmELBO: the logits of guide site 'z' depend"):
+            backend.run("bernoulli", backend.loss("DisarmELBO"), guide_kind="hierarchical")
+
     @pytest.mark.parametrize("loss_name", ["DisarmELBO", "RebarELBO", "VimcoELBO"])
     def test_continuous_guide_site_is_an_error(self, backend, loss_name):
         loss = backend.loss(loss_name, **({"num_particles": 2} if loss_name == "VimcoELBO" else {}))

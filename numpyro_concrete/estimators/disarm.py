@@ -4,12 +4,13 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
-from numpyro.util import not_jax_tracer
+from jax.extend.core import Var
+from numpyro.handlers import condition, replay, seed, substitute, trace
 
+from ..relax import base_of
 from .elbo import DiscreteELBO
-from .traces import DiscreteSampler, costs, discrete_pass, factor_dims
+from .traces import DiscreteSampler, costs, discrete_pass, factor_dims, subsample_sites
 
 __all__ = ["DisarmELBO"]
 
@@ -29,9 +30,9 @@ class DisarmELBO(DiscreteELBO):
     reparameterised continuous sites; the zero-mean score of ``log q`` is left out).  The
     value is the mean of ``f(b)`` and ``f(b~)``.  Per element of the plates enclosing
     every site (the data plate).  The guide's discrete sites must be ``Bernoulli`` and
-    independent of each other given the data (as in the paper): one that reads another
-    raises ``ValueError`` where the logits are concrete (outside ``jit``); under ``jit`` the
-    check cannot run, so check a hierarchical guide once eagerly.
+    independent of each other given the data (as in the paper): one whose logits read
+    another's value raises ``ValueError``, found in the guide's program when it is traced
+    (so under ``jit`` too), not by comparing values.
 
     :param num_particles: antithetic pairs averaged.
     :param vectorize_particles: draw them with ``jax.vmap`` (else ``jax.lax.map``).  The
@@ -49,6 +50,8 @@ class DisarmELBO(DiscreteELBO):
         first = DiscreteSampler(rng_key=key, keep_z=False, estimator="DisarmELBO")
         traces = discrete_pass(model, guide, args, kwargs, params, key, first)
         _check_bernoulli(first)
+        if len(first.sites) > 1:
+            _check_independent(guide, args, kwargs, params, key, first, traces[1])
         second = DiscreteSampler(rng_key=key, sign=-1, keep_z=False, estimator="DisarmELBO")
         anti_traces = discrete_pass(
             model, guide, args, kwargs, params, key, second, previous=traces[1]
@@ -58,8 +61,7 @@ class DisarmELBO(DiscreteELBO):
         there = costs(*anti_traces, set(first.sites), dims, ndim)
         half_difference = jax.lax.stop_gradient(here.value - there.value) / 2
         surrogate = jnp.sum((here.direct + there.direct) / 2)
-        for (name, site), anti in zip(first.sites.items(), second.sites.values(), strict=True):
-            _check_independent(name, site.logits, anti.logits)
+        for site, anti in zip(first.sites.values(), second.sites.values(), strict=True):
             signal = half_difference.reshape(half_difference.shape + (1,) * site.event_dim)
             alpha, b = site.logits, site.value
             weight = (1 - 2 * anti.value) * (b != anti.value) * jax.nn.sigmoid(jnp.abs(alpha))
@@ -67,17 +69,48 @@ class DisarmELBO(DiscreteELBO):
         return jnp.sum((here.value + there.value) / 2), surrogate
 
 
-def _check_independent(name: str, logits: Array, anti_logits: Array) -> None:
-    if not (not_jax_tracer(logits) and not_jax_tracer(anti_logits)):
-        return
-    # numpy on the concrete values: a jnp comparison would be staged out under jax.jit
-    if not np.array_equal(np.asarray(logits), np.asarray(anti_logits)):
-        raise ValueError(
-            f"DisarmELBO: the logits of guide site {name!r} depend on the value of "
-            "another discrete site (they differ between the antithetic pair). "
-            "DisARM needs the guide's discrete sites independent given the data; "
-            "use RebarELBO or VimcoELBO for a hierarchical guide."
-        )
+def _check_independent(
+    guide, args, kwargs, params, key, sampler: DiscreteSampler, guide_trace: dict
+) -> None:
+    """``ValueError`` if the logits of a discrete site of ``guide`` read the value of a
+    discrete site: the guide's program with the sites' values as inputs (and the data
+    points of ``guide_trace``), traced to a jaxpr."""
+    values = {name: site.value for name, site in sampler.sites.items()}
+    guide = replay(guide, trace=subsample_sites(guide_trace))
+
+    def logits(values: dict) -> dict:
+        run = condition(substitute(seed(guide, key), data=params), data=values)
+        tr = trace(run).get_trace(*args, **kwargs)
+        return {name: base_of(tr[name]["fn"]).logits for name in values}
+
+    for name, depends in _reads_its_inputs(logits, values).items():
+        if depends:
+            raise ValueError(_hierarchical_message(name))
+
+
+def _reads_its_inputs(fn, inputs) -> dict:
+    """Which outputs of ``fn`` (a pytree, as ``fn(inputs)`` returns) are computed from
+    ``inputs``: a walk through the equations of its jaxpr.  JAX has no public function for
+    this data dependence; the jaxpr and its ``Var`` are those of ``jax.make_jaxpr`` and
+    ``jax.extend.core``.  An equation with one input that depends makes all its outputs
+    depend (conservative inside nested calls)."""
+    closed, shapes = jax.make_jaxpr(fn, return_shape=True)(inputs)
+    jaxpr = closed.jaxpr
+    reached = set(jaxpr.invars)
+    for eqn in jaxpr.eqns:
+        if any(isinstance(v, Var) and v in reached for v in eqn.invars):
+            reached.update(eqn.outvars)
+    flags = [isinstance(v, Var) and v in reached for v in jaxpr.outvars]
+    return jax.tree.unflatten(jax.tree.structure(shapes), flags)
+
+
+def _hierarchical_message(name: str) -> str:
+    return (
+        f"DisarmELBO: the logits of guide site {name!r} depend on the value of another "
+        "discrete site (the guide computes them from it). DisARM needs the guide's discrete "
+        "sites independent given the data; use RebarELBO or VimcoELBO for a hierarchical "
+        "guide."
+    )
 
 
 def _check_bernoulli(sampler: DiscreteSampler) -> None:
