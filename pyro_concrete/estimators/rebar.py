@@ -71,13 +71,15 @@ class ControlVariateELBO(DiscreteELBO):
             - \nabla c(\tilde z),
 
     ``z`` the continuous sample that ``b = H(z)`` rounds, ``z~ ~ p(z | b)`` reparameterised
-    with ``b`` fixed.  ``nabla f(b)`` leaves out the zero-mean score of ``log q(b)``; model
-    parameters get ``nabla f(b)`` alone (the correction has zero mean for them).  With
+    with ``b`` fixed.  ``nabla f(b)`` leaves out the zero-mean score of ``log q(b)``; the
+    model's ``param`` sites get ``nabla f(b)`` alone (the correction has zero mean for
+    them); any other tensor the passes read (a ``PyroModule``'s parameter used outside
+    ``forward``, a tensor closed over) gets ``g``, unbiased wherever it enters.  With
     ``tune``, the control variate's own quantities descend the gradient of the estimate's
     second moment ``sum g^2`` over the guide's parameters, which is the variance up to a
     constant (the mean does not depend on them).
 
-    ``loss_and_grads`` and ``differentiable_loss`` give every parameter these gradients,
+    ``loss_and_grads`` and ``differentiable_loss`` give every leaf these gradients,
     averaged over the particles; the tuned quantities are the parameters of :attr:`tuned`,
     a module that ``elbo(model, guide)`` holds, so a torch optimiser (and DDP) trains them
     with the rest.
@@ -115,16 +117,25 @@ class ControlVariateELBO(DiscreteELBO):
         quantities of ``_setup``."""
         raise NotImplementedError
 
-    def _terms(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> tuple:
-        """``f(b)``, a surrogate whose gradient is ``g`` for the guide's parameters, ``f(b)``'s
-        direct part (summed over the elements), the guide's and the model's parameters and
-        the tuned quantities read (``pyro.param`` sites of ``_setup`` and
-        ``_control_variate``)."""
+    def _particle(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``f(b)`` and a surrogate whose gradient is the estimate for every tensor the passes
+        read, as ``Trace_ELBO``'s: ``g`` for the guide's parameters and any other leaf (a
+        ``PyroModule``'s parameter read outside ``forward``, a tensor closed over; ``g`` is
+        unbiased for a model's leaf too), ``nabla f(b)`` alone for the model's ``param``
+        sites (the control variate's terms have mean zero for them and only add variance)
+        and ``-nabla sum g^2 / N`` for the tuned quantities (``N`` particles: the average's
+        second moment, whose cross terms between independent particles have a gradient of
+        mean zero).  Without gradients (``loss``, ``SVI.evaluate_loss``) only the discrete
+        pass runs."""
         name = type(self).__name__
         hard = DiscreteSampler(estimator=name)
         model_trace, guide_trace = discrete_pass(model, guide, args, kwargs, hard)
         dims, ndim = factor_dims(model_trace, guide_trace)
         cost = costs(model_trace, guide_trace, set(hard.sites), dims, ndim)
+        if not torch.is_grad_enabled():
+            return cost.value.sum(), torch.zeros(())
         # before the tuned quantities' PyroModule runs: with module_local_params it takes
         # the ``unconstrained`` reference off the param store's values
         guide_params = _param_tensors(guide_trace)
@@ -172,60 +183,25 @@ class ControlVariateELBO(DiscreteELBO):
         surrogate = cost.value.detach() * score + cost.direct + at_z - at_conditional
         # -c(z~) d log q, with c(z~) differentiable in its own quantities but not in the
         # guide's parameters: the second factor is zero in value.
-        surrogate = surrogate + at_conditional * (score.detach() - score)
-        return (
-            cost.value.sum(),
-            surrogate.sum(),
-            cost.direct.sum(),
-            guide_params,
-            model_params,
-            tuned,
-        )
-
-    def _gradient_pairs(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
-    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """``f(b)`` and ``(parameter, gradient)`` pairs: ``g`` for the guide's parameters,
-        ``nabla f(b)`` for the model's and ``-nabla sum g^2 / N`` for the tuned quantities
-        (``N`` particles: the average's second moment, whose cross terms between
-        independent particles have a gradient of mean zero); none where a parameter does
-        not enter."""
-        value, surrogate, direct, guide_params, model_params, tuned = self._terms(
-            model, guide, args, kwargs
-        )
-        tuning = self.tune and bool(tuned)
-        guide_grads = _gradients(surrogate, guide_params.values(), create_graph=tuning)
-        pairs = list(zip(guide_params.values(), guide_grads, strict=True))
-        pairs += zip(model_params.values(), _gradients(direct, model_params.values()), strict=True)
-        if tuning:
+        surrogate = (surrogate + at_conditional * (score.detach() - score)).sum()
+        if not surrogate.requires_grad:
+            return cost.value.sum(), surrogate
+        # Every leaf gets the gradient of ``surrogate``; the model's param sites and the
+        # tuned quantities have it replaced by theirs, a linear term adding the difference.
+        replaced = {**model_params, **tuned}
+        excess = _gradients(surrogate - cost.direct.sum(), replaced.values())
+        own = dict(zip(replaced, excess, strict=True))
+        if self.tune and tuned:
+            guide_grads = _gradients(surrogate, guide_params.values(), create_graph=True)
             moment = sum((g.pow(2).sum() for g in guide_grads if g is not None), torch.zeros(()))
-            tuned_grads = _gradients(moment / self.num_particles, tuned.values())
-            pairs += [(phi, -g) for phi, g in zip(tuned.values(), tuned_grads, strict=True)]
-        return value, [(param, grad.detach()) for param, grad in pairs if grad is not None]
-
-    def _particle(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``f(b)`` and a surrogate linear in the parameters, the gradients of
-        :meth:`_gradient_pairs` held fixed."""
-        value, pairs = self._gradient_pairs(model, guide, args, kwargs)
-        linear = sum(((param * grad).sum() for param, grad in pairs), torch.zeros(()))
-        return value, linear
-
-    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """Adds the negative gradient estimate to ``.grad`` of every parameter (the pairs of
-        :meth:`_gradient_pairs`, without a surrogate to differentiate again); returns the
-        negative objective."""
-        value = torch.zeros(())
-        for model_k, guide_k in self._passes(model, guide, args, kwargs):
-            value_k, pairs = self._gradient_pairs(model_k, guide_k, args, kwargs)
-            value = value + value_k.detach()
-            for param, grad in pairs:
-                if param.grad is None:
-                    param.grad = grad.mul(-1 / self.num_particles)
-                else:
-                    param.grad.sub_(grad, alpha=1 / self.num_particles)
-        return -value.item() / self.num_particles
+            for k, g in zip(
+                tuned, _gradients(moment / self.num_particles, tuned.values()), strict=True
+            ):
+                own[k] = (own[k] if own[k] is not None else 0) + (g if g is not None else 0)
+        for k, g in own.items():
+            if g is not None:
+                surrogate = surrogate - (replaced[k] * g.detach()).sum()
+        return cost.value.sum(), surrogate
 
 
 def _same(fn: Callable) -> Callable:

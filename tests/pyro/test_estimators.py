@@ -11,7 +11,7 @@ from pyro.infer import SVI
 
 import pyro_concrete as pc
 from tests.estimator_backends import PyroEstimators
-from tests.estimator_references import GUIDE_PARAMS, PROBLEMS
+from tests.estimator_references import GUIDE_PARAMS, PROBLEMS, exact_gradient
 from tests.estimator_references import problem as make_problem
 from tests.estimators_suite import EstimatorsSuite
 
@@ -150,3 +150,82 @@ def test_an_infinite_bernoulli_logit_in_the_guide_is_an_error(name):
     assert torch.isnan(pyro.distributions.Bernoulli(logits=logits).log_prob(torch.ones(3))[1])
     with pytest.raises(ValueError, match=f"{name}: guide site 'z' has a Bernoulli logit of"):
         getattr(pc, name)().loss_and_grads(model, guide)
+
+
+# ------------------------------------------- tensors outside the param store, evaluation
+
+
+class _Encoder(pyro.nn.PyroModule):
+    """The guide's logits as a ``PyroParam`` read by a method other than ``forward``, so
+    that no ``pyro.param`` statement records it."""
+
+    def __init__(self, a: torch.Tensor) -> None:
+        super().__init__()
+        self.a = pyro.nn.PyroParam(a)
+
+    def logits(self) -> torch.Tensor:
+        return self.a
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "loss, k",
+    [
+        (lambda: pc.RebarELBO(tune=False), 1),
+        (lambda: pc.RebarELBO(eta=0.5, temperature=1.0), 1),
+        (lambda: pc.RelaxELBO(), 1),
+        (lambda: pc.DisarmELBO(), 1),
+        (lambda: pc.VimcoELBO(num_particles=2), 2),
+    ],
+    ids=["rebar", "rebar_tuned", "relax", "disarm", "vimco"],
+)
+def test_every_tensor_a_pass_reads_gets_its_unbiased_gradient(loss, k):
+    """The ``"bernoulli"`` problem with no ``pyro.param`` in it: the guide's logits in a
+    ``PyroModule`` read outside ``forward``, the model's prior and weights tensors it
+    closes over.  ``differentiable_loss`` (a torch optimiser's route) gives each the
+    gradient of the objective, as ``Trace_ELBO`` does: the mean of 600 draws against the
+    float64 enumeration."""
+    params, y = make_problem("bernoulli", seed=3)
+    leaves = {
+        k_: torch.tensor(v, dtype=torch.float32, requires_grad=True) for k_, v in params.items()
+    }
+    encoder = _Encoder(leaves.pop("a").detach())
+    dist = pyro.distributions
+
+    def model(y):
+        with pyro.plate("data", 2):
+            z = pyro.sample("z", dist.Bernoulli(logits=leaves["prior"]).to_event(1))
+            pyro.sample("y", dist.Normal(z @ leaves["W"], 1.0).to_event(1), obs=y)
+
+    def guide(y):
+        with pyro.plate("data", 2):
+            pyro.sample("z", dist.Bernoulli(logits=encoder.logits()).to_event(1))
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    estimator, tensors = loss(), {**leaves, "a": encoder.a}
+    draws = {name: [] for name in tensors}
+    for _ in range(600):
+        estimator.differentiable_loss(model, guide, torch.tensor(y, dtype=torch.float32)).backward()
+        for name, tensor in tensors.items():
+            draws[name].append(-tensor.grad.numpy().copy())
+            tensor.grad = None
+    exact = exact_gradient("bernoulli", params, y, k=k)
+    for name, value in exact.items():
+        d = np.stack(draws[name]).reshape(600, -1)
+        z = (d.mean(0) - value.ravel()) / (d.std(0, ddof=1) / np.sqrt(600))
+        assert np.abs(z).max() < 4.5, (name, z)
+
+
+@pytest.mark.parametrize("name", ["RebarELBO", "RelaxELBO", "DisarmELBO", "VimcoELBO"])
+def test_svi_evaluate_loss_runs_without_gradients(name):
+    """``SVI.evaluate_loss`` runs the loss under ``torch.no_grad``: the objective's estimate,
+    without the tuned estimators' second-order gradients (which need a graph)."""
+    backend = PyroEstimators()
+    params, y = make_problem("bernoulli")
+    pyro.clear_param_store()
+    model, guide = backend._problem("bernoulli", params)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.1}), getattr(pc, name)())
+    loss = svi.evaluate_loss(backend._y(y))
+    assert np.isfinite(loss)
+    assert all(p.grad is None for p in pyro.get_param_store().values())
