@@ -288,6 +288,10 @@ class PyroEstimators(EstimatorBackend):
             trace = self.pyro.poutine.trace(guide).get_trace(y)
             runs.append(trace.nodes["data"]["value"].tolist())
 
+        # the runs of a step after the first, which also checks how model and guide read
+        # the relaxed values (REBAR and RELAX: one more relaxed pass)
+        loss.loss_and_grads(model, recorded, self._y(data if y is None else y))
+        runs.clear()
         loss.loss_and_grads(model, recorded, self._y(data if y is None else y))
         return runs
 

@@ -5,11 +5,11 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from jax import Array
-from jax.extend.core import Var
 from numpyro.handlers import condition, replay, seed, substitute, trace
 
 from ..relax import base_of
 from .elbo import DiscreteELBO
+from .reads import reads_its_inputs
 from .traces import DiscreteSampler, costs, discrete_pass, factor_dims, subsample_sites
 
 __all__ = ["DisarmELBO"]
@@ -83,25 +83,9 @@ def _check_independent(
         tr = trace(run).get_trace(*args, **kwargs)
         return {name: base_of(tr[name]["fn"]).logits for name in values}
 
-    for name, depends in _reads_its_inputs(logits, values).items():
+    for name, depends in reads_its_inputs(logits, values).items():
         if depends:
             raise ValueError(_hierarchical_message(name))
-
-
-def _reads_its_inputs(fn, inputs) -> dict:
-    """Which outputs of ``fn`` (a pytree, as ``fn(inputs)`` returns) are computed from
-    ``inputs``: a walk through the equations of its jaxpr.  JAX has no public function for
-    this data dependence; the jaxpr and its ``Var`` are those of ``jax.make_jaxpr`` and
-    ``jax.extend.core``.  An equation with one input that depends makes all its outputs
-    depend (conservative inside nested calls)."""
-    closed, shapes = jax.make_jaxpr(fn, return_shape=True)(inputs)
-    jaxpr = closed.jaxpr
-    reached = set(jaxpr.invars)
-    for eqn in jaxpr.eqns:
-        if any(isinstance(v, Var) and v in reached for v in eqn.invars):
-            reached.update(eqn.outvars)
-    flags = [isinstance(v, Var) and v in reached for v in jaxpr.outvars]
-    return jax.tree.unflatten(jax.tree.structure(shapes), flags)
 
 
 def _hierarchical_message(name: str) -> str:

@@ -13,6 +13,7 @@ from numpyro.handlers import trace
 
 from .conditional import bernoulli_conditional, categorical_conditional
 from .elbo import DiscreteELBO
+from .reads import check_differentiable_reads
 from .traces import (
     DiscreteSampler,
     DiscreteSite,
@@ -122,21 +123,33 @@ class ControlVariateELBO(DiscreteELBO):
             k: v if k in in_guide else jax.lax.stop_gradient(v) for k, v in params.items()
         }
 
-        def control_variate(points: dict[str, Array]) -> Array:
-            sampler = RelaxedSampler(sites=hard.sites, points=points, temperature=temperature)
-            traces = relaxed_pass(
-                model, guide, args, kwargs, relaxed_params, relaxed_key, sampler, name, guide_trace
+        def relaxed(points: dict[str, Array], given: dict | None = None, previous=guide_trace):
+            sampler = RelaxedSampler(
+                sites=hard.sites, points=points, temperature=temperature, given=given
             )
-            relaxed = costs(*traces, set(hard.sites), dims, ndim)
-            return self._control_variate(relaxed.value, sampler.values, dims, ndim, params)
+            traces = relaxed_pass(
+                model, guide, args, kwargs, relaxed_params, relaxed_key, sampler, name, previous
+            )
+            return traces, sampler.values
 
+        def control_variate(traces: tuple[dict, dict], values: dict[str, Array]) -> Array:
+            relaxed_elbo = costs(*traces, set(hard.sites), dims, ndim).value
+            return self._control_variate(relaxed_elbo, values, dims, ndim, params)
+
+        at = {k: s.z for k, s in hard.sites.items()}
+        traces, values = relaxed(at)
+        # how model and guide read the relaxed values, traced as functions of them (under
+        # jit once per compilation); the guide runs again there
+        check_differentiable_reads(lambda given: relaxed(at, given, None)[0], values, name)
+        at_z = control_variate(traces, values)
         keys = jax.random.split(conditional_key, len(hard.sites))
-        at_z = control_variate({k: s.z for k, s in hard.sites.items()})
         at_conditional = control_variate(
-            {
-                k: conditional_point(key, s)
-                for key, (k, s) in zip(keys, hard.sites.items(), strict=True)
-            }
+            *relaxed(
+                {
+                    k: conditional_point(key, s)
+                    for key, (k, s) in zip(keys, hard.sites.items(), strict=True)
+                }
+            )
         )
         score = sum(cost.score.values(), jnp.zeros(()))
         value = jax.lax.stop_gradient(cost.value)

@@ -218,6 +218,9 @@ class RelaxedSampler(Messenger):
     :param sites: the discrete pass's sites.
     :param points: ``z`` or ``z~`` per site (a function of the discrete pass's logits).
     :param temperature: the temperature lambda of each site.
+    :param given: relaxed values to take as they are instead (the reads check of
+        ``reads.py`` traces the passes as functions of them; Pyro's check labels the
+        values a pass computes instead, and its sampler has no such argument).
     """
 
     def __init__(
@@ -226,10 +229,11 @@ class RelaxedSampler(Messenger):
         sites: dict[str, DiscreteSite] | None = None,
         points: dict[str, Array] | None = None,
         temperature: dict | None = None,
+        given: dict[str, Array] | None = None,
     ) -> None:
         super().__init__(fn)
         self.sites, self.points = sites, points
-        self.temperature = temperature
+        self.temperature, self.given = temperature, given
         self.values: dict[str, Array] = {}
 
     def process_message(self, msg: dict) -> None:
@@ -241,7 +245,8 @@ class RelaxedSampler(Messenger):
         site = self.sites[name]
         shift = _logits(site.kind, fn) - site.logits  # -inf - (-inf) at impossible categories
         z = self.points[name] + jnp.where(jnp.isneginf(site.logits), 0.0, shift)
-        value = self.values[name] = _relax(site.kind, z, self.temperature[name])
+        value = _relax(site.kind, z, self.temperature[name])
+        value = self.values[name] = value if self.given is None else self.given[name]
         return map_base(fn, lambda b: LogMass(b.logits, site.kind)), value
 
 
