@@ -78,7 +78,10 @@ class EstimatorBackend(abc.ABC):
         ``"relaxed"`` gives a continuous guide, ``"indexing"`` a model that indexes,
         ``"global"`` a Bernoulli site ``g`` outside the data plate in model and guide,
         ``"hierarchical"`` (Bernoulli problem) a site ``u`` in model and guide whose guide
-        value shifts the logits of ``z``.  NumPyro's step runs under ``jax.jit``."""
+        value shifts the logits of ``z``; ``"where"`` and ``"round"`` (Bernoulli problem) a
+        model that reads ``z`` through ``where(z > 0.5, 1, 0)`` or ``round``, ``"argmax"``
+        (categorical problem) one that indexes ``mu`` by ``c1.argmax(-1)``: the same values
+        at discrete points.  NumPyro's step runs under ``jax.jit``."""
 
     @abc.abstractmethod
     def guide_runs(
@@ -146,11 +149,18 @@ class PyroEstimators(EstimatorBackend):
                     if guide_kind == "hierarchical":
                         pyro.sample("u", dist.Bernoulli(logits=torch.tensor(0.0)))
                     z = pyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
+                    if guide_kind == "where":
+                        z = torch.where(z > 0.5, 1.0, 0.0)
+                    elif guide_kind == "round":
+                        z = z.round()
                     mean = z @ p("W")
                 elif problem in ("categorical", "masked"):
                     c1 = pyro.sample("c1", dist.OneHotCategorical(logits=p("prior1") + mask))
                     c2 = pyro.sample("c2", dist.OneHotCategorical(logits=p("prior2")))
-                    mean = select(p("mu"), c1.unsqueeze(-2)) + select(p("nu"), c2.unsqueeze(-2))
+                    if guide_kind == "argmax":
+                        mean = p("mu").T[c1.argmax(-1)] + select(p("nu"), c2.unsqueeze(-2))
+                    else:
+                        mean = select(p("mu"), c1.unsqueeze(-2)) + select(p("nu"), c2.unsqueeze(-2))
                 else:
                     b = pyro.sample("b", dist.Bernoulli(logits=p("prior_b")).to_event(1))
                     c = pyro.sample("c", dist.Categorical(logits=p("prior_c")))
@@ -362,11 +372,18 @@ class NumpyroEstimators(EstimatorBackend):
                     if guide_kind == "hierarchical":
                         numpyro.sample("u", dist.Bernoulli(logits=0.0))
                     z = numpyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
+                    if guide_kind == "where":
+                        z = jnp.where(z > 0.5, 1.0, 0.0)
+                    elif guide_kind == "round":
+                        z = jnp.round(z)
                     mean = z @ p("W")
                 elif problem in ("categorical", "masked"):
                     c1 = numpyro.sample("c1", one_hot(logits=p("prior1") + mask))
                     c2 = numpyro.sample("c2", one_hot(logits=p("prior2")))
-                    mean = select(p("mu"), c1[..., None, :]) + select(p("nu"), c2[..., None, :])
+                    if guide_kind == "argmax":
+                        mean = p("mu").T[c1.argmax(-1)] + select(p("nu"), c2[..., None, :])
+                    else:
+                        mean = select(p("mu"), c1[..., None, :]) + select(p("nu"), c2[..., None, :])
                 else:
                     b = numpyro.sample("b", dist.Bernoulli(logits=p("prior_b")).to_event(1))
                     c = numpyro.sample("c", dist.Categorical(logits=p("prior_c")))

@@ -307,6 +307,27 @@ class EstimatorsSuite:
 
     # ---------------------------------------------------------------------------- errors
 
+    @pytest.mark.parametrize("loss_name", ["RebarELBO", "RelaxELBO"])
+    @pytest.mark.parametrize(
+        "name, read, site",
+        [("bernoulli", "where", "z"), ("bernoulli", "round", "z"), ("categorical", "argmax", "c1")],
+    )
+    def test_a_value_read_through_a_step_function_is_an_error(
+        self, backend, loss_name, name, read, site
+    ):
+        """At its relaxed value such a model computes ``f(b)`` itself, with a derivative of
+        zero: REBAR's and RELAX's pathwise terms vanish and the gradient would be biased
+        (it was, silently, before the check)."""
+        with pytest.raises(
+            ValueError,
+            match=f"{loss_name}: the value of discrete site '{site}' is read through a step",
+        ):
+            backend.run(name, backend.loss(loss_name), guide_kind=read)
+
+    @pytest.mark.parametrize("loss_name", ["DisarmELBO", "VimcoELBO"])
+    def test_estimators_of_discrete_values_only_take_a_step_function(self, backend, loss_name):
+        backend.run("bernoulli", backend.loss(loss_name), guide_kind="where")
+
     def test_disarm_rejects_a_categorical_site(self, backend):
         with pytest.raises(ValueError, match="DisarmELBO: guide site 'c1' is categorical"):
             backend.run("categorical", backend.loss("DisarmELBO"))
