@@ -81,7 +81,10 @@ class EstimatorBackend(abc.ABC):
         value shifts the logits of ``z``; ``"where"`` and ``"round"`` (Bernoulli problem) a
         model that reads ``z`` through ``where(z > 0.5, 1, 0)`` or ``round``, ``"argmax"``
         (categorical problem) one that indexes ``mu`` by ``c1.argmax(-1)``: the same values
-        at discrete points.  NumPyro's step runs under ``jax.jit``."""
+        at discrete points; ``"missing"`` (Bernoulli problem) a guide without ``z``,
+        ``"extra"`` one with a site ``e`` the model lacks, ``"enumerated"`` one whose ``z`` is
+        configured for enumeration, ``"family"`` (categorical problem) a ``Categorical``
+        guide for the model's one-hot ``c2``.  NumPyro's step runs under ``jax.jit``."""
 
     @abc.abstractmethod
     def guide_runs(
@@ -183,10 +186,17 @@ class PyroEstimators(EstimatorBackend):
                         fn = self.module.BinaryConcrete(0.5, logits=a)
                     else:
                         fn = dist.Bernoulli(logits=a)
-                    pyro.sample("z", fn.expand([y.shape[0], 3]).to_event(1))
+                    infer = {"enumerate": "parallel"} if guide_kind == "enumerated" else {}
+                    if guide_kind != "missing":
+                        pyro.sample("z", fn.expand([y.shape[0], 3]).to_event(1), infer=infer)
+                    if guide_kind == "extra":
+                        pyro.sample("e", dist.Bernoulli(logits=p("a")).to_event(1))
                 elif problem in ("categorical", "masked"):
                     pyro.sample("c1", dist.OneHotCategorical(logits=p("a1") + mask))
-                    pyro.sample("c2", dist.OneHotCategorical(logits=p("a2")))
+                    if guide_kind == "family":
+                        pyro.sample("c2", dist.Categorical(logits=p("a2")))
+                    else:
+                        pyro.sample("c2", dist.OneHotCategorical(logits=p("a2")))
                 else:
                     b = pyro.sample("b", dist.Bernoulli(logits=p("a")).to_event(1))
                     pyro.sample("c", dist.Categorical(logits=p("g") + b @ p("V")))
@@ -411,10 +421,17 @@ class NumpyroEstimators(EstimatorBackend):
                         fn = self.module.BinaryConcrete(0.5, logits=a)
                     else:
                         fn = dist.Bernoulli(logits=a)
-                    numpyro.sample("z", fn.expand([y.shape[0], 3]).to_event(1))
+                    infer = {"enumerate": "parallel"} if guide_kind == "enumerated" else {}
+                    if guide_kind != "missing":
+                        numpyro.sample("z", fn.expand([y.shape[0], 3]).to_event(1), infer=infer)
+                    if guide_kind == "extra":
+                        numpyro.sample("e", dist.Bernoulli(logits=p("a")).to_event(1))
                 elif problem in ("categorical", "masked"):
                     numpyro.sample("c1", one_hot(logits=p("a1") + mask))
-                    numpyro.sample("c2", one_hot(logits=p("a2")))
+                    if guide_kind == "family":
+                        numpyro.sample("c2", dist.Categorical(logits=p("a2")))
+                    else:
+                        numpyro.sample("c2", one_hot(logits=p("a2")))
                 else:
                     b = numpyro.sample("b", dist.Bernoulli(logits=p("a")).to_event(1))
                     numpyro.sample("c", dist.Categorical(logits=p("g") + b @ p("V")))

@@ -328,6 +328,38 @@ class EstimatorsSuite:
     def test_estimators_of_discrete_values_only_take_a_step_function(self, backend, loss_name):
         backend.run("bernoulli", backend.loss(loss_name), guide_kind="where")
 
+    @pytest.mark.parametrize("loss_name", ["RebarELBO", "DisarmELBO", "VimcoELBO"])
+    def test_a_model_site_the_guide_lacks_is_an_error(self, backend, loss_name):
+        with pytest.raises(
+            ValueError, match=f"{loss_name}: the model's latent site 'z' is not in the guide"
+        ):
+            backend.run("bernoulli", backend.loss(loss_name), guide_kind="missing")
+
+    @pytest.mark.parametrize("loss_name", ["RebarELBO", "VimcoELBO"])
+    def test_a_guide_of_another_discrete_family_is_an_error(self, backend, loss_name):
+        with pytest.raises(
+            ValueError,
+            match=f"{loss_name}: guide site 'c2' is a Categorical where the model's is a "
+            "OneHotCategorical",
+        ):
+            backend.run("categorical", backend.loss(loss_name), guide_kind="family")
+
+    @pytest.mark.parametrize(
+        "guide_kind, message",
+        [
+            ("extra", "Found non-auxiliary vars in guide but not model"),
+            ("enumerated", "samples site 'z', which is configured for enumeration"),
+        ],
+    )
+    @pytest.mark.parametrize("loss_name", ["RebarELBO", "DisarmELBO", "VimcoELBO"])
+    def test_a_guide_that_differs_from_the_model_warns(
+        self, backend, loss_name, guide_kind, message
+    ):
+        """As ``Trace_ELBO`` under validation: a guide site the model lacks, and a
+        configuration for enumeration that a sampling estimator ignores."""
+        with pytest.warns(UserWarning, match=message):
+            backend.run("bernoulli", backend.loss(loss_name), guide_kind=guide_kind)
+
     def test_disarm_rejects_a_categorical_site(self, backend):
         with pytest.raises(ValueError, match="DisarmELBO: guide site 'c1' is categorical"):
             backend.run("categorical", backend.loss("DisarmELBO"))

@@ -19,6 +19,7 @@ site of both traces (the data plate of an amortised model): model and guide fact
 over them, so each element's score function is multiplied by its own cost only.
 """
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from jax import Array
 from numpyro.distributions import constraints
 from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.primitives import Messenger
+from numpyro.util import check_model_guide_match
 
 from ..distributions import OneHotCategorical
 from ..distributions.noise import _open_uniform, gumbel, logistic
@@ -142,6 +144,7 @@ class DiscreteSampler(Messenger):
     def process_message(self, msg: dict) -> None:
         if not _is_latent(msg) or msg["value"] is not None:
             return
+        _warn_if_enumerated(msg, self.estimator)
         if _kind(msg["fn"]) is None:
             if not msg["fn"].has_rsample:
                 raise ValueError(_not_discrete_message(msg, self.estimator))
@@ -165,6 +168,58 @@ class DiscreteSampler(Messenger):
             kind, logits, z, value, fn.event_dim + (kind == "categorical")
         )
         return fn, value
+
+
+class _MatchesGuide(Messenger):
+    """Checks each latent site of the model against the guide's before the model reads its
+    value: the guide has the site, and a discrete one of the same family where the
+    model's is discrete (``ValueError`` naming the site otherwise).  A site configured for
+    enumeration warns that the estimator samples it."""
+
+    def __init__(self, fn: Callable, guide_trace: dict, estimator: str) -> None:
+        super().__init__(fn)
+        self.guide_trace, self.estimator = guide_trace, estimator
+
+    def process_message(self, msg: dict) -> None:
+        if msg["type"] != "sample" or not _is_latent(msg):
+            return
+        name = msg["name"]
+        if name not in self.guide_trace:
+            raise ValueError(_missing_message(name, self.estimator))
+        guide_site = self.guide_trace[name]
+        _warn_if_enumerated(msg, self.estimator)
+        kind = _kind(msg["fn"])
+        if kind is not None and _kind(guide_site["fn"]) is None:
+            raise ValueError(_not_discrete_message(guide_site, self.estimator))
+        if kind is not None and _kind(guide_site["fn"]) != kind:
+            raise ValueError(_family_message(msg, guide_site, self.estimator))
+
+
+def _warn_if_enumerated(msg: dict, estimator: str) -> None:
+    if msg["infer"].get("enumerate") is not None:
+        warnings.warn(
+            f"{estimator} samples site {msg['name']!r}, which is configured for enumeration "
+            "(config_enumerate or infer={'enumerate': ...}): the configuration is ignored. "
+            "Enumerate it with TraceEnum_ELBO instead, or remove the configuration.",
+            stacklevel=2,
+        )
+
+
+def _missing_message(name: str, estimator: str) -> str:
+    return (
+        f"{estimator}: the model's latent site {name!r} is not in the guide. The guide must "
+        "sample every latent site of the model (a discrete one with the model's discrete "
+        "family), or the model must observe it."
+    )
+
+
+def _family_message(msg: dict, guide_site: dict, estimator: str) -> str:
+    names = {"bernoulli": "Bernoulli", "one_hot": "OneHotCategorical", "categorical": "Categorical"}
+    return (
+        f"{estimator}: guide site {msg['name']!r} is a {names[_kind(guide_site['fn'])]} where "
+        f"the model's is a {names[_kind(msg['fn'])]}. Give the guide the discrete family of "
+        "the model's site."
+    )
 
 
 def _not_discrete_message(msg: dict, estimator: str) -> str:
@@ -313,15 +368,16 @@ def discrete_pass(
 ) -> tuple[dict, dict]:
     """``(model_trace, guide_trace)`` of the guide under ``sampler`` (:func:`guide_pass`,
     ``previous`` an earlier guide trace) and the model replayed against it, parameters
-    from ``params``; log densities in ``site["log_prob"]``.  A model site that is discrete
-    where the guide's is not raises ``ValueError``."""
+    from ``params``; log densities in ``site["log_prob"]``.  A latent site of the model that
+    the guide lacks, or has with another family (a discrete site where the guide's is not,
+    or another discrete family), raises ``ValueError``; other mismatches warn, as
+    NumPyro's ``TraceGraph_ELBO`` does (when the loss is traced, under ``jit``)."""
     model_key, guide_key = jax.random.split(rng_key)
     guide_trace = guide_pass(guide, args, kwargs, params, guide_key, sampler, previous)
-    replayed = substitute(replay(seed(model, model_key), guide_trace), data=params)
+    matched = _MatchesGuide(seed(model, model_key), guide_trace, sampler.estimator)
+    replayed = substitute(replay(matched, guide_trace), data=params)
     model_trace = trace(replayed).get_trace(*args, **kwargs)
-    for name, site in model_trace.items():
-        if _is_latent(site) and _kind(site["fn"]) is not None and name not in sampler.sites:
-            raise ValueError(_not_discrete_message(guide_trace[name], sampler.estimator))
+    check_model_guide_match(model_trace, guide_trace)
     return _log_probs(model_trace), _log_probs(guide_trace)
 
 

@@ -19,6 +19,7 @@ guide factorise over them, so each element's score function is multiplied by its
 cost only.
 """
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import is_validation_enabled, site_is_subsample
+from pyro.util import check_model_guide_match
 from torch.distributions import constraints
 from torch.nn.functional import softplus
 
@@ -138,6 +140,7 @@ class DiscreteSampler(Messenger):
     def _pyro_sample(self, msg: dict) -> None:
         if not _is_latent(msg) or msg["value"] is not None:
             return
+        _warn_if_enumerated(msg, self.estimator)
         kind = _kind(msg["fn"])
         if kind is None:
             if not msg["fn"].has_rsample:
@@ -187,6 +190,58 @@ def _check_finite_logits(msg: dict, estimator: str) -> None:
             "whose value is known out of the site (sample the others, observe these); "
             "poutine.mask does not remove them from the logits."
         )
+
+
+class _MatchesGuide(Messenger):
+    """Checks each latent site of the model against the guide's before the model reads its
+    value: the guide has the site, and a discrete one of the same family where the
+    model's is discrete (``ValueError`` naming the site otherwise).  A site configured for
+    enumeration warns that the estimator samples it."""
+
+    def __init__(self, guide_trace: poutine.Trace, estimator: str) -> None:
+        super().__init__()
+        self.guide_trace, self.estimator = guide_trace, estimator
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if not _is_latent(msg):
+            return
+        name = msg["name"]
+        if name not in self.guide_trace.nodes:
+            raise ValueError(_missing_message(name, self.estimator))
+        guide_site = self.guide_trace.nodes[name]
+        _warn_if_enumerated(msg, self.estimator)
+        kind = _kind(msg["fn"])
+        if kind is not None and _kind(guide_site["fn"]) is None:
+            raise ValueError(_not_discrete_message(guide_site, self.estimator))
+        if kind is not None and _kind(guide_site["fn"]) != kind:
+            raise ValueError(_family_message(msg, guide_site, self.estimator))
+
+
+def _warn_if_enumerated(msg: dict, estimator: str) -> None:
+    if msg["infer"].get("enumerate") is not None:
+        warnings.warn(
+            f"{estimator} samples site {msg['name']!r}, which is configured for enumeration "
+            "(config_enumerate or infer={'enumerate': ...}): the configuration is ignored. "
+            "Enumerate it with TraceEnum_ELBO instead, or remove the configuration.",
+            stacklevel=2,
+        )
+
+
+def _missing_message(name: str, estimator: str) -> str:
+    return (
+        f"{estimator}: the model's latent site {name!r} is not in the guide. The guide must "
+        "sample every latent site of the model (a discrete one with the model's discrete "
+        "family), or the model must observe it."
+    )
+
+
+def _family_message(msg: dict, guide_site: dict, estimator: str) -> str:
+    names = {"bernoulli": "Bernoulli", "one_hot": "OneHotCategorical", "categorical": "Categorical"}
+    return (
+        f"{estimator}: guide site {msg['name']!r} is a {names[_kind(guide_site['fn'])]} where "
+        f"the model's is a {names[_kind(msg['fn'])]}. Give the guide the discrete family of "
+        "the model's site."
+    )
 
 
 def _not_discrete_message(msg: dict, estimator: str) -> str:
@@ -333,14 +388,14 @@ def discrete_pass(
 ) -> tuple[poutine.Trace, poutine.Trace]:
     """``(model_trace, guide_trace)`` of the guide under ``sampler`` (:func:`guide_pass`,
     ``previous`` an earlier guide trace) and the model replayed against it; log densities
-    computed.  A model site that is discrete where the guide's is not raises
-    ``ValueError``."""
+    computed.  A latent site of the model that the guide lacks, or has with another family
+    (a discrete site where the guide's is not, or another discrete family), raises
+    ``ValueError``; other mismatches warn as in ``Trace_ELBO``, under validation."""
     guide_trace = guide_pass(guide, args, kwargs, sampler, previous)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-    for name, site in model_trace.nodes.items():
-        if site["type"] == "sample" and _is_latent(site) and _kind(site["fn"]) is not None:
-            if name not in sampler.sites:
-                raise ValueError(_not_discrete_message(guide_trace.nodes[name], sampler.estimator))
+    replayed = poutine.replay(_MatchesGuide(guide_trace, sampler.estimator)(model), guide_trace)
+    model_trace = poutine.trace(replayed).get_trace(*args, **kwargs)
+    if is_validation_enabled():
+        check_model_guide_match(model_trace, guide_trace)
     _compute_log_prob(model_trace)
     _compute_log_prob(guide_trace)
     return model_trace, guide_trace
