@@ -146,9 +146,14 @@ class PyroEstimators(EstimatorBackend):
         def model(y):
             if guide_kind == "global":
                 pyro.sample("g", dist.Bernoulli(logits=torch.tensor(0.0)))
+            if problem == "continuous":
+                w = pyro.sample("w", dist.Normal(0.0, 1.0))
             with pyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
                 y = y[idx]
-                if problem == "bernoulli":
+                if problem == "continuous":
+                    z = pyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
+                    mean = z + w
+                elif problem == "bernoulli":
                     if guide_kind == "hierarchical":
                         pyro.sample("u", dist.Bernoulli(logits=torch.tensor(0.0)))
                     z = pyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
@@ -176,9 +181,14 @@ class PyroEstimators(EstimatorBackend):
         def guide(y):
             if guide_kind == "global":
                 pyro.sample("g", dist.Bernoulli(logits=torch.tensor(0.0)))
+            if problem == "continuous":
+                w = pyro.sample("w", dist.Normal(p("m"), 0.5))
             with pyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
                 y = y[idx]
-                if problem == "bernoulli":
+                if problem == "continuous":
+                    logits = (p("a") + p("c") * w).expand([y.shape[0], 2])
+                    pyro.sample("z", dist.Bernoulli(logits=logits).to_event(1))
+                elif problem == "bernoulli":
                     a = p("a")
                     if guide_kind == "hierarchical":
                         a = a + pyro.sample("u", dist.Bernoulli(logits=torch.tensor(0.0)))[:, None]
@@ -376,9 +386,14 @@ class NumpyroEstimators(EstimatorBackend):
         def model(y):
             if guide_kind == "global":
                 numpyro.sample("g", dist.Bernoulli(logits=0.0))
+            if problem == "continuous":
+                w = numpyro.sample("w", dist.Normal(0.0, 1.0))
             with numpyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
                 y = y[idx]
-                if problem == "bernoulli":
+                if problem == "continuous":
+                    z = numpyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
+                    mean = z + w
+                elif problem == "bernoulli":
                     if guide_kind == "hierarchical":
                         numpyro.sample("u", dist.Bernoulli(logits=0.0))
                     z = numpyro.sample("z", dist.Bernoulli(logits=p("prior")).to_event(1))
@@ -411,9 +426,14 @@ class NumpyroEstimators(EstimatorBackend):
         def guide(y):
             if guide_kind == "global":
                 numpyro.sample("g", dist.Bernoulli(logits=0.0))
+            if problem == "continuous":
+                w = numpyro.sample("w", dist.Normal(p("m"), 0.5))
             with numpyro.plate("data", y.shape[0], subsample_size=subsample_size) as idx:
                 y = y[idx]
-                if problem == "bernoulli":
+                if problem == "continuous":
+                    logits = jnp.broadcast_to(p("a") + p("c") * w, (y.shape[0], 2))
+                    numpyro.sample("z", dist.Bernoulli(logits=logits).to_event(1))
+                elif problem == "bernoulli":
                     a = p("a")
                     if guide_kind == "hierarchical":
                         a = a + numpyro.sample("u", dist.Bernoulli(logits=0.0))[:, None]

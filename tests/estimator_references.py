@@ -12,6 +12,10 @@ guide's parameters shared across points:
   (3-way, read with ``select``), ``y ~ Normal(b @ W + mu[:, c], 1)``; guide
   ``b ~ Bernoulli(logits=a)^2``, then ``c ~ Categorical(logits=g + b @ V)``, which reads
   ``b`` (a hierarchical guide).
+- ``"continuous"``: a global ``w ~ Normal(0, 1)``, ``z ~ Bernoulli(logits=prior)^2``,
+  ``y ~ Normal(z + w, 1)``; guide ``w ~ Normal(m, 1/2)``, then
+  ``z ~ Bernoulli(logits=a + c w)``, which reads the continuous ``w`` (Gauss-Hermite
+  quadrature over ``w``).
 """
 
 import itertools
@@ -51,12 +55,14 @@ _SHAPES = {
         "V": (2, 3),
     },
 }
+_SHAPES["continuous"] = {"prior": (2,), "m": (), "c": (), "a": (2,)}
 _SHAPES["masked"] = _SHAPES["categorical"]
 GUIDE_PARAMS = {
     "bernoulli": ("a",),
     "categorical": ("a1", "a2"),
     "masked": ("a1", "a2"),
     "mixed": ("a", "g", "V"),
+    "continuous": ("m", "c", "a"),
 }
 PROBLEMS = ("bernoulli", "categorical", "mixed")
 #: ``"masked"``: the categorical problem with ``c1``'s middle category impossible, its
@@ -70,7 +76,7 @@ def problem(name: str, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray
     data ``y`` (``(N, 2)``) drawn ``N(0, 2^2)``."""
     rng = np.random.default_rng(seed)
     params = {
-        k: (2.0 if k in ("W", "mu", "nu") else 0.7) * rng.standard_normal(shape)
+        k: np.asarray((2.0 if k in ("W", "mu", "nu") else 0.7) * rng.standard_normal(shape))
         for k, shape in _SHAPES[name].items()
     }
     return params, 2.0 * rng.standard_normal((N, 2))
@@ -121,9 +127,28 @@ def _configurations(name: str, p: dict, y: np.ndarray) -> list[tuple[float, floa
     return out
 
 
+def _continuous_elbo(p: dict, y: np.ndarray) -> float:
+    """The ``"continuous"`` problem's ELBO: 80-node Gauss-Hermite quadrature over ``w``, the
+    configurations of ``z`` enumerated at each node."""
+    x, weights = np.polynomial.hermite.hermgauss(80)
+    total = 0.0
+    for node, weight in zip(p["m"] + 0.5 * np.sqrt(2) * x, weights / np.sqrt(np.pi), strict=True):
+        inner = -0.5 * node**2 + 0.5 * ((node - p["m"]) / 0.5) ** 2 + np.log(0.5)
+        for point in y:
+            for z in _bits(2):
+                log_q = _bernoulli(p["a"] + p["c"] * node, z)
+                log_p = _bernoulli(p["prior"], z) + _normal(point, z + node)
+                inner += np.exp(log_q) * (log_p - log_q)
+        total += weight * inner
+    return total
+
+
 def objective(name: str, params: dict, y: np.ndarray, k: int = 1) -> float:
     """The ELBO (``k = 1``) or the ``k``-sample bound ``E log (1/k) sum_j w_j`` summed over
-    the points, by enumerating the ``k`` configurations."""
+    the points, by enumerating the ``k`` configurations (quadrature for ``"continuous"``,
+    ``k = 1`` only)."""
+    if name == "continuous":
+        return _continuous_elbo(params, y)
     total = 0.0
     for point in y:
         log_p, log_q = np.array(_configurations(name, params, point)).T

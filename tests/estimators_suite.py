@@ -360,6 +360,18 @@ class EstimatorsSuite:
         with pytest.warns(UserWarning, match=message):
             backend.run("bernoulli", backend.loss(loss_name), guide_kind=guide_kind)
 
+    @pytest.mark.slow
+    @pytest.mark.parametrize("loss_name", ["DisarmELBO", "RebarELBO"])
+    def test_a_guide_whose_logits_read_a_continuous_latent_is_exact(self, backend, loss_name):
+        """``w ~ Normal(m, 1/2)``, ``z ~ Bernoulli(a + c w)``: DisARM's pair shares ``w``
+        (its sites are still independent given the data and ``w``), REBAR's relaxed passes
+        follow it; the mean gradient for every parameter against quadrature."""
+        params, y = problem("continuous")
+        loss = backend.loss(loss_name, **({"tune": False} if loss_name == "RebarELBO" else {}))
+        draws = backend.gradient_draws("continuous", params, y, loss, 2 * self.draws, seed=4)
+        z = _z_scores(draws, exact_gradient("continuous", params, y))
+        assert np.abs(z).max() < Z_LIMIT, z
+
     def test_disarm_rejects_a_categorical_site(self, backend):
         with pytest.raises(ValueError, match="DisarmELBO: guide site 'c1' is categorical"):
             backend.run("categorical", backend.loss("DisarmELBO"))

@@ -30,7 +30,8 @@ class DisarmELBO(DiscreteELBO):
     reparameterised continuous sites; the zero-mean score of ``log q`` is left out).  The
     value is the mean of ``f(b)`` and ``f(b~)``.  Per element of the plates enclosing
     every site (the data plate).  The guide's discrete sites must be ``Bernoulli`` and
-    independent of each other given the data (as in the paper): one whose logits read
+    independent of each other given the data and the guide's continuous sites, whose values
+    the pair shares (as in the paper): one whose logits read
     another's value raises ``ValueError``, found in the guide's program when it is traced
     (so under ``jit`` too), not by comparing values.
 

@@ -4,9 +4,10 @@ from collections.abc import Callable
 
 import pyro
 import torch
+from pyro import poutine
 
 from .elbo import DiscreteELBO
-from .traces import DiscreteSampler, costs, discrete_pass, factor_dims
+from .traces import DiscreteSampler, continuous_sites, costs, discrete_pass, factor_dims
 
 __all__ = ["DisarmELBO"]
 
@@ -26,7 +27,8 @@ class DisarmELBO(DiscreteELBO):
     reparameterised continuous sites; the zero-mean score of ``log q`` is left out).  The
     value is the mean of ``f(b)`` and ``f(b~)``.  Per element of the plates enclosing
     every site (the data plate).  The guide's discrete sites must be ``Bernoulli`` and
-    independent of each other given the data (as in the paper): one that reads another
+    independent of each other given the data and the guide's continuous sites, whose values
+    the pair shares (as in the paper): one that reads another
     raises ``ValueError``.
 
     :param num_particles: antithetic pairs averaged.
@@ -44,6 +46,8 @@ class DisarmELBO(DiscreteELBO):
         traces = discrete_pass(model, guide, args, kwargs, first)
         _check_bernoulli(first)
         second = DiscreteSampler(first.noises(), sign=-1, estimator="DisarmELBO")
+        # the pair shares the values of the guide's continuous sites
+        guide = poutine.replay(guide, trace=continuous_sites(traces[1], set(first.sites)))
         anti_traces = discrete_pass(model, guide, args, kwargs, second, previous=traces[1])
         dims, ndim = factor_dims(*traces)
         here = costs(*traces, set(first.sites), dims, ndim)

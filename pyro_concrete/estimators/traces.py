@@ -42,6 +42,7 @@ __all__ = [
     "DiscreteSite",
     "LogMass",
     "RelaxedSampler",
+    "continuous_sites",
     "costs",
     "discrete_pass",
     "discrete_sites",
@@ -119,7 +120,8 @@ class DiscreteSampler(Messenger):
     :param sign: ``-1`` reuses that noise negated (DisARM's antithetic sample).
     :param antithetic_dim: the dim of a plate of size 2 enclosing every site (counted from
         the right of the batch shape, negative): the noise drawn for the first element is
-        negated for the second (DisARM's pair in one pass).
+        negated for the second, and a reparameterised continuous site takes its first
+        element's value in both (DisARM's pair in one pass).
     :param estimator: the name of the calling estimator, for its errors.
     """
 
@@ -145,6 +147,10 @@ class DiscreteSampler(Messenger):
         if kind is None:
             if not msg["fn"].has_rsample:
                 raise ValueError(_not_discrete_message(msg, self.estimator))
+            if self.antithetic_dim is not None:  # the pair shares the continuous values
+                value = msg["fn"].rsample()
+                value = value.narrow(self.antithetic_dim - msg["fn"].event_dim, 0, 1)
+                msg["value"] = value.expand(msg["fn"].shape())
             return
         if kind == "bernoulli" and is_validation_enabled():
             _check_finite_logits(msg, self.estimator)
@@ -444,6 +450,16 @@ def factor_dims(*traces: poutine.Trace) -> tuple[set[int], int]:
     dims = set.intersection(*stacks) if stacks else set()
     ndim = max([-d for stack in stacks for d in stack] + [s["log_prob"].dim() for s in sites])
     return dims, max(ndim, 0)
+
+
+def continuous_sites(trace: poutine.Trace, discrete: set[str]) -> poutine.Trace:
+    """The latent sites of ``trace`` not in ``discrete``, to replay (DisARM's antithetic
+    pass shares their values)."""
+    out = poutine.Trace()
+    for name, site in trace.nodes.items():
+        if site["type"] == "sample" and _is_latent(site) and name not in discrete:
+            out.add_node(name, **site)
+    return out
 
 
 def subsample_sites(trace: poutine.Trace) -> poutine.Trace:
