@@ -3,6 +3,7 @@ Mnih, Maddison, Lawson & Sohl-Dickstein 2017)."""
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,16 @@ def conditional_point(rng_key: Array, site: DiscreteSite) -> Array:
     return categorical_conditional(rng_key, site.logits, b)
 
 
+@dataclass(frozen=True)
+class _Declared:
+    """What a guide of :meth:`ControlVariateELBO.tunable` declared: the estimator class,
+    the names of its tuned quantities and of the guide's own parameters."""
+
+    estimator: type
+    tuned: set[str]
+    guide: set[str]
+
+
 class ControlVariateELBO(DiscreteELBO):
     r"""The score-function gradient of the discrete ELBO with a control variate ``c`` of
     the relaxed point, corrected to stay unbiased (Tucker et al. 2017, Eq. 6; Grathwohl et
@@ -59,8 +70,6 @@ class ControlVariateELBO(DiscreteELBO):
 
     def __init__(self, num_particles: int, vectorize_particles: bool) -> None:
         super().__init__(num_particles, vectorize_particles)
-        self._tuned_names: set[str] = set()
-        self._guide_names: set[str] = set()
 
     def _declare(self, sites: dict[str, tuple[int, ...]]) -> None:
         """Declare the tuned quantities of the guide's discrete ``sites``."""
@@ -79,7 +88,9 @@ class ControlVariateELBO(DiscreteELBO):
     def tunable(self, guide: Callable) -> Callable:
         """``guide`` that also declares the tuned quantities as ``numpyro.param`` sites, so
         that ``SVI.init`` puts them in the parameters and ``svi.update`` moves them:
-        ``SVI(model, loss.tunable(guide), optim, loss)``."""
+        ``SVI(model, loss.tunable(guide), optim, loss)``.  The names of what it declares and
+        of the guide's own parameters belong to the returned guide (its ``declared``), which
+        a loss reads when it tunes: any estimator of the same kind trains with it."""
 
         @functools.wraps(guide)
         def tuned_guide(*args, **kwargs):
@@ -89,10 +100,14 @@ class ControlVariateELBO(DiscreteELBO):
             if sites:  # not in a relaxed pass, where the sites are scored by LogMass
                 with trace() as declared:
                     self._declare(sites)
-                self._tuned_names = set(declared)
-                self._guide_names = {k for k, s in guide_trace.items() if s["type"] == "param"}
+                tuned_guide.declared = _Declared(
+                    type(self),
+                    set(declared),
+                    {k for k, s in guide_trace.items() if s["type"] == "param"},
+                )
             return out
 
+        tuned_guide.declared = None
         return tuned_guide
 
     def _tuned(self, guide_trace: dict, name: str, init: float) -> Array | float:
@@ -167,7 +182,14 @@ class ControlVariateELBO(DiscreteELBO):
         ``sum g^2`` for the tuned quantities."""
         if not self.tune:
             return super().loss(rng_key, param_map, model, guide, *args, **kwargs)
-        tuned = self._tuned_names & set(param_map)
+        declared = getattr(guide, "declared", None)
+        if declared is not None and declared.estimator is not type(self):
+            raise ValueError(
+                f"{type(self).__name__}(tune=True) trains a guide from "
+                f"{declared.estimator.__name__}.tunable, which declares that estimator's "
+                "quantities: build the SVI with guide=loss.tunable(guide) of this loss."
+            )
+        tuned = (set() if declared is None else declared.tuned) & set(param_map)
         fixed = {k: v for k, v in param_map.items() if k not in tuned}
 
         def estimate(fixed_params: dict) -> tuple[Array, Array]:
@@ -178,7 +200,8 @@ class ControlVariateELBO(DiscreteELBO):
         (_, value), grads = jax.value_and_grad(estimate, has_aux=True)(jax.lax.stop_gradient(fixed))
         stop = jax.lax.stop_gradient
         linear = sum(jnp.sum((v - stop(v)) * stop(grads[k])) for k, v in fixed.items())
-        moment = sum(jnp.sum(grads[k] ** 2) for k in self._guide_names - tuned if k in grads)
+        own = set() if declared is None else declared.guide
+        moment = sum(jnp.sum(grads[k] ** 2) for k in own - tuned if k in grads)
         return -(stop(value) + linear) + moment - stop(moment)
 
 

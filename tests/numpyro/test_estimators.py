@@ -101,3 +101,43 @@ def test_the_loss_jits_with_its_parameters_closed_over(loss_name):
     key = jax.random.PRNGKey(0)
     jitted = jax.jit(lambda key: loss.loss(key, fixed, model, guide, x))(key)
     np.testing.assert_allclose(jitted, loss.loss(key, fixed, model, guide, x), rtol=1e-5)
+
+
+def _tuned_after(guide_loss, loss, steps: int = 5) -> dict:
+    """The parameters after ``steps`` jitted SVI steps on the ``"bernoulli"`` problem, the
+    guide from ``guide_loss.tunable`` and the loss ``loss``."""
+    from numpyro.infer import SVI
+    from numpyro.optim import Adam
+
+    from tests.estimator_references import problem
+
+    params, y = problem("bernoulli")
+    model, guide = NumpyroEstimators()._problem("bernoulli", params)
+    y = jax.numpy.asarray(y, jax.numpy.float32)
+    svi = SVI(model, guide_loss.tunable(guide), Adam(0.05), loss)
+    state = svi.init(jax.random.PRNGKey(0), y)
+    update = jax.jit(svi.update)
+    for _ in range(steps):
+        state, _ = update(state, y)
+    return svi.get_params(state)
+
+
+def test_what_tunable_declares_belongs_to_the_guide():
+    """``SVI(model, RebarELBO().tunable(guide), optim, RebarELBO())``, two instances: the
+    loss tunes ``eta`` and the temperatures along the variance's gradient, as one instance
+    does (they moved along the surrogate's before)."""
+    import numpyro_concrete as nc
+
+    one = nc.RebarELBO()
+    expected = _tuned_after(one, one)
+    got = _tuned_after(nc.RebarELBO(), nc.RebarELBO())
+    assert expected.keys() == got.keys() and "rebar_eta" in got
+    for k in expected:
+        np.testing.assert_allclose(got[k], expected[k], rtol=1e-6, err_msg=k)
+
+
+def test_a_guide_tunable_by_another_estimator_is_an_error():
+    import numpyro_concrete as nc
+
+    with pytest.raises(ValueError, match=r"RelaxELBO\(tune=True\) trains a guide from Rebar"):
+        _tuned_after(nc.RebarELBO(), nc.RelaxELBO(), steps=1)

@@ -229,3 +229,26 @@ def test_svi_evaluate_loss_runs_without_gradients(name):
     loss = svi.evaluate_loss(backend._y(y))
     assert np.isfinite(loss)
     assert all(p.grad is None for p in pyro.get_param_store().values())
+
+
+def test_what_tunable_returns_trains_with_any_instance():
+    """``SVI(model, RebarELBO().tunable(guide), optim, RebarELBO())``, two instances: the
+    same steps as one instance (the loss holds what it tunes; ``tunable`` returns the
+    guide itself in Pyro)."""
+
+    def tuned_after(guide_loss, loss) -> dict:
+        backend = PyroEstimators()
+        params, y = make_problem("bernoulli")
+        pyro.clear_param_store()
+        pyro.set_rng_seed(0)
+        model, guide = backend._problem("bernoulli", params)
+        svi = SVI(model, guide_loss.tunable(guide), pyro.optim.Adam({"lr": 0.05}), loss)
+        for _ in range(5):
+            svi.step(backend._y(y))
+        return {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+
+    one = pc.RebarELBO()
+    expected, got = tuned_after(one, one), tuned_after(pc.RebarELBO(), pc.RebarELBO())
+    assert expected.keys() == got.keys() and "rebar_eta" in got
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], msg=k)
