@@ -26,8 +26,9 @@ from numpyro.infer.initialization import init_to_uniform
 from numpyro.primitives import Messenger
 
 from .distributions import ExpConcrete, LogitBinaryConcrete
+from .distributions.wrappers import base_of, map_base
 from .infer import zero_temperature_limit
-from .relax import _RELAXATIONS, RELAX_STEP, Temperature, base_of, map_base, temperature_at
+from .relax import _RELAXATIONS, RELAX_STEP, Temperature, temperature_at
 
 __all__ = ["AutoRelaxed", "AutoRelaxedDiscrete", "is_relaxed_site"]
 

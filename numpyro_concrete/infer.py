@@ -31,7 +31,7 @@ from .distributions import (
     LogitBinaryConcrete,
     OneHotCategorical,
 )
-from .relax import base_of, map_base
+from .distributions.wrappers import base_of, map_base
 
 __all__ = [
     "DiscretizeMessenger",

@@ -43,6 +43,7 @@ from jax.typing import ArrayLike
 from numpyro.primitives import Messenger
 
 from .distributions import ExpConcrete, LogitBinaryConcrete, OneHotCategorical
+from .distributions.wrappers import base_of, map_base
 
 __all__ = [
     "RELAX_STEP",
@@ -66,27 +67,6 @@ Temperature = ArrayLike | Callable[[ArrayLike], ArrayLike]
 def temperature_at(temperature: Temperature, step: ArrayLike) -> ArrayLike:
     """The temperature at ``step``: ``temperature(step)`` for a schedule, else itself."""
     return temperature(step) if callable(temperature) else temperature
-
-
-def map_base(
-    fn: dist.Distribution, f: Callable[[dist.Distribution], dist.Distribution]
-) -> dist.Distribution:
-    """Apply ``f`` to the innermost distribution of ``fn``, keeping the ``Independent``,
-    ``ExpandedDistribution`` and ``MaskedDistribution`` wrappers around it."""
-    if isinstance(fn, dist.Independent):
-        return map_base(fn.base_dist, f).to_event(fn.reinterpreted_batch_ndims)
-    if isinstance(fn, dist.ExpandedDistribution):
-        return map_base(fn.base_dist, f).expand(fn.batch_shape)
-    if isinstance(fn, dist.MaskedDistribution):
-        return map_base(fn.base_dist, f).mask(fn._mask)
-    return f(fn)
-
-
-def base_of(fn: dist.Distribution) -> dist.Distribution:
-    """The innermost distribution of ``fn``, under the wrappers that ``map_base`` keeps."""
-    while isinstance(fn, dist.Independent | dist.ExpandedDistribution | dist.MaskedDistribution):
-        fn = fn.base_dist
-    return fn
 
 
 def _is_hard(value: Array) -> bool:

@@ -25,7 +25,8 @@ from pyro.poutine import block
 from torch.distributions import constraints
 
 from .distributions import ExpConcrete, LogitBinaryConcrete
-from .relax import _RELAXATIONS, RELAX_STEP, Temperature, base_of, temperature_at
+from .distributions.wrappers import base_of
+from .relax import _RELAXATIONS, RELAX_STEP, Temperature, temperature_at
 
 __all__ = ["AutoRelaxed", "AutoRelaxedDiscrete", "is_relaxed_site"]
 

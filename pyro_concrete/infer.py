@@ -27,7 +27,8 @@ from .distributions import (
     HardConcrete,
     LogitBinaryConcrete,
 )
-from .relax import RELAX_STEP, base_of, map_base
+from .distributions.wrappers import base_of, map_base
+from .relax import RELAX_STEP
 
 __all__ = [
     "DiscretizeMessenger",

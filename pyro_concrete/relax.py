@@ -41,6 +41,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from .distributions import ExpConcrete, LogitBinaryConcrete
+from .distributions.wrappers import base_of, map_base
 
 __all__ = [
     "RELAX_STEP",
@@ -64,29 +65,6 @@ Temperature = float | torch.Tensor | Callable[[int | torch.Tensor], float | torc
 def temperature_at(temperature: Temperature, step: int | torch.Tensor) -> float | torch.Tensor:
     """The temperature at ``step``: ``temperature(step)`` for a schedule, else itself."""
     return temperature(step) if callable(temperature) else temperature
-
-
-def map_base(
-    fn: dist.TorchDistribution, f: Callable[[dist.TorchDistribution], dist.TorchDistribution]
-) -> dist.TorchDistribution:
-    """Apply ``f`` to the innermost distribution of ``fn``, keeping the ``Independent``,
-    ``ExpandedDistribution`` and ``MaskedDistribution`` wrappers around it."""
-    if isinstance(fn, torch.distributions.Independent):
-        return map_base(fn.base_dist, f).to_event(fn.reinterpreted_batch_ndims)
-    if isinstance(fn, dist.ExpandedDistribution):
-        return map_base(fn.base_dist, f).expand(fn.batch_shape)
-    if isinstance(fn, dist.MaskedDistribution):
-        return map_base(fn.base_dist, f).mask(fn._mask)
-    return f(fn)
-
-
-def base_of(fn: dist.TorchDistribution) -> dist.TorchDistribution:
-    """The innermost distribution of ``fn``, under the wrappers that ``map_base`` keeps."""
-    while isinstance(
-        fn, torch.distributions.Independent | dist.ExpandedDistribution | dist.MaskedDistribution
-    ):
-        fn = fn.base_dist
-    return fn
 
 
 def _binary_to_model(y: torch.Tensor) -> torch.Tensor:

@@ -259,7 +259,7 @@ class PyroEstimators(EstimatorBackend):
 
     def conditional_agreement(self, kind, logits, seed):
         torch = self.torch
-        from pyro_concrete.estimators import conditional
+        from pyro_concrete.distributions import conditional
 
         torch.manual_seed(seed)
         logits = torch.tensor(logits, dtype=torch.float32)
@@ -275,7 +275,7 @@ class PyroEstimators(EstimatorBackend):
 
     def conditional_mixture(self, kind, logits, draws, seed):
         torch = self.torch
-        from pyro_concrete.estimators import conditional
+        from pyro_concrete.distributions import conditional
 
         torch.manual_seed(seed)
         logits = torch.tensor(logits, dtype=torch.float32).expand(draws, len(logits))
@@ -521,7 +521,7 @@ class NumpyroEstimators(EstimatorBackend):
 
     def conditional_agreement(self, kind, logits, seed):
         jax, jnp = self.jax, self.jax.numpy
-        from numpyro_concrete.estimators import conditional
+        from numpyro_concrete.distributions import conditional
 
         k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
         logits = jnp.asarray(logits, jnp.float32)
@@ -536,7 +536,7 @@ class NumpyroEstimators(EstimatorBackend):
 
     def conditional_mixture(self, kind, logits, draws, seed):
         jax, jnp = self.jax, self.jax.numpy
-        from numpyro_concrete.estimators import conditional
+        from numpyro_concrete.distributions import conditional
 
         k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
         logits = jnp.broadcast_to(jnp.asarray(logits, jnp.float32), (draws, len(logits)))

@@ -20,6 +20,7 @@ from jax.typing import ArrayLike
 from numpyro.distributions import constraints
 
 from ..constraints import one_hot
+from . import conditional
 from .binary_concrete import BinaryConcrete
 from .concrete import Concrete
 
@@ -31,7 +32,7 @@ class _StraightThrough:
 
     ``rao_samples=K > 1`` (Gumbel-Rao, Paulus, Maddison & Krause 2021, Eq. 7): the backward
     pass goes through ``mean_k sigma_lam(z~_k)``, ``z~_k`` drawn given the hard value as in
-    ``estimators/conditional.py``: same forward value, same expected gradient, lower
+    ``conditional.py``: same forward value, same expected gradient, lower
     variance.  ``K = 1`` is plain straight-through.
     """
 
@@ -63,9 +64,6 @@ class _StraightThrough:
         return hard + (path - jax.lax.stop_gradient(path)), [relaxed, intermediates]
 
     def _rao_blackwell(self, key: Array, hard: Array) -> Array:
-        # Imported here: the estimators subpackage imports the distributions.
-        from ..estimators import conditional
-
         hard = jnp.broadcast_to(hard, (self.rao_samples, *hard.shape))
         # The noise given the hard value is held fixed: the gradient of each term is
         # straight-through's with that noise (the paper's Eq. 7).

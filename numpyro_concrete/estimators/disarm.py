@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jax import Array
 from numpyro.handlers import condition, replay, seed, substitute, trace
 
-from ..relax import base_of
+from ..distributions.wrappers import base_of
 from .elbo import DiscreteELBO
 from .reads import reads_its_inputs
 from .traces import DiscreteSampler, costs, discrete_pass, factor_dims, subsample_sites

@@ -12,7 +12,7 @@ from jax import Array
 from numpyro.distributions import constraints
 from numpyro.handlers import trace
 
-from .conditional import bernoulli_conditional, categorical_conditional
+from ..distributions.conditional import bernoulli_conditional, categorical_conditional
 from .elbo import DiscreteELBO
 from .reads import check_differentiable_reads
 from .traces import (

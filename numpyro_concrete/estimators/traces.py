@@ -35,7 +35,7 @@ from numpyro.util import check_model_guide_match
 
 from ..distributions import OneHotCategorical
 from ..distributions.noise import _open_uniform, gumbel, logistic
-from ..relax import base_of, map_base
+from ..distributions.wrappers import base_of, map_base
 
 __all__ = [
     "Costs",

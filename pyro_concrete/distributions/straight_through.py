@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch.distributions import constraints
 
+from . import conditional
 from .binary_concrete import BinaryConcrete
 from .concrete import Concrete
 from .relaxed import Carrier
@@ -33,7 +34,7 @@ class _StraightThrough:
 
     ``rao_samples=K > 1`` (Gumbel-Rao, Paulus, Maddison & Krause 2021, Eq. 7): the backward
     pass goes through ``mean_k sigma_lam(z~_k)``, ``z~_k`` drawn given the hard value as in
-    ``estimators/conditional.py``: same forward value, same expected gradient, lower
+    ``conditional.py``: same forward value, same expected gradient, lower
     variance.  ``K = 1`` is plain straight-through.
     """
 
@@ -65,9 +66,6 @@ class _StraightThrough:
         return HardSample.wrap(hard + (path - path.detach()), relaxed)
 
     def _rao_blackwell(self, hard: torch.Tensor) -> torch.Tensor:
-        # Imported here: the estimators subpackage imports the distributions.
-        from ..estimators import conditional
-
         hard = hard.expand((self.rao_samples, *hard.shape))
         # The noise given the hard value is held fixed: the gradient of each term is
         # straight-through's with that noise (the paper's Eq. 7).

@@ -12,7 +12,7 @@ from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
 from torch.distributions.constraints import Constraint
 
-from .conditional import bernoulli_conditional, categorical_conditional
+from ..distributions.conditional import bernoulli_conditional, categorical_conditional
 from .elbo import DiscreteELBO
 from .reads import check_differentiable_reads
 from .traces import (

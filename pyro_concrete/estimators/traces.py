@@ -34,7 +34,7 @@ from torch.distributions import constraints
 from torch.nn.functional import softplus
 
 from ..distributions.noise import gumbel, logistic
-from ..relax import base_of, map_base
+from ..distributions.wrappers import base_of, map_base
 
 __all__ = [
     "Costs",

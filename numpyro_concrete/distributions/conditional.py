@@ -23,36 +23,36 @@ The conditional uses ``-log(1 - v)``; ``log1p(v)`` in its place (storchastic 0.3
 samples that disagree with ``b`` about half the time and a biased REBAR.
 """
 
-import torch
-from torch.nn.functional import softplus
+import jax
+import jax.numpy as jnp
+from jax import Array
 
-from ..distributions.noise import _open_uniform
+from .noise import _open_uniform
 
 __all__ = ["bernoulli_conditional", "categorical_conditional"]
 
 
-def bernoulli_conditional(logits: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def bernoulli_conditional(key: Array, logits: Array, b: Array) -> Array:
     """``z~ ~ p(l + L | 1[l + L > 0] = b)`` for ``L`` standard logistic: ``z~ > 0`` exactly
     where ``b = 1``.  ``logits`` broadcasts against ``b``; the result has their shape."""
-    logits, b = torch.broadcast_tensors(logits, b)
-    v = _open_uniform(b.shape, logits)
-    sign = 2 * b.to(logits.dtype) - 1
-    return sign * (softplus(sign * logits + v.log()) - (-v).log1p())
+    logits, b = jnp.broadcast_arrays(logits, b)
+    v = _open_uniform(key, b.shape, logits)
+    sign = 2 * b.astype(logits.dtype) - 1
+    return sign * (jax.nn.softplus(sign * logits + jnp.log(v)) - jnp.log1p(-v))
 
 
-def categorical_conditional(logits: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def categorical_conditional(key: Array, logits: Array, b: Array) -> Array:
     """``z~ ~ p(log theta + G | argmax(log theta + G) = b)`` for ``G`` standard Gumbel, with
     ``log theta = log_softmax(logits)`` on the rightmost dimension and ``b`` the one-hot
     sample: ``argmax z~ = argmax b`` exactly."""
-    log_theta = logits.log_softmax(-1)
-    log_theta, b = torch.broadcast_tensors(log_theta, b)
-    log_e = (-_open_uniform(b.shape, log_theta).log()).log()  # log E, E ~ Exponential(1)
+    log_theta, b = jnp.broadcast_arrays(jax.nn.log_softmax(logits, -1), b)
+    log_e = jnp.log(-jnp.log(_open_uniform(key, b.shape, log_theta)))  # log E, E ~ Exp(1)
     chosen = b > 0
-    log_e_top = log_e.masked_fill(~chosen, -float("inf")).amax(-1, keepdim=True)
+    log_e_top = jnp.max(jnp.where(chosen, log_e, -jnp.inf), -1, keepdims=True)
     top = -log_e_top
     # an impossible category (theta_i = 0) is -inf, computed without an inf - inf
-    impossible = log_theta.isneginf()
-    others = -torch.logaddexp(log_e - log_theta.masked_fill(impossible, 0.0), log_e_top)
-    below = torch.nextafter(top, top.new_tensor(-float("inf")))
-    others = torch.minimum(others, below).masked_fill(impossible, -float("inf"))
-    return torch.where(chosen, top, others)
+    impossible = jnp.isneginf(log_theta)
+    others = -jnp.logaddexp(log_e - jnp.where(impossible, 0.0, log_theta), log_e_top)
+    below = jnp.nextafter(top, jnp.full_like(top, -jnp.inf))
+    others = jnp.where(impossible, -jnp.inf, jnp.minimum(others, below))
+    return jnp.where(chosen, top, others)
