@@ -60,11 +60,19 @@ class EstimatorBackend(abc.ABC):
 
     @abc.abstractmethod
     def straight_through_gradients(
-        self, cls_name: str, logits: np.ndarray, rao_samples: int, draws: int, seed: int
+        self,
+        cls_name: str,
+        logits: np.ndarray,
+        rao_samples: int,
+        draws: int,
+        seed: int,
+        temperature: float = 0.5,
+        reinmax: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(values, gradients)``: ``draws`` forward values of ``cls_name(1/2, logits,
-        rao_samples=...)`` and the gradients w.r.t. ``logits`` of ``f(x) = sum_k k (x_k -
-        t_k)^2`` at them (``t = (0.2, 0.9, 0.1)``)."""
+        """``(values, gradients)``: ``draws`` forward values of ``cls_name(temperature,
+        logits, rao_samples=..., reinmax=...)`` and the gradients w.r.t. ``logits`` of
+        ``f(x) = sum_k k (x_k - t_k)^2`` at them (``t = (0.2, 0.9, 0.1)``, the first
+        ``len(logits)`` of them for a vector of binary variables)."""
 
     @abc.abstractmethod
     def renyi(self, num_particles: int):
@@ -285,13 +293,17 @@ class PyroEstimators(EstimatorBackend):
         b = torch.distributions.OneHotCategorical(logits=logits).sample()
         return conditional.categorical_conditional(logits, b)[:, 0].numpy()
 
-    def straight_through_gradients(self, cls_name, logits, rao_samples, draws, seed):
+    def straight_through_gradients(
+        self, cls_name, logits, rao_samples, draws, seed, temperature=0.5, reinmax=False
+    ):
         torch = self.torch
         torch.manual_seed(seed)
         # One row of logits per draw, so that one backward pass gives every draw's gradient.
         rows = torch.tensor(logits, dtype=torch.float32).repeat(draws, 1).requires_grad_()
-        weight, target = torch.arange(1.0, 4.0), torch.tensor([0.2, 0.9, 0.1])
-        x = getattr(self.module, cls_name)(0.5, logits=rows, rao_samples=rao_samples).rsample()
+        n = rows.shape[-1]
+        weight, target = torch.arange(1.0, n + 1), torch.tensor([0.2, 0.9, 0.1])[:n]
+        cls = getattr(self.module, cls_name)
+        x = cls(temperature, logits=rows, rao_samples=rao_samples, reinmax=reinmax).rsample()
         (grads,) = torch.autograd.grad((weight * (x - target) ** 2).sum(), rows)
         return x.detach().numpy(), grads.numpy()
 
@@ -546,14 +558,18 @@ class NumpyroEstimators(EstimatorBackend):
         b = jax.nn.one_hot(jax.random.categorical(k1, logits), logits.shape[-1])
         return np.asarray(conditional.categorical_conditional(k2, logits, b)[:, 0])
 
-    def straight_through_gradients(self, cls_name, logits, rao_samples, draws, seed):
+    def straight_through_gradients(
+        self, cls_name, logits, rao_samples, draws, seed, temperature=0.5, reinmax=False
+    ):
         jax, jnp = self.jax, self.jax.numpy
-        weight, target = jnp.arange(1.0, 4.0), jnp.array([0.2, 0.9, 0.1])
+        n = len(logits)
+        weight, target = jnp.arange(1.0, n + 1), jnp.array([0.2, 0.9, 0.1])[:n]
         cls = getattr(self.module, cls_name)
+        options = {"rao_samples": rao_samples, "reinmax": reinmax}
 
         def value_and_grad(key):
             def f(logits):
-                x = cls(0.5, logits=logits, rao_samples=rao_samples).sample(key)
+                x = cls(temperature, logits=logits, **options).sample(key)
                 return jnp.sum(weight * (x - target) ** 2), x
 
             (_, x), g = jax.value_and_grad(f, has_aux=True)(jnp.asarray(logits, jnp.float32))

@@ -34,10 +34,18 @@ class _StraightThrough:
     pass goes through ``mean_k sigma_lam(z~_k)``, ``z~_k`` drawn given the hard value as in
     ``conditional.py``: same forward value, same expected gradient, lower
     variance.  ``K = 1`` is plain straight-through.
+
+    ``reinmax=True`` (ReinMax, Liu, Liu, Gao, Wang, Yang & Wang 2023, Alg. 2): the backward
+    pass of the hard value ``D`` is ``2 J(pi1)^T grad_D - J(pi0)^T grad_D / 2``, with
+    ``pi0 = softmax(l)``, ``pi1 = (D + softmax(l / lam)) / 2`` and the softmax Jacobian
+    ``J(p) = diag(p) - p p^T``: Heun's method for the gradient of ``E[f(D)]``, accurate to
+    second order where straight-through is to first; it prefers ``lam >= 1``.  A binary
+    variable is the categorical of the two logits ``(0, l)``.
     """
 
     _round: Callable[[Array], Array]
     rao_samples: int = 1
+    reinmax: bool = False
 
     def __init__(
         self,
@@ -46,11 +54,17 @@ class _StraightThrough:
         logits: ArrayLike | None = None,
         *,
         rao_samples: int = 1,
+        reinmax: bool = False,
         validate_args: bool | None = None,
     ) -> None:
         if not isinstance(rao_samples, int) or rao_samples < 1:
             raise ValueError(f"rao_samples must be an int >= 1, got {rao_samples!r}.")
-        self.rao_samples = rao_samples
+        if reinmax and rao_samples > 1:
+            raise ValueError(
+                f"reinmax=True is its own backward pass and takes no rao_samples, got "
+                f"rao_samples={rao_samples!r}."
+            )
+        self.rao_samples, self.reinmax = rao_samples, bool(reinmax)
         super().__init__(temperature, probs=probs, logits=logits, validate_args=validate_args)
 
     def sample_with_intermediates(
@@ -59,9 +73,26 @@ class _StraightThrough:
         relaxed, intermediates = super().sample_with_intermediates(key, sample_shape)
         hard = self._round(intermediates[0][0]).astype(relaxed.dtype)
         path = relaxed
-        if self.rao_samples > 1:
+        if self.reinmax:
+            path = self._reinmax(hard)
+        elif self.rao_samples > 1:
             path = self._rao_blackwell(jax.random.fold_in(key, 1), hard)
         return hard + (path - jax.lax.stop_gradient(path)), [relaxed, intermediates]
+
+    def _reinmax(self, hard: Array) -> Array:
+        """An array whose Jacobian in the logits is ``2 J(pi1) - J(pi0) / 2`` (its value is
+        discarded): ``J(pi1)`` as the Jacobian of ``pi1 * (l - <pi1, l>)``, ``pi1`` held
+        fixed, ``J(pi0)`` as softmax's own."""
+        stop = jax.lax.stop_gradient
+        if self.event_shape:
+            logits, temperature = self.logits, self.temperature[..., None]
+            pi0 = jax.nn.softmax(logits, -1)
+            pi1 = stop((hard + jax.nn.softmax(logits / temperature, -1)) / 2)
+            finite = jnp.where(jnp.isneginf(logits), 0.0, logits)  # an impossible category: 0
+            centred = finite - jnp.sum(pi1 * finite, -1, keepdims=True)
+            return 2 * pi1 * centred - pi0 / 2
+        pi1 = stop((hard + jax.nn.sigmoid(self.logits / self.temperature)) / 2)
+        return 2 * pi1 * (1 - pi1) * self.logits - jax.nn.sigmoid(self.logits) / 2
 
     def _rao_blackwell(self, key: Array, hard: Array) -> Array:
         hard = jnp.broadcast_to(hard, (self.rao_samples, *hard.shape))
@@ -122,7 +153,7 @@ class ConcreteStraightThrough(_StraightThrough, Concrete):
     """
 
     support = one_hot
-    pytree_aux_fields = ("rao_samples",)
+    pytree_aux_fields = ("rao_samples", "reinmax")
     _round = staticmethod(_one_hot_argmax)
 
 
@@ -135,5 +166,5 @@ class BinaryConcreteStraightThrough(_StraightThrough, BinaryConcrete):
     """
 
     support = constraints.boolean
-    pytree_aux_fields = ("rao_samples",)
+    pytree_aux_fields = ("rao_samples", "reinmax")
     _round = staticmethod(_positive)

@@ -36,6 +36,13 @@ class _StraightThrough:
     pass goes through ``mean_k sigma_lam(z~_k)``, ``z~_k`` drawn given the hard value as in
     ``conditional.py``: same forward value, same expected gradient, lower
     variance.  ``K = 1`` is plain straight-through.
+
+    ``reinmax=True`` (ReinMax, Liu, Liu, Gao, Wang, Yang & Wang 2023, Alg. 2): the backward
+    pass of the hard value ``D`` is ``2 J(pi1)^T grad_D - J(pi0)^T grad_D / 2``, with
+    ``pi0 = softmax(l)``, ``pi1 = (D + softmax(l / lam)) / 2`` and the softmax Jacobian
+    ``J(p) = diag(p) - p p^T``: Heun's method for the gradient of ``E[f(D)]``, accurate to
+    second order where straight-through is to first; it prefers ``lam >= 1``.  A binary
+    variable is the categorical of the two logits ``(0, l)``.
     """
 
     _round: Callable[[torch.Tensor], torch.Tensor]
@@ -47,23 +54,46 @@ class _StraightThrough:
         logits: float | torch.Tensor | None = None,
         *,
         rao_samples: int = 1,
+        reinmax: bool = False,
         validate_args: bool | None = None,
     ) -> None:
         if not isinstance(rao_samples, int) or rao_samples < 1:
             raise ValueError(f"rao_samples must be an int >= 1, got {rao_samples!r}.")
-        self.rao_samples = rao_samples
+        if reinmax and rao_samples > 1:
+            raise ValueError(
+                f"reinmax=True is its own backward pass and takes no rao_samples, got "
+                f"rao_samples={rao_samples!r}."
+            )
+        self.rao_samples, self.reinmax = rao_samples, bool(reinmax)
         super().__init__(temperature, probs=probs, logits=logits, validate_args=validate_args)
 
     def expand(self, batch_shape: torch.Size, _instance=None):
         new = super().expand(batch_shape, _instance)
-        new.rao_samples = self.rao_samples
+        new.rao_samples, new.reinmax = self.rao_samples, self.reinmax
         return new
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> HardSample:
         relaxed = super().rsample(sample_shape)
         hard = self._round(relaxed.log_space).to(relaxed.dtype)
-        path = relaxed if self.rao_samples == 1 else self._rao_blackwell(hard)
+        if self.reinmax:
+            path = self._reinmax(hard)
+        else:
+            path = relaxed if self.rao_samples == 1 else self._rao_blackwell(hard)
         return HardSample.wrap(hard + (path - path.detach()), relaxed)
+
+    def _reinmax(self, hard: torch.Tensor) -> torch.Tensor:
+        """A tensor whose Jacobian in the logits is ``2 J(pi1) - J(pi0) / 2`` (its value is
+        discarded): ``J(pi1)`` as the Jacobian of ``pi1 * (l - <pi1, l>)``, ``pi1`` held
+        fixed, ``J(pi0)`` as softmax's own."""
+        if self.event_shape:
+            logits, temperature = self.logits, self.temperature.unsqueeze(-1)
+            pi0 = logits.softmax(-1)
+            pi1 = ((hard + (logits / temperature).softmax(-1)) / 2).detach()
+            finite = logits.masked_fill(logits.isneginf(), 0.0)  # an impossible category: 0
+            centred = finite - (pi1 * finite).sum(-1, keepdim=True)
+            return 2 * pi1 * centred - pi0 / 2
+        pi1 = ((hard + torch.sigmoid(self.logits / self.temperature)) / 2).detach()
+        return 2 * pi1 * (1 - pi1) * self.logits - torch.sigmoid(self.logits) / 2
 
     def _rao_blackwell(self, hard: torch.Tensor) -> torch.Tensor:
         hard = hard.expand((self.rao_samples, *hard.shape))
