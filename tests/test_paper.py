@@ -1,12 +1,14 @@
 """The paper-reproduction runner (``benchmarks/paper``) in its small configuration.
 
 Every method runs on both tables for a few steps on a few hundred images, through the
-command line's ``main``; a method this checkout does not provide (the estimators that
-come with the ``estimators`` subpackage) must fail its row with a message that says so,
-and runs as soon as it is importable.  The numbers are not checked (a few steps mean
-nothing); the record is: its fields, finite bounds, the curve, the paper's reference
-number where the paper has one.  A rerun resumes from the checkpoint and restores the
-trained state exactly.  Nothing here depends on the long runs.
+command line's ``main``.  The numbers are not checked (a few steps mean nothing); the
+record is: its fields, finite bounds, the curve, the paper's reference number where the
+paper has one.  What a run that lasts hours needs is checked at the same size: every bad
+option is refused with one line before the data is loaded; a rerun skips a finished row,
+resumes the others from their checkpoints, refuses other settings by name and ends with
+the JSON of an uninterrupted run; a preset goes on after a failed row and exits 1; a
+checkpoint is written whole or not at all; progress lines are throttled and say what is
+left; the table labels a test subset.  Nothing here depends on the long runs.
 """
 
 import io
