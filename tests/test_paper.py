@@ -226,6 +226,22 @@ def test_an_interrupted_preset_ends_with_the_uninterrupted_json(tmp_path, monkey
         )
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("arch, name, m", PYRO_ROWS)
+def test_an_interrupted_pyro_row_ends_with_the_uninterrupted_json(tmp_path, arch, name, m):
+    # the checkpoint carries Pyro's parameters (the networks' own tensors), Adam's state
+    # and both random generators
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    extra = ("--chunk", "1")
+    assert _run(whole, arch, name, m, "pyro", extra=extra) == 0
+    assert _run(broken, arch, name, m, "pyro", extra=(*extra, "--minutes", "0")) == 0
+    assert _run(broken, arch, name, m, "pyro", extra=extra) == 0
+    ((expected,), (resumed,)) = ([json.loads(p.read_text()) for p in d.glob("*.json")]
+                                 for d in (whole, broken))  # fmt: skip
+    assert resumed["first_chunk"]["steps"] == 1
+    assert _without_wall_times(resumed) == _without_wall_times(expected)
+
+
 def test_a_preset_goes_on_after_a_failed_row_and_exits_non_zero(tmp_path, monkeypatch, capsys):
     rows = (*TWO_ROWS.rows, protocol.Row("200H-784V", "rebar", 1))
     monkeypatch.setitem(protocol.PRESETS, "three-rows", protocol.Preset("", rows, TWO_ROWS.options))

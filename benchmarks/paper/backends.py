@@ -256,7 +256,15 @@ class _PyroTrainer:
         }
 
     def load_state(self, state: dict) -> None:
-        self.pyro.get_param_store().set_state(state["params"])
+        # ``pyro.module`` puts a network's own tensors in the param store and keeps using
+        # them (update_module_params=False), so replacing the store's tensors would leave
+        # the networks at their initialisation: register every parameter with one
+        # evaluation of the loss, then copy the saved values into the registered tensors
+        self.svi.evaluate_loss(self.train[:BATCH])
+        registered = dict(self.pyro.get_param_store().named_parameters())
+        with self.torch.no_grad():
+            for name, value in state["params"]["params"].items():
+                registered[name].copy_(value)
         self.optim.set_state(state["optim"])
         self.generator.set_state(state["generator"])
         self.pyro.util.set_rng_state(state["rng"])

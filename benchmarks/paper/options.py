@@ -138,7 +138,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-resume",
         action="store_true",
-        help="start every row over, ignoring (and then overwriting) its checkpoint and JSON",
+        help="start every row over: its checkpoint is deleted, its JSON overwritten",
     )
     return p
 
@@ -176,7 +176,9 @@ def resolve(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Row, 
             setattr(args, key, value)
     if args.curve_images is None:
         args.curve_images = min(curve_images, args.test_images or curve_images)
-    args.eval_every = min(args.eval_every or max(1, args.steps // 10), args.steps)
+    if args.eval_every is None:
+        args.eval_every = max(1, args.steps // 10)
+    args.eval_every = min(args.eval_every, args.steps)
     if args.out is None:
         args.out = DEFAULT_OUT / out_subdir if out_subdir else DEFAULT_OUT
     _check_subsets(p, args, args.train_images, args.test_images)

@@ -184,6 +184,23 @@ def _saved_state(checkpoint: Path, result: dict | None, result_path: Path, wante
     return None
 
 
+def _new_times() -> dict:
+    """Wall and CPU seconds of training: all, and after each call's first chunk."""
+    keys = ("seconds", "cpu_seconds", "warm_seconds", "warm_cpu_seconds", "warm_steps")
+    return {**dict.fromkeys(keys, 0), "first": None}
+
+
+def _count_chunk(times: dict, n: int, seconds: float, cpu_seconds: float, warm: bool) -> None:
+    """Add a chunk of ``n`` steps; ``warm``: not the first of its call (which compiles)."""
+    times["seconds"] += seconds
+    times["cpu_seconds"] += cpu_seconds
+    times["first"] = times["first"] or (n, seconds, cpu_seconds)
+    if warm:
+        times["warm_seconds"] += seconds
+        times["warm_cpu_seconds"] += cpu_seconds
+        times["warm_steps"] += n
+
+
 def _times(times: dict, steps: int) -> dict:
     """The record's timing fields: per step after each call's first chunk, which pays for
     compilation (over all steps if no other chunk ran)."""
@@ -215,9 +232,12 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
     if not args.no_resume:
         previous = store.read_record(result_path)
         if _finished(previous, wanted, final, args.steps):
-            print(f"{name}: done already ({result_path})", file=sys.stderr)
+            print(f"{name}: done already ({result_path}; --no-resume runs it again)",
+                  file=sys.stderr)  # fmt: skip
             return previous
         saved = _saved_state(checkpoint, previous, result_path, wanted, args.steps)
+    else:  # so that no older checkpoint outlives the new start
+        checkpoint.unlink(missing_ok=True)
 
     train, test = data["train"], data["test"]
     half = 784 // 2 if arch.table == "structured" else None
@@ -230,14 +250,11 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
     )
     trainer = backend.trainer(model, guide, loss, wanted["lr"], args.seed, train)
     if saved is None:
-        curve, pending = [], np.zeros(0)
-        times = dict.fromkeys(
-            ("seconds", "cpu_seconds", "warm_seconds", "warm_cpu_seconds", "warm_steps"), 0
-        )
-        times["first"] = None
+        curve, pending, times = [], np.zeros(0), _new_times()
     else:
         trainer.load_state(saved["trainer"])
         curve, pending, times = saved["curve"], saved["pending"], saved["times"]
+    curve_images = test[: args.curve_images]
     record = {
         "table": arch.table,
         "arch": row.arch,
@@ -256,7 +273,7 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
         },
         "versions": _versions(backend),
         "device": backend.device(),
-        "curve_eval": {"images": min(args.curve_images, len(test)), "k": args.curve_k},
+        "curve_eval": {"images": len(curve_images), "k": args.curve_k},
         "paper": paper_number(row.arch, row.method, row.m),
     }
 
@@ -272,7 +289,6 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
         store.write_record(result_path, out)
         return out
 
-    curve_images = test[: args.curve_images]
     progress = Progress(f"{row.arch} {row.method} m={row.m} {backend.name}", trainer.steps,
                         args.steps)  # fmt: skip
     budget = math.inf if args.minutes is None else 60 * args.minutes
@@ -284,13 +300,7 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
         pending = np.concatenate([pending, trainer.run(n)])
         elapsed, cpu_elapsed = time.perf_counter() - start, time.process_time() - cpu_start
         trained += elapsed
-        times["seconds"] += elapsed
-        times["cpu_seconds"] += cpu_elapsed
-        times["first"] = times["first"] or (n, elapsed, cpu_elapsed)
-        if chunks:  # the first chunk of a call pays for compilation
-            times["warm_seconds"] += elapsed
-            times["warm_cpu_seconds"] += cpu_elapsed
-            times["warm_steps"] += n
+        _count_chunk(times, n, elapsed, cpu_elapsed, warm=chunks > 0)
         chunks += 1
         if trainer.steps % args.eval_every == 0:
             point = _evaluate(trainer, problem.model, problem.guide, curve_images,
@@ -362,7 +372,10 @@ def main(argv=None) -> int:
         backend = get_backend(args.backend, args.devices)
     except ValueError as error:
         parser.error(str(error))
-    data = backend.load()
+    try:
+        data = backend.load()
+    except FileNotFoundError as error:
+        parser.error(str(error))
     options.check_data(parser, args, {split: len(data[split]) for split in ("train", "test")})
     data = {
         "train": _subset(data["train"], args.train_images, args.seed),
