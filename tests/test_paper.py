@@ -184,11 +184,6 @@ TWO_ROWS = protocol.Preset(
 )  # fmt: skip
 
 
-class Interrupt(BaseException):
-    """Stands for Ctrl-C (``KeyboardInterrupt``) or a killed process: nothing after it
-    runs."""
-
-
 def test_an_interrupted_preset_ends_with_the_uninterrupted_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(protocol.PRESETS, "two-rows", TWO_ROWS)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
@@ -198,19 +193,19 @@ def test_an_interrupted_preset_ends_with_the_uninterrupted_json(tmp_path, monkey
     assert run.main(["--preset", "two-rows", "--out", str(broken), "--minutes", "0"]) == 0
     records = [json.loads(p.read_text()) for p in sorted(broken.glob("*.json"))]
     assert [(r["steps"], r["curve"]) for r in records] == [(1, []), (1, [])]
-    # 2. killed in the second row after its first curve point (step 2), its step 3 lost
+    # 2. stopped in the second row after its first curve point (step 2), its step 3 lost
     trainer = backends._NumpyroTrainer
     calls, train_steps = [], trainer.run
 
     def killed_at_step_3(self, n):
         calls.append(self.steps)
         if len(calls) == 6:  # row 1: steps 1, 2, 3 (from 1); row 2: steps 1, 2, 3
-            raise Interrupt
+            raise KeyboardInterrupt  # Ctrl-C; nothing is saved, as if the process were killed
         return train_steps(self, n)
 
     monkeypatch.setattr(trainer, "run", killed_at_step_3)
-    with pytest.raises(Interrupt):
-        run.main(["--preset", "two-rows", "--out", str(broken)])
+    assert run.main(["--preset", "two-rows", "--out", str(broken)]) == 130
+    assert "nvil m=1: interrupted; the same command goes on" in capsys.readouterr().err
     second = json.loads(next(broken.glob("*nvil*.json")).read_text())
     assert second["steps"] == 2 and second["test"] is None  # the file follows the curve
     monkeypatch.setattr(trainer, "run", train_steps)
@@ -264,6 +259,10 @@ def test_a_preset_goes_on_after_a_failed_row_and_exits_non_zero(tmp_path, monkey
     assert summary[1].startswith("- 200H-784V concrete m=1: the checkpoint")
     assert str(corrupt) in summary[1] and "--no-resume starts" in summary[1]
     assert summary[2] == "- 200H-784V rebar m=1: RuntimeError: this estimator fails"
+
+
+class Interrupt(BaseException):
+    """Stands for a process killed mid-write: nothing after it runs."""
 
 
 def test_a_checkpoint_is_written_whole_or_not_at_all(tmp_path, monkeypatch):

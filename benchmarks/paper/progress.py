@@ -3,7 +3,7 @@
 One line after the first chunk of steps (its time includes the compilation), then at most
 one a minute, and one when training stops::
 
-    200H-784V concrete m=1 numpyro: step 20,000 of 100,000 (20%), 512 steps/s, curve
+    200H-784V concrete m=1 numpyro: step 20,000 of 100,000 (20%), 512.0 steps/s, curve
     118.47 nats at step 20,000, about 2 min 36 s of training left
 
 The rate is over this call's steps after its first chunk, on the wall clock, so the time

@@ -31,7 +31,8 @@ call that does not skip the row.  Anything else is refused with a message that n
 differs; ``--no-resume`` starts over.
 
 A row that fails (a refused resume, an exception in training) does not stop the others: the
-command runs every row, then prints which failed and why and exits with status 1.  Progress
+command runs every row, then prints which failed and why and exits with status 1.  Ctrl-C
+ends the command (status 130); the same command goes on from each row's last checkpoint.  Progress
 lines go to stderr (:mod:`.progress`), one line per finished row to stdout.
 """
 
@@ -360,7 +361,8 @@ def _row_name(row: Row) -> str:
 
 
 def main(argv=None) -> int:
-    """The command line; 0 if every row ran, 1 if one failed (2: options refused)."""
+    """The command line; 0 if every row ran, 1 if one failed, 2 if the options are refused,
+    130 if interrupted (Ctrl-C)."""
     parser = options.parser(__doc__.split("\n\n")[0])
     args = parser.parse_args(argv)
     if args.list:
@@ -385,6 +387,10 @@ def main(argv=None) -> int:
     for row in rows:
         try:
             record = run_row(row, args, backend, data)
+        except KeyboardInterrupt:  # Ctrl-C: the steps since the last checkpoint are lost
+            print(f"{_row_name(row)}: interrupted; the same command goes on from its last "
+                  "checkpoint", file=sys.stderr)  # fmt: skip
+            return 130
         except ResumeError as error:
             failed.append((row, str(error)))
             print(f"{_row_name(row)} failed: {error}", file=sys.stderr)
