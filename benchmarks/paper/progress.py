@@ -1,7 +1,7 @@
 """Where a row is, as plain lines on stderr that a log of an overnight run can keep.
 
-One line after the first chunk of steps (its time includes the compilation), then at most
-one a minute, and one when training stops::
+One line after the first chunk of steps (its time, which includes the compilation), then
+at most one a minute, and one when training stops::
 
     200H-784V concrete m=1 numpyro: step 20,000 of 100,000 (20%), 512.0 steps/s, curve
     118.47 nats at step 20,000, about 2 min 36 s of training left
@@ -73,23 +73,19 @@ class Progress:
         if self.warm is not None and self.shown != self.done:
             self._line(self.clock())
 
-    def _rate(self, now: float) -> float:
-        """Steps per second after the first chunk, or over it while there is no other."""
-        warm_clock, warm_steps = self.warm
-        if self.done > warm_steps and now > warm_clock:
-            return (self.done - warm_steps) / (now - warm_clock)
-        return (warm_steps - self.start) / max(warm_clock - self.begun, 1e-9)
-
     def _line(self, now: float) -> None:
         self.last_line, self.shown = now, self.done
-        rate = self._rate(now)
-        text = (
-            f"{self.name}: step {self.done:,} of {self.total:,} "
-            f"({100 * self.done / self.total:.0f}%), {rate:,.1f} steps/s"
-        )
+        warm_clock, warm_steps = self.warm
+        share = 100 * self.done / self.total
+        parts = [f"{self.name}: step {self.done:,} of {self.total:,} ({share:.0f}%)"]
+        rate = None
+        if self.done == warm_steps:  # only the first chunk so far: its time, no rate
+            parts.append(f"first chunk {duration(warm_clock - self.begun)} (with compilation)")
+        else:
+            rate = (self.done - warm_steps) / max(now - warm_clock, 1e-9)
+            parts.append(f"{rate:,.1f} steps/s")
         if self.curve is not None:
-            text += f", curve {self.curve[1]:.2f} nats at step {self.curve[0]:,}"
-        left = self.total - self.done
-        if left:
-            text += f", about {duration(left / rate)} of training left"
-        print(text, file=self.stream, flush=True)
+            parts.append(f"curve {self.curve[1]:.2f} nats at step {self.curve[0]:,}")
+        if rate is not None and self.done < self.total:
+            parts.append(f"about {duration((self.total - self.done) / rate)} of training left")
+        print(", ".join(parts), file=self.stream, flush=True)
