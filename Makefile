@@ -50,16 +50,19 @@ tutorials: venv
 # rerun it to go on where it stopped (finished rows are skipped, the others resume from
 # their checkpoints). `make paper-small` runs a few steps of every row of both tables
 # (minutes), `make paper-table` prints the markdown table and draws the figure from the
-# results so far (rows still training are listed under the table).
+# results so far (rows still training are listed under the table). PAPER_ARGS go to the
+# runner: the committed JSONs in benchmarks/paper/results/ come from an earlier version of
+# it, which it refuses to overwrite, so `make paper PAPER_ARGS=--no-resume` reruns them
+# (once: after an interruption, `make paper` alone goes on).
 .PHONY: paper paper-small paper-table
 paper: venv
-	$(PY) -m benchmarks.paper.run --preset cpu --shard 0/2 & first=$$!; \
-	$(PY) -m benchmarks.paper.run --preset cpu --shard 1/2; second=$$?; \
+	$(PY) -m benchmarks.paper.run --preset cpu --shard 0/2 $(PAPER_ARGS) & first=$$!; \
+	$(PY) -m benchmarks.paper.run --preset cpu --shard 1/2 $(PAPER_ARGS); second=$$?; \
 	wait $$first; status=$$?; \
 	$(MAKE) paper-table; exit $$((status | second))
 
 paper-small: venv
-	$(PY) -m benchmarks.paper.run --preset small
+	$(PY) -m benchmarks.paper.run --preset small $(PAPER_ARGS)
 	$(MAKE) paper-table
 
 paper-table: venv
