@@ -13,15 +13,14 @@ Both backends offer the same small interface, so :mod:`.run` states a run once:
 
 NumPyro is the fast path: ``run(n)`` is one jitted ``lax.scan`` over ``n`` calls of
 ``svi.update``, step ``t``'s minibatch drawn inside from the data key folded with ``t``, so
-the steps do not depend on how they are grouped into scans (``--chunk``) nor on where a
-run was interrupted and resumed; Pyro draws them in sequence from one generator, saved in
-the checkpoint.  It is data-parallel over the
-devices of ``numpyro_concrete.distributed.data_mesh``: each minibatch is split over the
-mesh's axis (``NamedSharding(mesh, P("data"))``), the SVI state and the training images
-are replicated, and XLA sums the gradient over devices, so ``N`` devices take the
-one-device steps up to the order of float32 sums; ``bounds`` splits each chunk of images
-the same way (``sharded_discrete_bound``).  Pyro runs ``svi.step`` in a loop, on one
-device: the parity check.
+the steps do not depend on how they are grouped into scans (``--chunk``) nor on where a run
+was interrupted and resumed.  It is data-parallel over the devices of
+``numpyro_concrete.distributed.data_mesh``: each minibatch is split over the mesh's axis
+(``NamedSharding(mesh, P("data"))``), the SVI state and the training images are replicated,
+and XLA sums the gradient over devices, so ``N`` devices take the one-device steps up to the
+order of float32 sums; ``bounds`` splits each chunk of images the same way
+(``sharded_discrete_bound``).  Pyro runs ``svi.step`` in a loop, on one device, drawing the
+minibatches in sequence from one generator that the checkpoint saves: the parity check.
 """
 
 import os
