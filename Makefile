@@ -45,18 +45,24 @@ tutorials: venv
 	CONCRETE_TUTORIAL_BUDGET=full $(PY) -m pytest -p no:xdist -m slow tests/tutorials -k runs_top_to_bottom
 
 # The paper's tables (benchmarks/paper/README.md): `make paper` runs the CPU preset (two
-# processes, one per core, then the table; non-zero if a row failed), `make paper-small` a
-# few steps of every row of both tables (minutes), `make paper-table` prints the markdown
-# table and draws the figure from the results so far.
+# processes, one per core, then the table). Each process runs every row of its shard even
+# when one fails, then lists the failed rows and exits non-zero, and so does `make paper`;
+# rerun it to go on where it stopped (finished rows are skipped, the others resume from
+# their checkpoints). `make paper-small` runs a few steps of every row of both tables
+# (minutes), `make paper-table` prints the markdown table and draws the figure from the
+# results so far (rows still training are listed under the table). PAPER_ARGS go to the
+# runner: the committed JSONs in benchmarks/paper/results/ come from an earlier version of
+# it, which it refuses to overwrite, so `make paper PAPER_ARGS=--no-resume` reruns them
+# (once: after an interruption, `make paper` alone goes on).
 .PHONY: paper paper-small paper-table
 paper: venv
-	$(PY) -m benchmarks.paper.run --preset cpu --shard 0/2 & first=$$!; \
-	$(PY) -m benchmarks.paper.run --preset cpu --shard 1/2; second=$$?; \
+	$(PY) -m benchmarks.paper.run --preset cpu --shard 0/2 $(PAPER_ARGS) & first=$$!; \
+	$(PY) -m benchmarks.paper.run --preset cpu --shard 1/2 $(PAPER_ARGS); second=$$?; \
 	wait $$first; status=$$?; \
 	$(MAKE) paper-table; exit $$((status | second))
 
 paper-small: venv
-	$(PY) -m benchmarks.paper.run --preset small
+	$(PY) -m benchmarks.paper.run --preset small $(PAPER_ARGS)
 	$(MAKE) paper-table
 
 paper-table: venv

@@ -5,21 +5,22 @@ Both backends offer the same small interface, so :mod:`.run` states a run once:
 - ``problem(arch, pixel_logits)``: the problem of :mod:`<package>.problems`;
 - ``trace_elbo()``, ``renyi_elbo(m)``, ``make_loss(cls, m)``: the losses;
 - ``trainer(model, guide, loss, lr, seed, train)``: an object with ``run(n)`` (``n`` Adam
-  steps on minibatches of 64 drawn uniformly with replacement; returns the mean loss),
+  steps on minibatches of 64 drawn uniformly with replacement; returns their ``n`` losses),
   ``state()`` / ``load_state(state)`` (a checkpoint, plain numpy / torch objects) and
   ``bounds(model, guide, images, k, seed)``: ``discrete_bound`` on every image, in chunks of
   ``CHUNK`` images with ``PARTICLES_PER_PASS`` particles per vectorised pass (memory
   bounded by ``CHUNK x PARTICLES_PER_PASS x 784`` numbers), one mean per chunk.
 
 NumPyro is the fast path: ``run(n)`` is one jitted ``lax.scan`` over ``n`` calls of
-``svi.update``, with the minibatch indices drawn inside from a key folded with the step
-count (so a resumed run draws the same minibatches).  It is data-parallel over the
-devices of ``numpyro_concrete.distributed.data_mesh``: each minibatch is split over the
-mesh's axis (``NamedSharding(mesh, P("data"))``), the SVI state and the training images
-are replicated, and XLA sums the gradient over devices, so ``N`` devices take the
-one-device steps up to the order of float32 sums; ``bounds`` splits each chunk of images
-the same way (``sharded_discrete_bound``).  Pyro runs ``svi.step`` in a loop, on one
-device: the parity check.
+``svi.update``, step ``t``'s minibatch drawn inside from the data key folded with ``t``, so
+the steps do not depend on how they are grouped into scans (``--chunk``) nor on where a run
+was interrupted and resumed.  It is data-parallel over the devices of
+``numpyro_concrete.distributed.data_mesh``: each minibatch is split over the mesh's axis
+(``NamedSharding(mesh, P("data"))``), the SVI state and the training images are replicated,
+and XLA sums the gradient over devices, so ``N`` devices take the one-device steps up to the
+order of float32 sums; ``bounds`` splits each chunk of images the same way
+(``sharded_discrete_bound``).  Pyro runs ``svi.step`` in a loop, on one device, drawing the
+minibatches in sequence from one generator that the checkpoint saves: the parity check.
 """
 
 import os
@@ -120,23 +121,25 @@ class _NumpyroTrainer:
             self.svi.init(init_key, self.train[:BATCH]), self.everywhere
         )
         self.steps = 0
-        self._scan = jax.jit(self._scan_steps, static_argnums=3, out_shardings=self.everywhere)
+        self._scan = jax.jit(self._scan_steps, static_argnums=4, out_shardings=self.everywhere)
 
-    def _scan_steps(self, svi_state, train, key, n: int):
+    def _scan_steps(self, svi_state, train, data_key, first: int, n: int):
         jax = self.jax
 
-        def step(state, key):
+        def step(state, t):
+            key = jax.random.fold_in(data_key, t)  # step t's minibatch, however steps group
             batch = train[jax.random.randint(key, (BATCH,), 0, train.shape[0])]
             batch = jax.lax.with_sharding_constraint(batch, self.rows)
             return self.svi.update(state, batch)
 
-        return jax.lax.scan(step, svi_state, jax.random.split(key, n))
+        return jax.lax.scan(step, svi_state, first + jax.numpy.arange(n))
 
-    def run(self, n: int) -> float:
-        key = self.jax.random.fold_in(self.data_key, self.steps)
-        self.svi_state, losses = self._scan(self.svi_state, self.train, key, n)
+    def run(self, n: int) -> np.ndarray:
+        self.svi_state, losses = self._scan(
+            self.svi_state, self.train, self.data_key, self.steps, n
+        )
         self.steps += n
-        return float(losses.mean())
+        return np.asarray(losses)
 
     def state(self) -> dict:
         return {
@@ -234,13 +237,13 @@ class _PyroTrainer:
         self.generator = torch.Generator().manual_seed(seed)
         self.steps = 0
 
-    def run(self, n: int) -> float:
-        total = 0.0
+    def run(self, n: int) -> np.ndarray:
+        losses = []
         for _ in range(n):
             index = self.torch.randint(len(self.train), (BATCH,), generator=self.generator)
-            total += self.svi.step(self.train[index])
+            losses.append(self.svi.step(self.train[index]))
         self.steps += n
-        return total / n
+        return np.array(losses)
 
     def state(self) -> dict:
         return {
@@ -252,7 +255,15 @@ class _PyroTrainer:
         }
 
     def load_state(self, state: dict) -> None:
-        self.pyro.get_param_store().set_state(state["params"])
+        # ``pyro.module`` puts a network's own tensors in the param store and keeps using
+        # them (update_module_params=False), so replacing the store's tensors would leave
+        # the networks at their initialisation: register every parameter with one
+        # evaluation of the loss, then copy the saved values into the registered tensors
+        self.svi.evaluate_loss(self.train[:BATCH])
+        registered = dict(self.pyro.get_param_store().named_parameters())
+        with self.torch.no_grad():
+            for name, value in state["params"]["params"].items():
+                registered[name].copy_(value)
         self.optim.set_state(state["optim"])
         self.generator.set_state(state["generator"])
         self.pyro.util.set_rng_state(state["rng"])

@@ -10,31 +10,59 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .protocol import POSTERIOR_TEMPERATURE, PRIOR_TEMPERATURE, STRUCTURED_TEMPERATURE
+from .protocol import (
+    ARCHITECTURES,
+    ONE_LAYER_METHODS,
+    POSTERIOR_TEMPERATURE,
+    PRIOR_TEMPERATURE,
+    STRUCTURED_TEMPERATURE,
+)
 
-__all__ = ["METHODS", "Method", "build"]
+__all__ = ["METHODS", "Method", "build", "check"]
 
 
 @dataclass(frozen=True)
 class Method:
-    """``label``: the table's name; ``valid_m``: which m the method is defined for;
-    ``loss_class``: ``(module, class)`` of a loss of this library, or ``None`` for
-    Concrete, which uses the backend's ``Trace_ELBO`` / ``RenyiELBO``."""
+    """``label``: the table's name; ``min_m`` and ``max_m`` (``None``: no bound): the
+    numbers of samples m the method is defined for; ``loss_class``: ``(module, class)`` of a
+    loss of this library, or ``None`` for Concrete, which uses the backend's ``Trace_ELBO``
+    / ``RenyiELBO``."""
 
     label: str
-    valid_m: Callable[[int], bool]
+    min_m: int
+    max_m: int | None
     loss_class: tuple[str, str] | None
     multi_sample: bool = False  # the loss takes num_particles = m
 
+    def valid_m(self, m: int) -> bool:
+        """Whether the method is defined for ``m`` samples."""
+        return self.min_m <= m and (self.max_m is None or m <= self.max_m)
+
 
 METHODS = {
-    "concrete": Method("Concrete", lambda m: m >= 1, None),
-    "nvil": Method("NVIL", lambda m: m == 1, ("estimators.nvil", "NvilELBO")),
-    "vimco": Method("VIMCO", lambda m: m >= 2, ("", "VimcoELBO"), multi_sample=True),
-    "rebar": Method("REBAR", lambda m: m == 1, ("", "RebarELBO")),
-    "relax": Method("RELAX", lambda m: m == 1, ("", "RelaxELBO")),
-    "disarm": Method("DisARM", lambda m: m == 1, ("", "DisarmELBO")),
+    "concrete": Method("Concrete", 1, None, None),
+    "nvil": Method("NVIL", 1, 1, ("estimators.nvil", "NvilELBO")),
+    "vimco": Method("VIMCO", 2, None, ("", "VimcoELBO"), multi_sample=True),
+    "rebar": Method("REBAR", 1, 1, ("", "RebarELBO")),
+    "relax": Method("RELAX", 1, 1, ("", "RelaxELBO")),
+    "disarm": Method("DisARM", 1, 1, ("", "DisarmELBO")),
 }
+
+
+def check(name: str, m: int, arch: str | None = None) -> None:
+    """Raise ``ValueError`` unless method ``name`` is defined for ``m`` samples and, when
+    ``arch`` (a key of :data:`.protocol.ARCHITECTURES`) is given, trains that model."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+    method = METHODS[name]
+    if not method.valid_m(m):
+        bounds = f"m = {method.min_m}" if method.max_m == method.min_m else f"m >= {method.min_m}"
+        raise ValueError(f"method {name!r} is not defined for m = {m} (only for {bounds})")
+    if arch is not None and name in ONE_LAYER_METHODS and len(ARCHITECTURES[arch].latents) > 1:
+        raise ValueError(
+            f"method {name!r} needs the guide's sites independent given the data, which "
+            f"those of the {len(ARCHITECTURES[arch].latents)}-layer model {arch!r} are not"
+        )
 
 
 def _loss_class(package: str, method: Method) -> type:
@@ -46,11 +74,8 @@ def _loss_class(package: str, method: Method) -> type:
 def build(backend, name: str, m: int, model: Callable, guide: Callable, table: str) -> tuple:
     """``(model, guide, loss)`` for method ``name`` with ``m`` samples, on ``backend``
     (:mod:`.backends`), for a problem of ``table`` ("density" or "structured")."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+    check(name, m)
     method = METHODS[name]
-    if not method.valid_m(m):
-        raise ValueError(f"method {name!r} is not defined for m = {m}")
     if method.loss_class is None:
         if table == "structured":
             temperatures = (STRUCTURED_TEMPERATURE, STRUCTURED_TEMPERATURE)

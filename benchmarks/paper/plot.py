@@ -3,15 +3,16 @@
     python -m benchmarks.paper.plot [RESULTS_DIR_OR_JSON ...] [--out FILE.png]
 
 The curve points are the bound on a fixed subset of test images (``curve_eval`` in each
-JSON: images and K); the final point of each line is the whole-test-set bound, and a
-dashed line marks the paper's number (reference data) where it has one.
+JSON: images and K); the dot at the end of a line is the run's final test bound (on the
+whole test set, or on the number of images its legend states), absent while the row still
+trains, and a dashed line marks the paper's number (reference data) where it has one.
 """
 
 import argparse
 import math
 from pathlib import Path
 
-from .run import DEFAULT_OUT
+from .options import DEFAULT_OUT
 from .table import load_records
 
 __all__ = ["main", "plot"]
@@ -29,10 +30,13 @@ def plot(records: list[dict], out: Path) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     for ax, (arch, m) in zip(axes.flat, panels, strict=False):
         for r in (r for r in records if (r["arch"], r["m"]) == (arch, m)):
-            name = f"{r['label']} ({r['backend']}, {r['steps']:,} steps)"
+            name = f"{r['label']} ({r['backend']}, {r['steps']:,} steps"
+            if r["config"].get("test_images") is not None and r["test"] is not None:
+                name += f", {r['test']['images']:,} test images"
             steps = [p["step"] for p in r["curve"]]
-            line = ax.plot(steps, [p["test_nll"] for p in r["curve"]], label=name)[0]
-            ax.plot([r["steps"]], [r["test"]["nll"]], "o", color=line.get_color())
+            line = ax.plot(steps, [p["test_nll"] for p in r["curve"]], label=name + ")")[0]
+            if r["test"] is not None:
+                ax.plot([r["steps"]], [r["test"]["nll"]], "o", color=line.get_color())
             if r["paper"] is not None:
                 ax.axhline(r["paper"][0], ls="--", lw=0.8, color=line.get_color())
         ax.set_title(f"{arch}, m = {m}")

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "ALL_ROWS",
     "ARCHITECTURES",
+    "ONE_LAYER_METHODS",
     "PAPER",
     "PRESETS",
     "Architecture",
@@ -104,12 +105,14 @@ _STRUCTURED = tuple(a for a, spec in ARCHITECTURES.items() if spec.table == "str
 _M1 = (1, ("concrete", "nvil", "rebar", "relax", "disarm"))
 _M1_STRUCTURED = (1, ("concrete", "nvil"))
 _MULTI = tuple((m, ("concrete", "vimco")) for m in (5, 50))
-#: every row of both tables; DisARM on the one-layer models only, since it needs the guide's
-#: sites independent given the data, which a two-layer guide's are not (it raises there)
+#: methods that need the guide's sites independent given the data, which those of a model
+#: with more than one layer of latents are not (the estimator raises there)
+ONE_LAYER_METHODS = ("disarm",)
+#: every row of both tables; DisARM on the one-layer models only
 ALL_ROWS = tuple(
     row
     for row in _rows(_DENSITY, (_M1, *_MULTI)) + _rows(_STRUCTURED, (_M1_STRUCTURED, *_MULTI))
-    if row.method != "disarm" or len(ARCHITECTURES[row.arch].latents) == 1
+    if row.method not in ONE_LAYER_METHODS or len(ARCHITECTURES[row.arch].latents) == 1
 )
 
 PRESETS = {

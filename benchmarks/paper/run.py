@@ -1,4 +1,4 @@
-"""Train and evaluate rows of the paper's tables; one JSON per run.
+"""Train and evaluate rows of the paper's tables; one JSON per row, updated as it goes.
 
     python -m benchmarks.paper.run --arch 200H~784V --method concrete --m 1 --steps 100000
     python -m benchmarks.paper.run --preset cpu          # the rows that matter most
@@ -6,97 +6,59 @@
     python -m benchmarks.paper.run --preset gpu --minutes 60   # as many steps as an hour gives
     python -m benchmarks.paper.run --list                # architectures, methods, presets
 
-Run from the repository root with ``CONCRETE_MNIST=/path/to/binarized_mnist.npz``.  A
-run trains with Adam on minibatches of 64 (the protocol, :mod:`.protocol`), records a
+Run from the repository root with ``CONCRETE_MNIST=/path/to/binarized_mnist.npz``.  Every
+option is checked before any work (:mod:`.options`: argparse's one-line errors, exit
+status 2).  A row trains with Adam on minibatches of 64 (:mod:`.protocol`), records a
 learning curve (the test bound on a fixed subset of ``--curve-images`` test images with
-``--curve-k`` samples, every ``--eval-every`` steps), saves a checkpoint at each curve
-point (``<out>/checkpoints/``; rerunning the same command resumes from it), and ends with
-``discrete_bound`` (``--eval-k`` samples) on every test image and on the training images
-(all, or a fixed random subset of ``--train-eval-images``), each with a standard error
-over chunks of 100 images.  The JSON (``<out>/<run>.json``) holds the configuration, the
-versions, the device, the wall times, the bounds and the curve.  ``--train-images`` and
-``--test-images`` restrict the data (fixed random subsets: the file is ordered by digit),
-for smoke tests.  ``--devices N`` (NumPyro) splits every minibatch over N devices (the
-one-device numbers, to float32 rounding).  A method that this checkout does not provide
-fails its row with a message saying so; a preset goes on with the other rows and exits
-non-zero at the end.
+``--curve-k`` samples, at every multiple of ``--eval-every`` steps) and ends with
+``discrete_bound`` (``--eval-k`` samples) on the test images and on the training images
+(all, or a fixed random subset of ``--train-eval-images``), each with a standard error over
+chunks of 100 images.  ``--train-images`` and ``--test-images`` restrict the data (fixed
+random subsets: the file is ordered by digit).  ``--devices N`` (NumPyro) splits every
+minibatch over N devices (the one-device numbers, to float32 rounding).
+
+One row, one result file: ``<out>/<arch>_<method>_m<m>_<backend>_seed<seed>.json`` (``~``
+written ``t``), rewritten whole (:mod:`.store`) at every curve point (``"test": null``
+while the row trains) and after the final evaluation; it holds the settings, the versions,
+the device, the wall and CPU times, the bounds and the curve.  At every curve point, and
+where a call stops training (``--minutes``), the row saves a checkpoint
+(``<out>/checkpoints/``).  Rerunning a command goes on where it stopped, and ends with the
+JSON an uninterrupted run writes, wall times aside: a finished row is skipped, a row with a
+checkpoint resumes from it.  A resume must share the row's :func:`identity`, every setting
+that changes a recorded number of its training or curve; a larger ``--steps`` continues a
+row, and the final evaluation (``--eval-k``, ``--train-eval-images``) is redone by every
+call that does not skip the row.  Anything else is refused with a message that names what
+differs; ``--no-resume`` starts over.
+
+A row that fails (a refused resume, an exception in training) does not stop the others: the
+command runs every row, then prints which failed and why and exits with status 1.  Ctrl-C
+ends the command (status 130); the same command goes on from each row's last checkpoint.  Progress
+lines go to stderr (:mod:`.progress`), one line per finished row to stdout.
 """
 
 import argparse
 import dataclasses
-import json
 import math
 import os
-import pickle
 import platform
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 
-from . import methods
+from . import methods, options, store
 from .backends import get_backend, pixel_logits
+from .progress import Progress
 from .protocol import ARCHITECTURES, BATCH, EVAL_K, PRESETS, Row, paper_number
+from .store import ResumeError
 
-__all__ = ["main", "run_row"]
+__all__ = ["identity", "main", "row_id", "run_row"]
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-#: options that neither the command line nor the preset sets
-DEFAULTS = {"curve_images": 1000, "curve_k": 100, "chunk": 1000}
-
-
-def parse(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.paper.run", description=__doc__.split("\n\n")[0]
-    )
-    what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--arch", choices=sorted(ARCHITECTURES), help="one row: the model")
-    what.add_argument("--preset", choices=sorted(PRESETS), help="a list of rows and a budget")
-    what.add_argument("--list", action="store_true", help="print what can be run and exit")
-    parser.add_argument("--method", choices=sorted(methods.METHODS), default="concrete")
-    parser.add_argument("--m", type=int, default=1, help="samples per objective (1, 5, 50)")
-    parser.add_argument("--steps", type=int, help="training steps (default: the preset's)")
-    parser.add_argument("--backend", choices=("numpyro", "pyro"), default="numpyro")
-    parser.add_argument("--lr", type=float, help="Adam's rate (default: preset / paper's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-k", type=int, help="samples of the final bound")
-    parser.add_argument("--eval-every", type=int, help="steps between curve points")
-    parser.add_argument("--curve-images", type=int, help="test images of the curve")
-    parser.add_argument("--curve-k", type=int, help="samples of the curve's bound")
-    parser.add_argument("--train-images", type=int, help="train on a random subset")
-    parser.add_argument("--test-images", type=int, help="evaluate on a random test subset")
-    parser.add_argument("--train-eval-images", type=int, help="training images evaluated")
-    parser.add_argument("--chunk", type=int, help="steps per jitted scan")
-    parser.add_argument(
-        "--minutes",
-        type=float,
-        help="stop training after this many minutes of it in this call (at the end of a "
-        "chunk, at least one) and evaluate; the JSON records the steps done, and the same "
-        "command resumes towards --steps",
-    )
-    parser.add_argument(
-        "--shard",
-        help="K/N: run only rows K, K+N, K+2N, ... of a preset (N processes share the cores)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="CPU threads for torch and XLA (default 1: on a shared machine more threads "
-        "oversubscribe the cores and run many times slower)",
-    )
-    parser.add_argument(
-        "--devices",
-        type=int,
-        default=1,
-        help="NumPyro: split each minibatch over this many devices (data-parallel; the "
-        "one-device numbers up to float32 rounding). Pyro: 1 only",
-    )
-    parser.add_argument("--out", type=Path, help=f"results folder (default {DEFAULT_OUT})")
-    parser.add_argument("--no-resume", action="store_true", help="ignore checkpoints")
-    return parser.parse_args(argv)
+#: what a checkpoint holds
+CHECKPOINT_KEYS = ("identity", "trainer", "curve", "pending", "times")
 
 
 def _subset(images: np.ndarray, n: int | None, seed: int) -> np.ndarray:
@@ -152,20 +114,132 @@ def _versions(backend) -> dict:
     }
 
 
-def run_id(row: Row, backend: str, steps: int, seed: int) -> str:
-    arch = row.arch.replace("~", "t")  # "~" (tanh layers) kept out of file names
-    return f"{arch}_{row.method}_m{row.m}_{backend}_{steps}steps_seed{seed}"
+def row_id(row: Row, backend: str, seed: int) -> str:
+    """The row's file name, without extension (``~``, the tanh layers, written ``t``)."""
+    arch = row.arch.replace("~", "t")
+    return f"{arch}_{row.method}_m{row.m}_{backend}_seed{seed}"
+
+
+def identity(row: Row, args: argparse.Namespace, backend: str) -> dict:
+    """The settings that change a recorded number of ``row``'s training or curve: what a
+    checkpoint must share with a run to be resumed by it.  ``--chunk`` changes none (step
+    ``t``'s minibatch depends on ``t`` alone), nor does ``--steps`` before the steps done;
+    the final evaluation is redone by every call."""
+    arch = ARCHITECTURES[row.arch]
+    return {
+        "arch": row.arch,
+        "method": row.method,
+        "m": row.m,
+        "backend": backend,
+        "seed": args.seed,
+        "lr": arch.lr if args.lr is None else args.lr,
+        "batch": BATCH,
+        "train_images": args.train_images,
+        "test_images": args.test_images,
+        "eval_every": args.eval_every,
+        "curve_images": args.curve_images,
+        "curve_k": args.curve_k,
+        "devices": args.devices,  # the order of float32 sums
+        "threads": args.threads,  # the order of sums in threaded kernels
+    }
+
+
+def _finished(record: dict | None, wanted: dict, final: dict, steps: int) -> bool:
+    """Whether ``record`` is this row's, trained to ``steps`` and evaluated as asked."""
+    return (
+        record is not None
+        and record.get("identity") == wanted
+        and record["test"] is not None
+        and record["steps"] == steps
+        and all(record["config"][key] == value for key, value in final.items())
+    )
+
+
+def _saved_state(checkpoint: Path, result: dict | None, result_path: Path, wanted: dict,
+                 steps: int) -> dict | None:  # fmt: skip
+    """The checkpoint to resume from, ``None`` to start afresh, or a ``ResumeError``."""
+    if checkpoint.exists():
+        saved = store.load_checkpoint(checkpoint, CHECKPOINT_KEYS)
+        differ = store.differences(saved["identity"], wanted)
+        if differ:
+            raise ResumeError(
+                f"the checkpoint {checkpoint} was made with other settings ({differ}); "
+                f"{store.START_OVER}"
+            )
+        if saved["trainer"]["steps"] > steps:
+            raise ResumeError(
+                f"the checkpoint {checkpoint} is at step {saved['trainer']['steps']:,}, past "
+                f"--steps {steps:,}; {store.START_OVER}"
+            )
+        return saved
+    if result is not None:
+        why = (
+            store.differences(result["identity"], wanted) or "no checkpoint to go on from"
+            if "identity" in result
+            else "an earlier version of the runner wrote it"
+        )
+        raise ResumeError(
+            f"{result_path} holds a run of this row that this one cannot go on with ({why}); "
+            f"{store.START_OVER}"
+        )
+    return None
+
+
+def _new_times() -> dict:
+    """Wall and CPU seconds of training: all, and after each call's first chunk."""
+    keys = ("seconds", "cpu_seconds", "warm_seconds", "warm_cpu_seconds", "warm_steps")
+    return {**dict.fromkeys(keys, 0), "first": None}
+
+
+def _count_chunk(times: dict, n: int, seconds: float, cpu_seconds: float, warm: bool) -> None:
+    """Add a chunk of ``n`` steps; ``warm``: not the first of its call (which compiles)."""
+    times["seconds"] += seconds
+    times["cpu_seconds"] += cpu_seconds
+    times["first"] = times["first"] or (n, seconds, cpu_seconds)
+    if warm:
+        times["warm_seconds"] += seconds
+        times["warm_cpu_seconds"] += cpu_seconds
+        times["warm_steps"] += n
+
+
+def _times(times: dict, steps: int) -> dict:
+    """The record's timing fields: per step after each call's first chunk, which pays for
+    compilation (over all steps if no other chunk ran)."""
+    warm = times["warm_steps"]
+    return {
+        "train_seconds": times["seconds"],
+        "seconds_per_step": times["warm_seconds"] / warm if warm else times["seconds"] / steps,
+        "cpu_seconds_per_step": (
+            times["warm_cpu_seconds"] / warm if warm else times["cpu_seconds"] / steps
+        ),
+        "train_cpu_seconds": times["cpu_seconds"],
+        "first_chunk": dict(zip(("steps", "seconds", "cpu_seconds"), times["first"], strict=True)),
+    }
 
 
 def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
-    """Train and evaluate one row; writes and returns its JSON record."""
-    from tqdm import tqdm
-
+    """Train and evaluate one row, resuming from its checkpoint; writes its JSON record as it
+    goes and returns the last one (the saved one, untouched, if the row is done already)."""
     arch = ARCHITECTURES[row.arch]
-    steps = args.steps
-    lr = args.lr or arch.lr
-    eval_k = args.eval_k or EVAL_K[arch.table]
-    eval_every = min(args.eval_every or max(1, steps // 10), steps)
+    name = row_id(row, backend.name, args.seed)
+    result_path = args.out / f"{name}.json"
+    checkpoint = args.out / "checkpoints" / f"{name}.pkl"
+    wanted = identity(row, args, backend.name)
+    final = {
+        "eval_k": EVAL_K[arch.table] if args.eval_k is None else args.eval_k,
+        "train_eval_images": args.train_eval_images,
+    }
+    saved = None
+    if not args.no_resume:
+        previous = store.read_record(result_path)
+        if _finished(previous, wanted, final, args.steps):
+            print(f"{name}: done already ({result_path}; --no-resume runs it again)",
+                  file=sys.stderr)  # fmt: skip
+            return previous
+        saved = _saved_state(checkpoint, previous, result_path, wanted, args.steps)
+    else:  # so that no older checkpoint outlives the new start
+        checkpoint.unlink(missing_ok=True)
+
     train, test = data["train"], data["test"]
     half = 784 // 2 if arch.table == "structured" else None
     if backend.name == "pyro":
@@ -175,70 +249,13 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
     model, guide, loss = methods.build(
         backend, row.method, row.m, problem.model, problem.guide, arch.table
     )
-    trainer = backend.trainer(model, guide, loss, lr, args.seed, train)
-    name = run_id(row, backend.name, steps, args.seed)
-    checkpoint = args.out / "checkpoints" / f"{name}.pkl"
-    # what a checkpoint must share with this run to be resumed by it
-    identity = {"lr": lr, "train_images": args.train_images, "batch": BATCH}
-    curve, train_seconds, cpu_seconds, first_chunk = [], 0.0, 0.0, None
-    if checkpoint.exists() and not args.no_resume:
-        with checkpoint.open("rb") as f:
-            saved = pickle.load(f)
-        if saved.get("identity") != identity:
-            raise SystemExit(
-                f"{checkpoint} was trained with {saved.get('identity')}, this run asks for "
-                f"{identity}: pass --no-resume to start afresh, or another --out"
-            )
+    trainer = backend.trainer(model, guide, loss, wanted["lr"], args.seed, train)
+    if saved is None:
+        curve, pending, times = [], np.zeros(0), _new_times()
+    else:
         trainer.load_state(saved["trainer"])
-        curve, first_chunk = saved["curve"], saved["first"]
-        train_seconds, cpu_seconds = saved["seconds"], saved["cpu_seconds"]
+        curve, pending, times = saved["curve"], saved["pending"], saved["times"]
     curve_images = test[: args.curve_images]
-    bar = tqdm(total=steps, initial=trainer.steps, desc=name, unit="step", mininterval=5)
-    losses = []
-    budget = math.inf if args.minutes is None else 60 * args.minutes
-    trained = 0.0  # seconds of training in this call, against the budget
-    while trainer.steps < steps and (trained == 0.0 or trained < budget):
-        n = min(args.chunk, steps - trainer.steps, eval_every - trainer.steps % eval_every)
-        start, cpu_start = time.perf_counter(), time.process_time()
-        losses.append(trainer.run(n))
-        elapsed = time.perf_counter() - start
-        train_seconds += elapsed
-        trained += elapsed
-        cpu_elapsed = time.process_time() - cpu_start
-        cpu_seconds += cpu_elapsed
-        first_chunk = first_chunk or (n, elapsed, cpu_elapsed)
-        bar.update(n)
-        done = trainer.steps == steps or trained >= budget
-        if trainer.steps % eval_every == 0 or done:
-            point = _evaluate(trainer, problem.model, problem.guide, curve_images,
-                              args.curve_k, args.seed + trainer.steps)  # fmt: skip
-            curve.append(
-                {
-                    "step": trainer.steps,
-                    "test_nll": point["nll"],
-                    "loss": float(np.mean(losses)),
-                    "train_seconds": train_seconds,
-                }
-            )
-            bar.set_postfix(test_nll=f"{point['nll']:.2f}")
-            losses = []
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            with checkpoint.open("wb") as f:
-                pickle.dump(
-                    {"trainer": trainer.state(), "curve": curve, "seconds": train_seconds,
-                     "cpu_seconds": cpu_seconds, "first": first_chunk, "identity": identity}, f,
-                )  # fmt: skip
-    bar.close()
-    requested, steps = steps, trainer.steps
-    test_eval = _evaluate(trainer, problem.model, problem.guide, test, eval_k, args.seed + 1)
-    train_subset = _subset(train, args.train_eval_images, args.seed + 2)
-    train_eval = _evaluate(
-        trainer, problem.model, problem.guide, train_subset, eval_k, args.seed + 3
-    )
-    # per step after the first chunk, which pays for compilation (all steps if it is all)
-    later = steps - first_chunk[0]
-    per_step = (train_seconds - first_chunk[1]) / later if later else train_seconds / steps
-    cpu_per_step = (cpu_seconds - first_chunk[2]) / later if later else cpu_seconds / steps
     record = {
         "table": arch.table,
         "arch": row.arch,
@@ -246,34 +263,73 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
         "label": methods.METHODS[row.method].label,
         "m": row.m,
         "backend": backend.name,
-        "steps": steps,
-        "steps_requested": requested,
+        "steps_requested": args.steps,
+        "identity": wanted,
         "config": {
-            **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "lr": lr,
-            "batch": BATCH,
-            "eval_k": eval_k,
-            "eval_every": eval_every,
+            **wanted,
+            "steps": args.steps,
+            **final,
+            "chunk": args.chunk,
             "architecture": dataclasses.asdict(arch),
         },
         "versions": _versions(backend),
         "device": backend.device(),
-        "train_seconds": train_seconds,
-        "seconds_per_step": per_step,
-        "cpu_seconds_per_step": cpu_per_step,
-        "train_cpu_seconds": cpu_seconds,
-        "first_chunk": dict(zip(("steps", "seconds", "cpu_seconds"), first_chunk, strict=True)),
-        "test": test_eval,
-        "train": train_eval,
-        "curve": curve,
         "curve_eval": {"images": len(curve_images), "k": args.curve_k},
         "paper": paper_number(row.arch, row.method, row.m),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{run_id(row, backend.name, steps, args.seed)}.json").write_text(
-        json.dumps(record, indent=1)
+
+    def save() -> None:
+        state = {"identity": wanted, "trainer": trainer.state(), "curve": curve,
+                 "pending": pending, "times": times}  # fmt: skip
+        store.save_checkpoint(checkpoint, state)
+
+    def write(test_eval: dict | None, train_eval: dict | None) -> dict:
+        steps = trainer.steps
+        out = {**record, "steps": steps, **_times(times, steps), "test": test_eval,
+               "train": train_eval, "curve": curve}  # fmt: skip
+        store.write_record(result_path, out)
+        return out
+
+    progress = Progress(f"{row.arch} {row.method} m={row.m} {backend.name}", trainer.steps,
+                        args.steps)  # fmt: skip
+    budget = math.inf if args.minutes is None else 60 * args.minutes
+    trained, chunks, saved_steps = 0.0, 0, trainer.steps
+    while trainer.steps < args.steps and (chunks == 0 or trained < budget):
+        n = min(args.chunk, args.steps - trainer.steps,
+                args.eval_every - trainer.steps % args.eval_every)  # fmt: skip
+        start, cpu_start = time.perf_counter(), time.process_time()
+        pending = np.concatenate([pending, trainer.run(n)])
+        elapsed, cpu_elapsed = time.perf_counter() - start, time.process_time() - cpu_start
+        trained += elapsed
+        _count_chunk(times, n, elapsed, cpu_elapsed, warm=chunks > 0)
+        chunks += 1
+        if trainer.steps % args.eval_every == 0:
+            point = _evaluate(trainer, problem.model, problem.guide, curve_images,
+                              args.curve_k, args.seed + trainer.steps)  # fmt: skip
+            curve.append(
+                {
+                    "step": trainer.steps,
+                    "test_nll": point["nll"],
+                    "loss": float(np.mean(pending, dtype=np.float64)),
+                    "train_seconds": times["seconds"],
+                }
+            )
+            pending = pending[:0]
+            progress.point(trainer.steps, point["nll"])
+            save()
+            saved_steps = trainer.steps
+            write(None, None)
+        progress.steps(trainer.steps)
+    progress.close()
+    if trainer.steps != saved_steps:  # stopped between curve points: keep the steps
+        save()
+    test_eval = _evaluate(trainer, problem.model, problem.guide, test, final["eval_k"],
+                          args.seed + 1)  # fmt: skip
+    train_subset = _subset(train, args.train_eval_images, args.seed + 2)
+    train_eval = _evaluate(
+        trainer, problem.model, problem.guide, train_subset, final["eval_k"], args.seed + 3
     )
-    return record
+    return write(test_eval, train_eval)
 
 
 def _set_threads(threads: int) -> None:
@@ -300,47 +356,60 @@ def _list() -> None:
             print(f"    {row.arch} {row.method} m={row.m}")
 
 
+def _row_name(row: Row) -> str:
+    return f"{row.arch} {row.method} m={row.m}"
+
+
 def main(argv=None) -> int:
-    args = parse(argv)
+    """The command line; 0 if every row ran, 1 if one failed, 2 if the options are refused,
+    130 if interrupted (Ctrl-C)."""
+    parser = options.parser(__doc__.split("\n\n")[0])
+    args = parser.parse_args(argv)
     if args.list:
         _list()
         return 0
-    options = dict(DEFAULTS)
-    if args.preset:
-        rows = PRESETS[args.preset].rows
-        options.update(PRESETS[args.preset].options)
-    elif args.steps is None:
-        raise SystemExit("--steps is required for a single row (or use --preset)")
-    else:
-        rows = (Row(args.arch, args.method, args.m),)
-    if args.shard:
-        index, count = (int(v) for v in args.shard.split("/"))
-        if not 0 <= index < count:
-            raise SystemExit(f"--shard K/N needs 0 <= K < N, got {args.shard!r}")
-        rows = rows[index::count]
-    out_subdir = options.pop("out_subdir", None)
-    for key, value in options.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.out is None:
-        args.out = DEFAULT_OUT / out_subdir if out_subdir else DEFAULT_OUT
+    rows = options.resolve(parser, args)
     _set_threads(args.threads)
     try:
         backend = get_backend(args.backend, args.devices)
     except ValueError as error:
-        raise SystemExit(str(error)) from None
-    data = backend.load()
+        parser.error(str(error))
+    try:
+        data = backend.load()
+    except FileNotFoundError as error:
+        parser.error(str(error))
+    options.check_data(parser, args, {split: len(data[split]) for split in ("train", "test")})
     data = {
         "train": _subset(data["train"], args.train_images, args.seed),
         "test": _subset(data["test"], args.test_images, args.seed + 1),
     }
+    failed = []
     for row in rows:
-        record = run_row(row, args, backend, data)
-        print(
-            f"{row.arch} {record['label']} m={row.m} ({backend.name}, {record['steps']} steps): "
-            f"test {_nats(record['test'])}, train {_nats(record['train'])} nats; "
-            f"{1e3 * record['seconds_per_step']:.2f} ms/step"
-        )
+        try:
+            record = run_row(row, args, backend, data)
+        except KeyboardInterrupt:  # Ctrl-C: the steps since the last checkpoint are lost
+            print(f"{_row_name(row)}: interrupted; the same command goes on from its last "
+                  "checkpoint", file=sys.stderr)  # fmt: skip
+            return 130
+        except ResumeError as error:
+            failed.append((row, str(error)))
+            print(f"{_row_name(row)} failed: {error}", file=sys.stderr)
+        except Exception as error:  # any other failure of one row: the others still run
+            traceback.print_exc()
+            failed.append((row, f"{type(error).__name__}: {error}"))
+        else:
+            print(
+                f"{row.arch} {record['label']} m={row.m} ({backend.name}, "
+                f"{record['steps']} steps): test {_nats(record['test'])}, "
+                f"train {_nats(record['train'])} nats; "
+                f"{1e3 * record['seconds_per_step']:.2f} ms/step",
+                flush=True,
+            )
+    if failed:
+        print(f"{len(failed)} of {len(rows)} rows failed:", file=sys.stderr)
+        for row, why in failed:
+            print(f"- {_row_name(row)}: {why}", file=sys.stderr)
+        return 1
     return 0
 
 

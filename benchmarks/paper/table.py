@@ -6,7 +6,9 @@ One table per task (density estimation: Table 1; structured prediction: the tabl
 Figure 4), one line per run: negative log-likelihood bounds in nats per image (lower is
 better), ours with the standard error over chunks of 100 images, and the paper's.  The
 paper's numbers are **reference data typed from the paper**, not measured here; REBAR,
-RELAX and DisARM came after the paper and have none.
+RELAX and DisARM came after the paper and have none.  A test bound on a subset of the test
+set (``--test-images``) states its number of images; a row still training (its JSON has no
+final bound yet) is listed under the tables with its steps so far.
 """
 
 import argparse
@@ -14,8 +16,8 @@ import json
 from pathlib import Path
 
 from ..common import markdown_table
+from .options import DEFAULT_OUT
 from .protocol import ARCHITECTURES
-from .run import DEFAULT_OUT
 
 __all__ = ["load_records", "main", "tables"]
 
@@ -40,6 +42,13 @@ def _bound(entry: dict) -> str:
     return f"{entry['nll']:.2f}" + ("" if se is None else f" ± {se:.2f}")
 
 
+def _test(record: dict) -> str:
+    """The test bound, with its number of images when they are a subset of the test set."""
+    subset = record["config"].get("test_images") is not None
+    images = f" ({record['test']['images']:,} images)" if subset else ""
+    return _bound(record["test"]) + images
+
+
 def _paper(record: dict, index: int) -> str:
     return "-" if record["paper"] is None else f"{record['paper'][index]:.1f}"
 
@@ -47,6 +56,8 @@ def _paper(record: dict, index: int) -> str:
 def tables(records: list[dict]) -> str:
     """The markdown, one section per task present in ``records``."""
     arch_order = list(ARCHITECTURES)
+    training = [r for r in records if r["test"] is None]  # no final bound yet
+    records = [r for r in records if r["test"] is not None]
     out = []
     for table, title in TITLES.items():
         rows = sorted(
@@ -82,7 +93,7 @@ def tables(records: list[dict]) -> str:
                 r["label"],
                 r["backend"],
                 f"{r['steps']:,}",
-                _bound(r["test"]),
+                _test(r),
                 _paper(r, 0),
                 _bound(r["train"]) + f" ({r['train']['images']:,} images)",
                 _paper(r, 1),
@@ -96,9 +107,15 @@ def tables(records: list[dict]) -> str:
     out.append(
         "Paper columns: reference data typed from Maddison, Mnih & Teh (2017), 10^7 steps, "
         "K = 50,000 (density) / 100 (structured prediction); the score-function column is "
-        "NVIL at m = 1 and VIMCO at m > 1. Ours: test bound on all test images, train bound "
-        "on the images stated, ± standard error over chunks of 100 images."
+        "NVIL at m = 1 and VIMCO at m > 1. Ours: test bound on the whole test set unless a "
+        "number of images is stated, train bound on the images stated, ± standard error over "
+        "chunks of 100 images."
     )
+    out += [
+        f"Still training (no final bound yet): {r['arch']} {r['label']} m = {r['m']} "
+        f"({r['backend']}), step {r['steps']:,} of {r['steps_requested']:,}."
+        for r in training
+    ]
     return "\n".join(out)
 
 
