@@ -21,7 +21,7 @@ from numpyro.distributions import Distribution, TransformedDistribution
 from numpyro.distributions.batch_util import vmap_over
 from numpyro.distributions.transforms import Transform
 from numpyro.distributions.util import lazy_property
-from numpyro.util import find_stack_level, not_jax_tracer
+from numpyro.util import not_jax_tracer
 
 __all__ = [
     "RelaxedDiscrete",
@@ -135,7 +135,7 @@ def _warn_on_boundary(dist: Distribution, log_p: Array) -> None:
         f"{dist.base_class.__name__} the sample site and map its value in the model "
         "(exp / sigmoid), or pass the intermediates sample_with_intermediates() returned.",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=4,  # the caller of the validated log_prob
     )
 
 
@@ -181,7 +181,7 @@ def _validate_in_support(dist: Distribution, value: ArrayLike) -> Array:
                 "Out-of-support values provided to log prob method. The value argument should "
                 f"be within the support. {type(dist).__name__}'s support is {dist.support}; "
                 "log_prob is -inf at those values.",
-                stacklevel=find_stack_level(),
+                stacklevel=3,  # the caller of the validated log_prob
             )
     return mask
 
