@@ -44,7 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-from common import environment, markdown_table, parse_options, require_mnist, time_interleaved
+from common import (
+    environment,
+    markdown_table,
+    parse_options,
+    quiet_library_warnings,
+    time_interleaved,
+)
 
 ESTIMATORS = ("RebarELBO", "RelaxELBO", "DisarmELBO", "VimcoELBO", "score function")
 BASELINE = "score function + baseline"
@@ -250,7 +256,7 @@ def _versus(versus: tuple | None, vectorized: tuple | None) -> str:
 
 def main() -> None:
     options = parse_options(__doc__.splitlines()[0])
-    require_mnist("estimators.py")
+    quiet_library_warnings()
     import pyro
 
     pyro.enable_validation(False)  # torch's argument checks and Pyro's, for both sides

@@ -61,7 +61,7 @@ from common import (
     import_numpyro_concrete,
     markdown_table,
     parse_options,
-    require_mnist,
+    quiet_library_warnings,
 )
 
 LATENTS, HIDDEN, BATCH = 200, 200, 64
@@ -597,7 +597,7 @@ def load(b: Budget):
 
 def main() -> None:
     options = parse_options(__doc__.splitlines()[0])
-    require_mnist("gradient_quality.py")
+    quiet_library_warnings()
     import pyro
     import torch
 

@@ -43,6 +43,7 @@ from .protocol import ARCHITECTURES, BATCH, EVAL_K, PRESETS, Row, paper_number
 __all__ = ["main", "run_row"]
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[2]
 #: options that neither the command line nor the preset sets
 DEFAULTS = {"curve_images": 1000, "curve_k": 100, "chunk": 1000}
 
@@ -249,7 +250,7 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
         "steps": steps,
         "steps_requested": requested,
         "config": {
-            **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            **{k: (_portable(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "lr": lr,
             "batch": BATCH,
             "eval_k": eval_k,
@@ -274,6 +275,13 @@ def run_row(row: Row, args: argparse.Namespace, backend, data: dict) -> dict:
         json.dumps(record, indent=1)
     )
     return record
+
+
+def _portable(path: Path) -> str:
+    """``path`` as recorded in a result: relative to the repository when inside it, so that
+    a record names no machine's directories."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def _set_threads(threads: int) -> None:
