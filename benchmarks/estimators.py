@@ -2,9 +2,10 @@
 
     python benchmarks/estimators.py [--fast] [--threads N]
 
-Needs the binarized MNIST file (``CONCRETE_MNIST=/path/to/binarized_mnist.npz``).  The model
-is ``SigmoidBeliefNet(latents=(200,), hidden=None)`` of ``problems.py`` (200H-784V, linear,
-the paper's Table 1 row), on a minibatch of training images, at its initial parameters.
+Reads binarized MNIST with ``load_binarized_mnist()`` (``CONCRETE_MNIST``, or a cached
+download).  The model is ``SigmoidBeliefNet(latents=(200,), hidden=None)`` of ``problems.py``
+(200H-784V, linear, the paper's Table 1 row), on a minibatch of training images, at its
+initial parameters.
 For each estimator (``RebarELBO``, ``RelaxELBO``, ``DisarmELBO``, ``VimcoELBO(K=5)``, the
 score function ``TraceGraph_ELBO``) and the relaxed ``Trace_ELBO`` step the relaxation
 trains with, in each backend:
