@@ -2,9 +2,10 @@
 
     python benchmarks/estimators.py [--fast] [--threads N]
 
-Needs the binarized MNIST file (``CONCRETE_MNIST=/path/to/binarized_mnist.npz``).  The model
-is ``SigmoidBeliefNet(latents=(200,), hidden=None)`` of ``problems.py`` (200H-784V, linear,
-the paper's Table 1 row), on a minibatch of training images, at its initial parameters.
+Reads binarized MNIST with ``load_binarized_mnist()`` (``CONCRETE_MNIST``, or a cached
+download).  The model is ``SigmoidBeliefNet(latents=(200,), hidden=None)`` of ``problems.py``
+(200H-784V, linear, the paper's Table 1 row), on a minibatch of training images, at its
+initial parameters.
 For each estimator (``RebarELBO``, ``RelaxELBO``, ``DisarmELBO``, ``VimcoELBO(K=5)``, the
 score function ``TraceGraph_ELBO``) and the relaxed ``Trace_ELBO`` step the relaxation
 trains with, in each backend:
@@ -44,7 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-from common import environment, markdown_table, parse_options, require_mnist, time_interleaved
+from common import (
+    environment,
+    markdown_table,
+    parse_options,
+    quiet_library_warnings,
+    time_interleaved,
+)
 
 ESTIMATORS = ("RebarELBO", "RelaxELBO", "DisarmELBO", "VimcoELBO", "score function")
 BASELINE = "score function + baseline"
@@ -250,7 +257,7 @@ def _versus(versus: tuple | None, vectorized: tuple | None) -> str:
 
 def main() -> None:
     options = parse_options(__doc__.splitlines()[0])
-    require_mnist("estimators.py")
+    quiet_library_warnings()
     import pyro
 
     pyro.enable_validation(False)  # torch's argument checks and Pyro's, for both sides

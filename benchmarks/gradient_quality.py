@@ -5,9 +5,9 @@
 The model is ``SigmoidBeliefNet(latents=(200,), hidden=200)`` of ``problems.py`` in each
 package (the paper's 200H~784V): ``z ~ Bernoulli(1/2)^200``,
 ``x | z ~ Bernoulli(sigmoid(decoder(z)))^784``, decoder and encoder tanh MLPs with two
-hidden layers of 200 (Glorot init, decoder output bias the pixel base rates).  Needs the
-binarized MNIST file (``CONCRETE_MNIST=/path/to/binarized_mnist.npz``).  Estimators of the
-gradient with respect to the **encoder** (guide) parameters, on the same networks:
+hidden layers of 200 (Glorot init, decoder output bias the pixel base rates).  Reads
+binarized MNIST with ``load_binarized_mnist()`` (``CONCRETE_MNIST``, or a cached download).
+Estimators of the gradient with respect to the **encoder** (guide) parameters, on the same networks:
 
 - **Concrete**: ``Trace_ELBO`` on ``relax(model, 1/2)`` with the amortised guide
   ``z ~ LogitBinaryConcrete(2/3, encoder(x))`` (pathwise);
@@ -61,7 +61,7 @@ from common import (
     import_numpyro_concrete,
     markdown_table,
     parse_options,
-    require_mnist,
+    quiet_library_warnings,
 )
 
 LATENTS, HIDDEN, BATCH = 200, 200, 64
@@ -597,7 +597,7 @@ def load(b: Budget):
 
 def main() -> None:
     options = parse_options(__doc__.splitlines()[0])
-    require_mnist("gradient_quality.py")
+    quiet_library_warnings()
     import pyro
     import torch
 

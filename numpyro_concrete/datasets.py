@@ -1,34 +1,27 @@
-"""The fixed binarization of MNIST used by Maddison et al. (2017, Sec. 5.2).
+"""The fixed binarization of MNIST used by Maddison et al. (2017, Sec. 5.2), as arrays.
 
-The file is never part of the repository: pass its path, or set ``CONCRETE_MNIST``
-(the Makefile and CI do).  Format: keys ``train`` / ``valid`` /
-``test`` (50,000 / 10,000 / 10,000 rows), each row ``numpy.packbits`` of 784 pixels.
+Found or fetched by :mod:`concrete_ppl.datasets`: the ``path`` given, else the file named
+by ``CONCRETE_MNIST``, else a copy downloaded on first use into the user cache directory
+and checked against its published SHA-256.
 """
 
 import os
 
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 
+from concrete_ppl.datasets import read_binarized_mnist
+
 __all__ = ["load_binarized_mnist"]
-
-ENV_VAR = "CONCRETE_MNIST"
-
-
-def _unpacked(path: str | os.PathLike | None) -> dict[str, np.ndarray]:
-    path = path or os.environ.get(ENV_VAR)
-    if not path or not os.path.exists(path):
-        raise FileNotFoundError(
-            f"binarized MNIST not found at {path!r}: pass its path or set {ENV_VAR}="
-            "/path/to/binarized_mnist.npz"
-        )
-    with np.load(path) as packed:
-        return {k: np.unpackbits(packed[k], axis=1)[:, :784] for k in ("train", "valid", "test")}
 
 
 def load_binarized_mnist(
     path: str | os.PathLike | None = None, dtype: jnp.dtype = jnp.float32
 ) -> dict[str, Array]:
-    """``{"train", "valid", "test"}`` -> ``(rows, 784)`` arrays of 0.0 / 1.0."""
-    return {k: jnp.asarray(v, dtype=dtype) for k, v in _unpacked(path).items()}
+    """``{"train", "valid", "test"}`` -> ``(50000 | 10000 | 10000, 784)`` arrays of 0.0 / 1.0.
+
+    :param path: a ``.npz`` file (keys ``train`` / ``valid`` / ``test``, rows
+        ``numpy.packbits`` of the pixels) to read instead of ``CONCRETE_MNIST`` or the cache.
+    :param dtype: the arrays' dtype.
+    """
+    return {k: jnp.asarray(v, dtype=dtype) for k, v in read_binarized_mnist(path).items()}

@@ -1,5 +1,7 @@
 """Concrete relaxations of discrete random variables for Pyro (Maddison, Mnih & Teh 2017)."""
 
+from concrete_ppl import __version__ as __version__
+
 from .autoguide import AutoRelaxed, AutoRelaxedDiscrete
 from .constraints import LogSimplexTransform, log_simplex
 from .datasets import load_binarized_mnist

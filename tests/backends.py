@@ -55,6 +55,9 @@ class Backend(abc.ABC):
 
     name: str
     module: Any
+    #: Under validation, ``log_prob`` of a value outside the support raises ``ValueError``
+    #: (torch's convention) rather than warning and giving ``-inf`` (NumPyro's).
+    outside_support_raises: bool
 
     @abc.abstractmethod
     def make(
@@ -143,6 +146,7 @@ class Backend(abc.ABC):
 
 class PyroBackend(Backend):
     name = "pyro"
+    outside_support_raises = True
 
     def __init__(self):
         import torch
@@ -278,6 +282,7 @@ class NumpyroBackend(Backend):
     with ``validate_args=True`` is scored eagerly, where its checks can raise."""
 
     name = "numpyro"
+    outside_support_raises = False
 
     def __init__(self):
         import jax

@@ -65,7 +65,8 @@ EXPECTED = {
         "; vectorised",
     ],
 }
-# Scripts that read the binarized MNIST file (never committed; the Makefile sets CONCRETE_MNIST).
+# Scripts that read the binarized MNIST file: run only where CONCRETE_MNIST names it (the suite
+# never downloads it).
 NEEDS_MNIST = {"gradient_quality.py", "estimators.py"}
 
 
@@ -81,7 +82,7 @@ def test_benchmark_script_runs_in_fast_mode(script):
     if script in NEEDS_MNIST and not (mnist and os.path.exists(mnist)):
         pytest.skip(
             f"{script} needs binarized MNIST: set CONCRETE_MNIST=/path/to/binarized_mnist.npz "
-            f"(currently {mnist!r}; `make test` and .ci/run set it)"
+            f"(currently {mnist!r}; the Makefile sets it from ../shared/data/ beside the clone)"
         )
     env = {**os.environ, "CONCRETE_BENCH_FAST": "1"}
     result = subprocess.run(

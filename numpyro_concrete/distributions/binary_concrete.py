@@ -17,7 +17,7 @@ from numpyro.distributions import constraints
 
 from ..constraints import positive_finite
 from .noise import logistic
-from .relaxed import RelaxedDiscrete, RelaxedTransformed
+from .relaxed import RelaxedDiscrete, RelaxedTransformed, validated_log_prob
 from .transforms import UnclampedSigmoidTransform
 
 __all__ = ["BinaryConcrete", "LogitBinaryConcrete"]
@@ -82,9 +82,8 @@ class LogitBinaryConcrete(RelaxedDiscrete):
         shape = self.shape(sample_shape)
         return (self.logits + logistic(key, shape, self.logits)) / self.temperature
 
+    @validated_log_prob
     def log_prob(self, value: ArrayLike) -> Array:
-        if self._validate_args:
-            self._validate_sample(value)
         return log_logistic(self.logits, self.temperature, value)
 
     def cdf(self, value: ArrayLike) -> Array:

@@ -21,9 +21,9 @@ from .noise import gumbel
 from .relaxed import (
     RelaxedDiscrete,
     RelaxedTransformed,
-    check_event_shape,
     no_closed_form,
     no_closed_form_error,
+    validated_log_prob,
 )
 from .transforms import SimplexExpTransform
 
@@ -262,10 +262,8 @@ class ExpConcrete(RelaxedDiscrete):
         # keeps y on the log-simplex side of 0 and exp(y) <= 1.
         return y - jax.lax.stop_gradient(jnp.maximum(y.max(-1, keepdims=True), 0.0))
 
+    @validated_log_prob
     def log_prob(self, value: ArrayLike) -> Array:
-        value = check_event_shape(self, value)
-        if self._validate_args:
-            self._validate_sample(value)
         return _log_exp_concrete(self.logits, self.temperature, value)
 
     mean = no_closed_form("mean", "E[log_softmax((log alpha + G) / lambda)] is not elementary")

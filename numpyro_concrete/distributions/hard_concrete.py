@@ -17,7 +17,7 @@ from numpyro.distributions import constraints
 from ..constraints import positive_finite
 from .binary_concrete import log_logistic
 from .noise import logistic
-from .relaxed import RelaxedDiscrete, no_closed_form, no_closed_form_error
+from .relaxed import RelaxedDiscrete, no_closed_form, no_closed_form_error, validated_log_prob
 
 __all__ = ["HardConcrete"]
 
@@ -88,10 +88,8 @@ class HardConcrete(RelaxedDiscrete):
         """The expected L0 norm of the gate, ``P(Z != 0)`` (Louizos et al. Eq. 12)."""
         return jax.nn.sigmoid(self.logits - self.temperature * math.log(-self.low / self.high))
 
+    @validated_log_prob
     def log_prob(self, value: ArrayLike) -> Array:
-        if self._validate_args:
-            self._validate_sample(value)
-        value = jnp.asarray(value)
         inside = (value > 0) & (value < 1)
         z = jnp.where(inside, value, 0.5)
         log_below, log_above = jnp.log(z - self.low), jnp.log(self.high - z)

@@ -13,7 +13,7 @@ from numpyro.distributions import Distribution, constraints
 from numpyro.distributions.util import lazy_property
 
 from ..constraints import masked_logits, one_hot
-from .relaxed import check_event_shape
+from .relaxed import validated_log_prob
 
 __all__ = ["OneHotCategorical"]
 
@@ -62,10 +62,8 @@ class OneHotCategorical(Distribution):
         k = jax.random.categorical(key, self.logits, shape=sample_shape + self.batch_shape)
         return jax.nn.one_hot(k, self.event_shape[0], dtype=self.logits.dtype)
 
+    @validated_log_prob
     def log_prob(self, value: ArrayLike) -> Array:
-        value = check_event_shape(self, value)
-        if self._validate_args:
-            self._validate_sample(value)
         return jnp.where(value > 0, self.logits, 0.0).sum(-1)
 
     def enumerate_support(self, expand: bool = True) -> Array:

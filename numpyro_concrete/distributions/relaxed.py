@@ -8,6 +8,7 @@ batch axis of all: ``vmap_over`` maps them together.
 """
 
 import copy
+import functools
 import warnings
 from collections.abc import Callable
 
@@ -28,6 +29,7 @@ __all__ = [
     "check_event_shape",
     "no_closed_form",
     "no_closed_form_error",
+    "validated_log_prob",
 ]
 
 _PARAMS = ("temperature", "probs", "logits")
@@ -133,7 +135,7 @@ def _warn_on_boundary(dist: Distribution, log_p: Array) -> None:
         f"{dist.base_class.__name__} the sample site and map its value in the model "
         "(exp / sigmoid), or pass the intermediates sample_with_intermediates() returned.",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=4,  # the caller of the validated log_prob
     )
 
 
@@ -168,21 +170,47 @@ def _expanded_shape(dist: Distribution, batch_shape: tuple[int, ...]) -> tuple[i
 
 
 def _validate_in_support(dist: Distribution, value: ArrayLike) -> Array:
-    """``dist.support(value)``, raising ``ValueError`` where NumPyro's classes only warn.
-
-    A value outside the support has no density here: the log-space classes would return
-    a meaningless number and the others a limit (``+/-inf``) that silently breaks
-    inference, so the family treats it, like a bad parameter, as an error.  Like
-    NumPyro's check it runs at compile time: a constant value is checked inside ``jit``,
-    a traced one cannot be.
-    """
+    """NumPyro's ``Distribution._validate_sample`` evaluated at compile time:
+    ``dist.support(value)``, with NumPyro's warning when it is False somewhere.  A constant
+    value is checked inside ``jit`` too; a traced one cannot be (``validated_log_prob``
+    still gives it ``-inf``)."""
     with jax.ensure_compile_time_eval():
         mask = dist.support(value)
         if not_jax_tracer(mask) and not np.all(mask):
-            raise ValueError(
-                f"{type(dist).__name__}.log_prob got `value` outside its support {dist.support}."
+            warnings.warn(
+                "Out-of-support values provided to log prob method. The value argument should "
+                f"be within the support. {type(dist).__name__}'s support is {dist.support}; "
+                "log_prob is -inf at those values.",
+                stacklevel=3,  # the caller of the validated log_prob
             )
     return mask
+
+
+def validated_log_prob(log_prob: Callable[..., Array]) -> Callable[..., Array]:
+    """``log_prob(self, value, *args)`` with the event-shape check and NumPyro's convention
+    for a value outside the support (its ``validate_sample``): under validation it warns
+    and scores ``-inf``.
+
+    The wrapped method scores a point of the support (``support.feasible_like``) in place
+    of such a value, so neither the result nor its gradient carries a NaN from it.  When
+    the check is concrete and finds no value in the support, nothing is scored (a
+    straight-through class needs its intermediates only for values in its support).
+    """
+
+    @functools.wraps(log_prob)
+    def wrapper(self: Distribution, value: ArrayLike, *args: object, **kwargs: object) -> Array:
+        value = check_event_shape(self, value)
+        if not self._validate_args:
+            return log_prob(self, value, *args, **kwargs)
+        inside = _validate_in_support(self, value)
+        if not_jax_tracer(inside) and not np.asarray(inside).any():
+            shape = jnp.broadcast_shapes(jnp.shape(inside), self.batch_shape)
+            return jnp.full(shape, -jnp.inf, dtype=self.logits.dtype)
+        per_coordinate = jnp.reshape(inside, jnp.shape(inside) + (1,) * self.support.event_dim)
+        value = jnp.where(per_coordinate, value, self.support.feasible_like(value))
+        return jnp.where(inside, log_prob(self, value, *args, **kwargs), -jnp.inf)
+
+    return wrapper
 
 
 class RelaxedDiscrete(Distribution):
@@ -379,10 +407,8 @@ class RelaxedTransformed(TransformedDistribution):
     def probs(self) -> Array:
         return self.base_dist.probs
 
+    @validated_log_prob
     def log_prob(self, value: ArrayLike, intermediates: list | None = None) -> Array:
-        value = check_event_shape(self, value)
-        if self._validate_args:
-            self._validate_sample(value)
         relaxed, intermediates = self._relaxed(value, intermediates)
         if intermediates is not None:  # the sample's exact log-space value [[y, None]], finite
             return type(self).log_density_interior(

@@ -23,6 +23,7 @@ from scipy import integrate, optimize, special, stats
 
 import numpyro_concrete as nc
 from numpyro_concrete.distributions import noise
+from tests import references as R
 
 N = 3
 TEMPERATURE = np.array([0.5, 0.1])
@@ -368,12 +369,52 @@ def test_numpyro_validation_switch_validates_parameters_and_values():
         with pytest.raises(ValueError, match="logits"):
             nc.LogitBinaryConcrete(0.5, logits=np.nan)
         d = nc.Concrete(0.5, logits=jnp.zeros(3))
-        with pytest.raises(ValueError, match="support"):
-            d.log_prob(jnp.array([0.5, 0.6, 0.1]))
-        with pytest.raises(ValueError, match="support"):
-            nc.ExpConcrete(0.5, logits=jnp.zeros(3)).log_prob(jnp.zeros(3))
+        with pytest.warns(UserWarning, match="Out-of-support"):
+            assert d.log_prob(jnp.array([0.5, 0.6, 0.1])) == -jnp.inf
+        with pytest.warns(UserWarning, match="Out-of-support"):
+            assert nc.ExpConcrete(0.5, logits=jnp.zeros(3)).log_prob(jnp.zeros(3)) == -jnp.inf
     with numpyro.validation_enabled(False):
         nc.LogitBinaryConcrete(0.5, logits=np.nan)
+
+
+@pytest.mark.filterwarnings("ignore:.*without its intermediates inside jit:RuntimeWarning")
+@pytest.mark.parametrize(
+    ("name", "inside", "outside", "reference"),
+    [
+        ("Concrete", [0.2, 0.3, 0.5], [0.5, 0.6, np.nan], R.concrete_log_density),
+        ("BinaryConcrete", 0.3, np.nan, R.binary_concrete_log_density),
+    ],
+)
+def test_a_value_outside_the_support_scores_minus_inf_beside_exact_scores(
+    name, inside, outside, reference
+):
+    """NumPyro's convention in a batch holding a value in the support and a NaN outside it:
+    the first scored as the density says, the second ``-inf``, eagerly (with the warning),
+    under ``jit`` (traced: no check, same numbers) and under ``vmap``; the gradient w.r.t.
+    the logits is the first value's, finite (the NaN is not differentiated)."""
+    with jax.enable_x64(True):
+        logits = jnp.asarray(_logits(name, LOGITS[0]))
+        values = jnp.asarray([inside, outside])
+
+        def log_prob(logits, values):
+            return getattr(nc, name)(0.7, logits=logits, validate_args=True).log_prob(values)
+
+        expected = [reference(np.asarray(inside), np.asarray(logits), 0.7), -np.inf]
+        with pytest.warns(UserWarning, match="Out-of-support"):
+            np.testing.assert_allclose(log_prob(logits, values), expected, rtol=1e-12)
+        np.testing.assert_allclose(jax.jit(log_prob)(logits, values), expected, rtol=1e-12)
+        by_row = jax.vmap(log_prob, in_axes=(None, 0))(logits, values)
+        np.testing.assert_allclose(by_row, expected, rtol=1e-12)
+
+        with pytest.warns(UserWarning, match="Out-of-support"):  # values: a constant in jit
+            grad = jax.jit(jax.grad(lambda logits: log_prob(logits, values)[0]))(logits)
+        assert np.isfinite(grad).all()
+        h = 1e-6
+        for idx in np.ndindex(np.shape(logits)):
+            e = np.zeros(np.shape(logits))
+            e[idx] = h
+            fd = (reference(inside, logits + e, 0.7) - reference(inside, logits - e, 0.7)) / (2 * h)
+            np.testing.assert_allclose(grad[idx], fd, rtol=1e-6, atol=1e-9)
 
 
 # -- inference ---------------------------------------------------------------------------
@@ -518,7 +559,8 @@ def test_hand_written_exp_concrete_guide_recovers_the_relaxed_posterior():
 @pytest.mark.parametrize("name", [*sorted(CATEGORICAL), "BinaryConcrete", "HardConcrete"])
 def test_constant_invalid_arguments_raise_under_jit_and_traced_ones_are_not_checked(name):
     """As NumPyro's own classes: constants are checked when the constructor runs inside
-    ``jit``; a traced argument cannot be, and is not."""
+    ``jit``; a traced argument cannot be, and is not.  A constant value outside the
+    support warns inside ``jit`` too."""
     logits = np.asarray(_logits(name))
     with pytest.raises(ValueError, match="temperature"):
         jax.jit(lambda: getattr(nc, name)(np.float32(-1.0), logits=logits, validate_args=True))()
@@ -527,12 +569,13 @@ def test_constant_invalid_arguments_raise_under_jit_and_traced_ones_are_not_chec
     )
     assert (np.asarray(value) == -1.0).all()
     support_value = np.full(logits.shape, 2.0)
-    with pytest.raises(ValueError, match="support"):
-        jax.jit(
+    with pytest.warns(UserWarning, match="Out-of-support"):
+        log_p = jax.jit(
             lambda: getattr(nc, name)(0.5, logits=logits, validate_args=True).log_prob(
                 support_value
             )
         )()
+    assert (np.asarray(log_p) == -np.inf).all()
 
 
 def test_one_hot_categorical_minus_inf_logits_are_impossible_categories():

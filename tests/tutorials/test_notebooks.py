@@ -9,8 +9,9 @@ what its cells computed (``tutorials/claims.py``), skipping by name, at the smal
 claims that hold only at the full one.  The kernel is this interpreter (``sys.executable``), so
 the notebooks see the packages under test whatever kernelspecs the machine has installed.
 Tutorials that need binarized MNIST find it through ``CONCRETE_MNIST``, passed through
-from the environment (the Makefile sets it); a notebook that mentions ``CONCRETE_MNIST`` is
-skipped, with the reason shown, when that variable does not name a file.
+from the environment (the Makefile sets it when ``../shared/data/`` beside the clone holds the
+file); a notebook that mentions ``CONCRETE_MNIST`` is skipped, with the reason shown, when that
+variable does not name a file: the test suite never downloads the data set.
 
 A second, fast test checks that each notebook is stored the way it is committed: no
 outputs or execution counts, a markdown cell first, and a budget switch.
@@ -74,7 +75,7 @@ def test_notebook_runs_top_to_bottom(path, kernel_env, monkeypatch):
     nb = nbformat.read(path, as_version=4)
     mnist = os.environ.get("CONCRETE_MNIST", "")
     if any("CONCRETE_MNIST" in cell.source for cell in nb.cells) and not Path(mnist).is_file():
-        pytest.skip(f"{path.name} needs binarized MNIST: set CONCRETE_MNIST (the Makefile does)")
+        pytest.skip(f"{path.name} needs binarized MNIST: set CONCRETE_MNIST")
     # The kernelspec manager reads JUPYTER_PATH from this process; the kernel gets `env`.
     monkeypatch.setenv("JUPYTER_PATH", kernel_env["JUPYTER_PATH"])
     client = nbclient.NotebookClient(
