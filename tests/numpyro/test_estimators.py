@@ -141,3 +141,22 @@ def test_a_guide_tunable_by_another_estimator_is_an_error():
 
     with pytest.raises(ValueError, match=r"RelaxELBO\(tune=True\) trains a guide from Rebar"):
         _tuned_after(nc.RebarELBO(), nc.RelaxELBO(), steps=1)
+
+
+@pytest.mark.parametrize("loss_name", ["RebarELBO", "RelaxELBO", "DisarmELBO", "VimcoELBO"])
+def test_svi_evaluate_gives_the_objective(loss_name):
+    """``svi.evaluate`` (the loss without its gradient), tuned estimators included: a finite
+    estimate of the negative objective, under ``jit``."""
+    from numpyro.infer import SVI
+    from numpyro.optim import Adam
+
+    import numpyro_concrete as nc
+    from tests.estimator_references import problem
+
+    params, y = problem("bernoulli")
+    model, guide = NumpyroEstimators()._problem("bernoulli", params)
+    y = jax.numpy.asarray(y, jax.numpy.float32)
+    loss = getattr(nc, loss_name)()
+    svi = SVI(model, loss.tunable(guide), Adam(0.05), loss)
+    state = svi.init(jax.random.PRNGKey(0), y)
+    assert np.isfinite(float(jax.jit(svi.evaluate)(state, y)))
