@@ -430,8 +430,9 @@ class EstimatorsSuite:
 
     def test_disarm_rejects_a_hierarchical_guide(self, backend):
         """DisARM's antithetic pair needs the guide's sites independent given the data; a
-        site whose logits read another's value is an error, in NumPyro under ``jit`` too
-        (found in the guide's program, not by comparing values)."""
+        site whose logits read another's value is an error, found in the guide's program
+        (Pyro: the first step's labels; NumPyro: the jaxpr, under ``jit`` too), not by
+        comparing values that a draw could make agree."""
         with pytest.raises(ValueError, match="DisarmELBO: the logits of guide site 'z' depend"):
             backend.run("bernoulli", backend.loss("DisarmELBO"), guide_kind="hierarchical")
 

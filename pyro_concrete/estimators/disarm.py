@@ -7,6 +7,7 @@ import torch
 from pyro import poutine
 
 from .elbo import DiscreteELBO
+from .reads import logits_sources
 from .traces import DiscreteSampler, continuous_sites, costs, discrete_pass, factor_dims
 
 __all__ = ["DisarmELBO"]
@@ -28,8 +29,9 @@ class DisarmELBO(DiscreteELBO):
     value is the mean of ``f(b)`` and ``f(b~)``.  Per element of the plates enclosing
     every site (the data plate).  The guide's discrete sites must be ``Bernoulli`` and
     independent of each other given the data and the guide's continuous sites, whose values
-    the pair shares (as in the paper): one that reads another
-    raises ``ValueError``.
+    the pair shares (as in the paper): one whose logits read another's value raises
+    ``ValueError``, found in the guide's program on the first step of each model and guide
+    (``reads.py``), not by comparing values.
 
     :param num_particles: antithetic pairs averaged.
     :param vectorize_particles: draw them, and each one's ``b`` and ``b~``, in one pass of
@@ -40,6 +42,8 @@ class DisarmELBO(DiscreteELBO):
     def _particle(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._first_step:
+            _check_independent(guide, args, kwargs)
         if self.vectorize_particles:
             return self._pair_in_one_pass(model, guide, args, kwargs)
         first = DiscreteSampler(estimator="DisarmELBO")
@@ -53,7 +57,7 @@ class DisarmELBO(DiscreteELBO):
         here = costs(*traces, set(first.sites), dims, ndim)
         there = costs(*anti_traces, set(first.sites), dims, ndim)
         pairs = {
-            name: (site.logits, anti.logits, site.value, anti.value, site.event_dim)
+            name: (site.logits, site.value, anti.value, site.event_dim)
             for (name, site), anti in zip(first.sites.items(), second.sites.values(), strict=True)
         }
         return _estimate(here.value, there.value, here.direct + there.direct, pairs)
@@ -76,7 +80,7 @@ class DisarmELBO(DiscreteELBO):
 
         pairs = {
             name: (
-                *halves(site.logits, site.event_dim),
+                halves(site.logits, site.event_dim)[0],
                 *halves(site.value, site.event_dim),
                 site.event_dim,
             )
@@ -89,21 +93,34 @@ def _estimate(
     value: torch.Tensor, anti_value: torch.Tensor, direct: torch.Tensor, pairs: dict
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The objective and the surrogate from ``f(b)`` and ``f(b~)`` per element, the sum of
-    the direct parts of both, and per site ``(alpha, alpha of b~'s pass, b, b~, event_dim)``."""
+    the direct parts of both, and per site ``(alpha, b, b~, event_dim)``."""
     half_difference = (value - anti_value).detach() / 2
     surrogate = (direct / 2).sum()
-    for name, (alpha, anti_alpha, b, anti, event_dim) in pairs.items():
-        if not torch.equal(alpha.detach(), anti_alpha.detach()):
-            raise ValueError(
-                f"DisarmELBO: the logits of guide site {name!r} depend on the value of "
-                "another discrete site (they differ between the antithetic pair). "
-                "DisARM needs the guide's discrete sites independent given the data; "
-                "use RebarELBO or VimcoELBO for a hierarchical guide."
-            )
+    for alpha, b, anti, event_dim in pairs.values():
         signal = half_difference.reshape(half_difference.shape + (1,) * event_dim)
         weight = (1 - 2 * anti) * (b != anti) * alpha.abs().sigmoid()
         surrogate = surrogate + ((signal * weight).detach() * alpha).sum()
     return ((value + anti_value) / 2).sum(), surrogate
+
+
+def _check_independent(guide: Callable, args: tuple, kwargs: dict) -> None:
+    """``ValueError`` if the logits of a discrete site of ``guide`` are computed from the
+    value of another: the guide run once under ``reads.py``'s labels (on the first step of
+    each model and guide), so that no draw of the pair can hide the dependence."""
+    sampler = DiscreteSampler(estimator="DisarmELBO")
+    run = lambda handler: poutine.trace(sampler(handler(guide))).get_trace(*args, **kwargs)  # noqa: E731
+    for name, sources in logits_sources(run, sampler.sites).items():
+        if sources:
+            raise ValueError(_hierarchical_message(name))
+
+
+def _hierarchical_message(name: str) -> str:
+    return (
+        f"DisarmELBO: the logits of guide site {name!r} depend on the value of another "
+        "discrete site (the guide computes them from it). DisARM needs the guide's discrete "
+        "sites independent given the data; use RebarELBO or VimcoELBO for a hierarchical "
+        "guide."
+    )
 
 
 def _check_bernoulli(sampler: DiscreteSampler) -> None:

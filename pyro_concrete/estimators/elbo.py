@@ -2,6 +2,7 @@
 gradient is a surrogate's, averaged over particles drawn in a loop or in one vectorised
 pass (a leftmost particle plate, as ``Trace_ELBO(vectorize_particles=True)``)."""
 
+import weakref
 from collections.abc import Callable, Iterator
 
 import torch
@@ -25,6 +26,10 @@ class DiscreteELBO(ELBO):
                 f"got {num_particles!r}."
             )
         super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
+        #: the guides stepped with each model (model -> guides), for the checks of a first step
+        self._stepped = weakref.WeakKeyDictionary()
+        #: whether the step being taken is the first of its model and guide
+        self._first_step = True
 
     def tunable(self, guide: Callable) -> Callable:
         """The guide to train with this loss, ``SVI(model, loss.tunable(guide), optim,
@@ -58,10 +63,20 @@ class DiscreteELBO(ELBO):
     def _estimate(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The objective and the surrogate, averaged over the particles."""
+        """The objective and the surrogate, averaged over the particles.  :attr:`_first_step`
+        says whether this is the first step of ``model`` and ``guide``, where an estimator
+        checks what the structure of the programs decides (it stays true for a model or a
+        guide that cannot be weakly referenced: checked at every step)."""
+        try:
+            seen = guide in self._stepped.setdefault(model, weakref.WeakSet())
+        except TypeError:
+            seen = False
+        self._first_step = not seen
         pairs = [
             self._particle(m, g, args, kwargs) for m, g in self._passes(model, guide, args, kwargs)
         ]
+        if not seen and model in self._stepped:
+            self._stepped[model].add(guide)
         value = sum(p[0] for p in pairs) / self.num_particles
         return value, sum(p[1] for p in pairs) / self.num_particles
 

@@ -25,7 +25,9 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["check_differentiable_reads"]
+from ..distributions.wrappers import base_of
+
+__all__ = ["check_differentiable_reads", "logits_sources"]
 
 
 def _tensors(tree) -> Iterable[torch.Tensor]:
@@ -76,7 +78,7 @@ class _LabelSites(Messenger):
     """Labels the value of each site in ``names`` (a dict filled as the pass goes) with its
     own name, once it is set."""
 
-    def __init__(self, sources: _Sources, names: dict[str, torch.Tensor]) -> None:
+    def __init__(self, sources: _Sources, names: dict) -> None:
         super().__init__()
         self.sources, self.names = sources, names
 
@@ -120,6 +122,22 @@ def check_differentiable_reads(
         # derivative of zero from weights that are zero would not mean a step
         if grad is None or (name in sources.rounded and not grad.any()):
             raise ValueError(_step_message(estimator, name))
+
+
+def logits_sources(
+    guide_pass: Callable[[Callable], poutine.Trace], sites: dict
+) -> dict[str, frozenset[str]]:
+    """For each discrete site of a guide, the other discrete sites whose values its logits
+    are computed from (a guide whose sites are independent given the data has none).
+
+    :param guide_pass: runs the guide wrapped by the handler it is given, returning its
+        trace; ``sites`` is then filled with its discrete sites by name.
+    :param sites: the discrete sites by name, filled by the pass.
+    """
+    sources = _Sources()
+    with sources:
+        trace = guide_pass(_LabelSites(sources, sites))
+    return {name: sources.of(base_of(trace.nodes[name]["fn"]).logits) - {name} for name in sites}
 
 
 def _step_message(estimator: str, name: str) -> str:

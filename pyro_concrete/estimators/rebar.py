@@ -1,7 +1,6 @@
 """REBAR: the score function with the Concrete relaxation as control variate (Tucker,
 Mnih, Maddison, Lawson & Sohl-Dickstein 2017)."""
 
-import weakref
 from collections.abc import Callable
 
 import pyro
@@ -93,9 +92,6 @@ class ControlVariateELBO(DiscreteELBO):
         super().__init__(num_particles, vectorize_particles)
         #: the tuned quantities (empty unless tuning)
         self.tuned = TunedQuantities()
-        #: the guides whose reads were checked with each model (model -> guides)
-        self._checked = weakref.WeakKeyDictionary()
-        self._check_reads = True
 
     def __call__(self, model: Callable, guide: Callable) -> ELBOModule:
         """Pyro's ``ELBOModule`` of ``model`` and ``guide``, holding :attr:`tuned` too."""
@@ -121,22 +117,6 @@ class ControlVariateELBO(DiscreteELBO):
         """``c`` per element, from ``f`` at the relaxed point, the relaxed values and the
         quantities of ``_setup``."""
         raise NotImplementedError
-
-    def _estimate(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """As the base's, checking on the first step of each model and guide that they read
-        the relaxed values differentiably (``reads.py``; every step for a model or guide
-        that cannot be weakly referenced)."""
-        try:
-            checked = guide in self._checked.setdefault(model, weakref.WeakSet())
-        except TypeError:
-            checked = False
-        self._check_reads = not checked
-        out = super()._estimate(model, guide, args, kwargs)
-        if not checked and model in self._checked:
-            self._checked[model].add(guide)
-        return out
 
     def _particle(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
@@ -176,7 +156,7 @@ class ControlVariateELBO(DiscreteELBO):
         # Every pass sees the data points of the discrete pass.
         reusable = None if self.tune else guide_trace
         guide = poutine.replay(guide, trace=subsample_sites(guide_trace))
-        if self._check_reads:
+        if self._first_step:  # how model and guide read the relaxed values
             at = RelaxedSampler(hard.sites, {k: s.z for k, s in hard.sites.items()}, temperature)
             check_differentiable_reads(
                 lambda handler: relaxed_pass(
