@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # (beside the clone, or in the workplace's shared folder).
 export CONCRETE_MNIST ?= $(abspath $(firstword $(wildcard ../shared/data/binarized_mnist.npz /work/shared/data/binarized_mnist.npz) ../shared/data/binarized_mnist.npz))
 
-.PHONY: venv demo test test-fast lint format bench tutorials
+.PHONY: venv demo test test-fast lint format bench tutorials docs
 
 venv: $(VENV)/.installed
 
@@ -20,13 +20,15 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(PY) examples/demo.py
 
+# --dist loadgroup: the code blocks of one README or docs page share a namespace and run in
+# order on one worker (conftest.py groups them); every other test is distributed as by `load`.
 test: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -n 2 --durations=15
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=15
 
 test-fast: venv
-	$(PY) -m pytest -n 2 -m "not slow"
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow"
 
 lint: venv
 	$(PY) -m ruff check .
@@ -35,6 +37,15 @@ lint: venv
 format: venv
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+# The site, warnings as errors, into docs/_build/html: the API reference, the guides, and the
+# tutorials executed at the small budget (docs/conf.py).
+docs: $(VENV)/.installed-docs
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e '.[docs]'
+	touch $@
 
 bench: venv
 	$(PY) benchmarks/run_all.py
