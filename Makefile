@@ -20,15 +20,13 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(PY) examples/demo.py
 
-# --dist loadgroup: the code blocks of one README or docs page share a namespace and run in
-# order on one worker (conftest.py groups them); every other test is distributed as by `load`.
 test: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -n 2 --dist loadgroup --durations=15
+	$(PY) -m pytest -n 2 --durations=15
 
 test-fast: venv
-	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow"
+	$(PY) -m pytest -n 2 -m "not slow"
 
 lint: venv
 	$(PY) -m ruff check .

@@ -5,18 +5,22 @@ tutorials executed at the small budget (``CONCRETE_TUTORIAL_BUDGET=small``) as t
 """
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+# The checkout's packages, for autodoc here and for the notebooks' kernels.
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the checkout's packages, as the test suite imports them
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 # The notebooks' kernels inherit this environment: the small budget unless one is set, and one
-# JAX compilation cache for the whole build, so that the six kernels compile NumPyro's shared
-# programs once (as tests/conftest.py does for the test suite's processes).
+# JAX compilation cache for the build, so that the six kernels compile the programs they share
+# once (as tests/conftest.py does for the test suite's processes), removed when the build ends.
 os.environ.setdefault("CONCRETE_TUTORIAL_BUDGET", "small")
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+_CACHE_OWNER = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _CACHE_OWNER:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="concrete-docs-jax-cache-")
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
@@ -51,3 +55,12 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 
 html_theme = "furo"
 html_title = "concrete-ppl"
+
+
+def _remove_jax_cache(app, exception) -> None:
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+def setup(app) -> None:
+    if _CACHE_OWNER:
+        app.connect("build-finished", _remove_jax_cache)
