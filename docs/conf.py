@@ -19,6 +19,11 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.g
 # JAX compilation cache for the build, so that the six kernels compile the programs they share
 # once (as tests/conftest.py does for the test suite's processes), removed when the build ends.
 os.environ.setdefault("CONCRETE_TUTORIAL_BUDGET", "small")
+# Without ipywidgets, tqdm's notebook bar warns that it falls back to text; a built page has no
+# use for either (the kernels run the notebooks unattended).
+os.environ["PYTHONWARNINGS"] = ",".join(
+    filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:IProgress not found"])
+)
 _CACHE_OWNER = "JAX_COMPILATION_CACHE_DIR" not in os.environ
 if _CACHE_OWNER:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="concrete-docs-jax-cache-")
