@@ -8,7 +8,7 @@ ifneq ($(wildcard ../shared/data/binarized_mnist.npz),)
 export CONCRETE_MNIST ?= $(abspath ../shared/data/binarized_mnist.npz)
 endif
 
-.PHONY: venv demo test test-fast lint format bench tutorials
+.PHONY: venv demo test test-fast lint format bench tutorials docs
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,15 @@ lint: venv
 format: venv
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+# The site, warnings as errors, into docs/_build/html: the API reference, the guides, and the
+# tutorials executed at the small budget (docs/conf.py).
+docs: $(VENV)/.installed-docs
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e '.[docs]'
+	touch $@
 
 bench: venv
 	$(PY) benchmarks/run_all.py

@@ -1,0 +1,52 @@
+"""Every Python code block of the README and of the documentation pages runs, as written.
+
+Sybil collects the ```` ```python ```` blocks of ``README.md`` and ``docs/*.md`` as test items
+(``testpaths`` in ``pyproject.toml`` names both, so ``make test`` runs them); blocks in other
+languages (``bash``, ``bibtex``) are text.  Each block runs on its own, in a fresh namespace:
+a reader can copy any one of them, and ``pytest -n`` may run the blocks of a page on different
+workers.  A block that needs binarized MNIST reads it as the page says, and is skipped, with
+the reason shown, when ``CONCRETE_MNIST`` does not name a file (the comment
+``skip: next if(NO_MNIST, reason=...)`` before it, Sybil's skip mechanism); a block that cannot
+run in a test process says why in the same way.
+
+The rest of the test configuration is ``tests/conftest.py``.
+"""
+
+import os
+from pathlib import Path
+
+from sybil import Example, Sybil
+from sybil.evaluators.python import PythonEvaluator
+from sybil.parsers import markdown, myst
+
+_PYTHON = PythonEvaluator()
+
+
+def _setup(namespace: dict) -> None:
+    """What the skip comments may read: whether the data set is missing."""
+    namespace["NO_MNIST"] = not Path(os.environ.get("CONCRETE_MNIST", "")).is_file()
+
+
+def _evaluate_on_its_own(example: Example) -> None:
+    """Run the block in the page's namespace emptied of every earlier block's names."""
+    example.namespace.clear()
+    _setup(example.namespace)
+    _PYTHON(example)
+
+
+_readme = Sybil(
+    parsers=[
+        markdown.CodeBlockParser("python", evaluator=_evaluate_on_its_own),
+        markdown.SkipParser(),
+    ],
+    patterns=["README.md"],
+    setup=_setup,
+    name="readme",
+)
+_pages = Sybil(
+    parsers=[myst.CodeBlockParser("python", evaluator=_evaluate_on_its_own), myst.SkipParser()],
+    patterns=["docs/*.md"],
+    setup=_setup,
+    name="docs",
+)
+pytest_collect_file = (_readme + _pages).pytest()
