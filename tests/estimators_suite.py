@@ -212,12 +212,12 @@ class EstimatorsSuite:
         z = _z_scores(draws, exact)
         assert np.all(np.abs(z) < Z_LIMIT), z
 
-    @pytest.mark.slow
     def test_vimco_value_under_a_scale_is_the_scaled_bound(self, backend):
-        """``S = 32``: ``S`` times the ``K = 2`` bound (``log (1/K) sum_k w_k^S`` lies far
-        below it)."""
+        """``S = 32``: ``S`` times the ``K = 2`` bound.  (``log (1/K) sum_k w_k^S`` lies 31.5
+        above it, by enumeration, a quarter of the value's standard deviation: 1,000 draws
+        put it 8 standard errors away.)"""
         params, y = problem("mixed")
-        loss = backend.loss("VimcoELBO", num_particles=2)
+        loss = backend.loss("VimcoELBO", num_particles=2, vectorize_particles=True)
         values = backend.objective_values("mixed", params, y, loss, 1000, scale=32.0)
         se = np.std(values, ddof=1) / np.sqrt(len(values))
         assert abs(np.mean(values) - 32 * objective("mixed", params, y, 2)) < Z_LIMIT * se
