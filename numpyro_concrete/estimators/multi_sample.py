@@ -35,7 +35,9 @@ class MultiSampleELBO(DiscreteELBO):
     def _sample(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Costs, Array]:
-        """The :class:`Costs` of one sample and the scale of each element."""
+        """The :class:`Costs` of one sample and the scale of each element: the function
+        that ``vectorize_particles_fn`` maps over the ``K`` keys (Pyro's ``_samples`` loops
+        over, or vectorises, its passes instead)."""
         traces, discrete = self._pass(rng_key, params, model, guide, args, kwargs)
         dims, ndim = factor_dims(*traces)
         scale = element_scale(traces, dims, ndim, type(self).__name__)
