@@ -83,4 +83,12 @@ if __name__ == "__main__":
     parser.add_argument("--samples", type=int, default=100, help="K of the test bound")
     parser.add_argument("--window", type=int, default=100, help="steps in the loss average")
     parser.add_argument("--seed", type=int, default=0)
-    main(parser.parse_args())
+    args = parser.parse_args()
+    if args.devices is not None and not 1 <= args.devices <= jax.device_count():
+        parser.error(
+            f"--devices {args.devices}: this process sees {jax.device_count()} device(s) "
+            f"({jax.devices()[0].platform}); on a CPU, set "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={max(args.devices, 1)} "
+            "before starting Python for that many host devices."
+        )
+    main(args)

@@ -15,7 +15,14 @@ from .distributions import (
     LogitBinaryConcrete,
     OneHotCategorical,
 )
-from .estimators import DisarmELBO, NvilELBO, RebarELBO, RelaxELBO, VimcoELBO
+from .estimators import (
+    DisarmELBO,
+    ImportanceWeightedELBO,
+    NvilELBO,
+    RebarELBO,
+    RelaxELBO,
+    VimcoELBO,
+)
 from .infer import (
     constant_temperature,
     discrete_bound,
@@ -36,6 +43,7 @@ __all__ = [
     "DisarmELBO",
     "ExpConcrete",
     "HardConcrete",
+    "ImportanceWeightedELBO",
     "LogSimplexTransform",
     "LogitBinaryConcrete",
     "NvilELBO",

@@ -16,7 +16,14 @@ from .distributions import (
     LogitBinaryConcrete,
     RelaxedSample,
 )
-from .estimators import DisarmELBO, NvilELBO, RebarELBO, RelaxELBO, VimcoELBO
+from .estimators import (
+    DisarmELBO,
+    ImportanceWeightedELBO,
+    NvilELBO,
+    RebarELBO,
+    RelaxELBO,
+    VimcoELBO,
+)
 from .infer import (
     JitTrace_ELBO,
     constant_temperature,
@@ -39,6 +46,7 @@ __all__ = [
     "ExpConcrete",
     "HardConcrete",
     "HardSample",
+    "ImportanceWeightedELBO",
     "JitTrace_ELBO",
     "LogSimplexTransform",
     "LogitBinaryConcrete",

@@ -22,7 +22,9 @@ rank's batch holds different points: the model's plate ``pyro.plate("data",
 len(dataset), subsample=idx)`` with ``idx`` from the batch, and the same plate given to the
 guide (``AutoRelaxed(model, create_plates=...)``).  :class:`LightningSVI` refuses, with a
 ``ValueError`` at the first step, a guide with a parameter per element of a plate of the
-batch's size on several ranks, or of a subsampled plate whose indices it draws itself.
+batch's size, unless one process trains on one unshuffled batch per epoch (on several
+ranks, with a shuffled loader or several batches, element ``i`` is another point at each
+step), or of a subsampled plate whose indices it draws itself.
 Amortised guides (an encoder network) have no local parameters.
 
 The estimators of the discrete objective train the same way, with their own gradients:
@@ -46,6 +48,7 @@ from pyro.infer.autoguide import AutoGuide
 from pyro.infer.elbo import ELBOModule
 from pyro.poutine.util import site_is_subsample
 from torch import distributed, nn
+from torch.utils.data import SequentialSampler
 
 from .infer import discrete_bound, discretize
 
@@ -104,11 +107,25 @@ def _check_no_new_parameters(plan: "LightningSVI") -> None:
         )
 
 
-def _check_local_parameters(guide: Callable, batch_size: int, world_size: int) -> None:
+def _same_points_every_step(trainer: pl.Trainer) -> bool:
+    """Whether every step's batch holds the same data points in the same slots: one
+    process whose loader yields one batch per epoch, in the data set's order."""
+    sampler = getattr(trainer.train_dataloader, "sampler", None)
+    return (
+        trainer.world_size == 1
+        and trainer.num_training_batches == 1
+        and isinstance(sampler, SequentialSampler)
+    )
+
+
+def _check_local_parameters(guide: Callable, batch_size: int, same_points: bool) -> None:
     """Refuse an autoguide whose parameters along a plate do not follow the batch's data
     points: a subsampled plate whose indices the guide draws itself (no ``create_plates``),
-    or, on several ranks, a plate of the batch's size (element ``i`` is a different data
-    point on each rank)."""
+    or a plate of the batch's size unless every step's batch holds the same points in the
+    same slots (``same_points``: one process, one unshuffled batch per epoch).  Element
+    ``i`` of such a plate is whatever point slot ``i`` of the batch holds: with a shuffled
+    loader, several batches per epoch or several ranks, its parameter meets a new point
+    at every step, and DDP averages the parameters of different points."""
     if not isinstance(guide, AutoGuide):
         return
     for name, site in guide.prototype_trace.iter_stochastic_nodes():
@@ -123,16 +140,19 @@ def _check_local_parameters(guide: Callable, batch_size: int, world_size: int) -
                     f"plate: create_plates=lambda idx, *args: pyro.plate({frame.name!r}, "
                     "len(dataset), subsample=idx)."
                 )
-            if world_size > 1 and frame.size == frame.full_size == batch_size:
+            if frame.size == frame.full_size == batch_size and not same_points:
                 raise ValueError(
                     f"LightningSVI: the guide's site {name!r} has a parameter per element of "
                     f"plate {frame.name!r} (size {frame.size}, the batch size), which is not "
-                    "subsampled: each rank's batch holds different data points, so element i "
-                    "would be a different point on each rank and DDP would average their "
-                    "parameters. Index the plate by the points' positions in the data set, "
+                    "subsampled: element i is whatever data point slot i of the batch holds, "
+                    "which changes from step to step (a shuffled loader, several batches per "
+                    "epoch) and from rank to rank, so its parameter would meet a new point at "
+                    "every step (and DDP would average the parameters of different points). "
+                    "Index the plate by the points' positions in the data set, "
                     f"pyro.plate({frame.name!r}, len(dataset), subsample=idx) with idx from "
                     "the batch (and the same plate as the guide's create_plates), or use an "
-                    "amortised guide (an encoder network)."
+                    "amortised guide (an encoder network), or train on one process with the "
+                    "whole data set as one unshuffled batch."
                 )
 
 
@@ -192,7 +212,8 @@ class LightningSVI(pl.LightningModule):
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.global_step == 0:
-            _check_local_parameters(self.loss_fn.guide, len(batch[0]), self.trainer.world_size)
+            same_points = _same_points_every_step(self.trainer)
+            _check_local_parameters(self.loss_fn.guide, len(batch[0]), same_points)
         scale = 1.0 if self.num_data is None else self.num_data / len(batch[0])
         with poutine.scale(scale=scale):
             loss = self.loss_fn(*batch)

@@ -6,7 +6,7 @@ import abc
 
 import numpy as np
 
-from tests.estimator_references import MASK
+from tests.estimator_references import MASK, RELAXED_PARAMS, RELAXED_TEMPERATURES, RELAXED_Y
 
 __all__ = ["EstimatorBackend", "NumpyroEstimators", "PyroEstimators"]
 
@@ -35,17 +35,30 @@ class EstimatorBackend(abc.ABC):
         seed: int,
         tune_steps: int = 0,
         subsample_size: int | None = None,
+        scale: float | np.ndarray | None = None,
+        mask: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """``draws`` independent estimates of the objective's gradient (ascent direction)
         with respect to every parameter of ``params``, ``(draws, *shape)`` each; first
         ``tune_steps`` Adam steps on the loss's own tuned quantities only.  With
-        ``subsample_size``, the data plate draws that many of the points at each step."""
+        ``subsample_size``, the data plate draws that many of the points at each step;
+        with ``scale`` (a number, or one per point) and ``mask`` (one bool per point), the
+        backend's scale and mask handlers around both the model and the guide."""
 
     @abc.abstractmethod
     def objective_values(
-        self, problem: str, params: dict, y: np.ndarray, loss, draws: int
+        self, problem: str, params: dict, y: np.ndarray, loss, draws: int, scale=None
     ) -> np.ndarray:
-        """``draws`` independent values of the loss, negated (the objective's estimates)."""
+        """``draws`` independent values of the loss, negated (the objective's estimates),
+        ``scale`` as in :meth:`gradient_draws`."""
+
+    @abc.abstractmethod
+    def relaxed_draws(
+        self, loss, draws: int, seed: int, scale: float | np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(values, gradients)``: ``draws`` values of ``loss``, negated, and gradients
+        (ascent direction) on the relaxed problem of ``estimator_references`` at
+        ``RELAXED_PARAMS`` and ``RELAXED_Y``, ``scale`` as in :meth:`gradient_draws`."""
 
     @abc.abstractmethod
     def conditional_agreement(self, kind: str, logits: np.ndarray, seed: int) -> float:
@@ -75,10 +88,6 @@ class EstimatorBackend(abc.ABC):
         ``len(logits)`` of them for a vector of binary variables)."""
 
     @abc.abstractmethod
-    def renyi(self, num_particles: int):
-        """The backend's ``RenyiELBO(alpha=0, num_particles=...)``."""
-
-    @abc.abstractmethod
     def run(
         self, problem: str, loss, guide_kind: str = "discrete", subsample_size: int | None = None
     ) -> None:
@@ -92,7 +101,8 @@ class EstimatorBackend(abc.ABC):
         at discrete points; ``"missing"`` (Bernoulli problem) a guide without ``z``,
         ``"extra"`` one with a site ``e`` the model lacks, ``"enumerated"`` one whose ``z`` is
         configured for enumeration, ``"family"`` (categorical problem) a ``Categorical``
-        guide for the model's one-hot ``c2``.  NumPyro's step runs under ``jax.jit``."""
+        guide for the model's one-hot ``c2``; ``"model_scaled"`` the model (only) under a
+        scale of 3.  NumPyro's step runs under ``jax.jit``."""
 
     @abc.abstractmethod
     def guide_runs(
@@ -222,18 +232,42 @@ class PyroEstimators(EstimatorBackend):
         def _unsqueeze(c):
             return c.unsqueeze(-2) if torch.is_floating_point(c) else c.unsqueeze(-1)
 
+        if guide_kind == "model_scaled":
+            return pyro.poutine.scale(model, scale=3.0), guide
+        return model, guide
+
+    def _handled(self, model, guide, scale=None, mask=None) -> tuple:
+        """``model`` and ``guide`` under ``poutine.scale`` and ``poutine.mask``."""
+        poutine, torch = self.pyro.poutine, self.torch
+        if scale is not None:
+            scale = torch.as_tensor(scale, dtype=torch.float32)
+            model, guide = (poutine.scale(f, scale=scale) for f in (model, guide))
+        if mask is not None:
+            mask = torch.as_tensor(mask)
+            model, guide = (poutine.mask(f, mask=mask) for f in (model, guide))
         return model, guide
 
     def _y(self, y):
         return self.torch.tensor(y, dtype=self.torch.float32)
 
     def gradient_draws(
-        self, problem, params, y, loss, draws, seed, tune_steps=0, subsample_size=None
+        self,
+        problem,
+        params,
+        y,
+        loss,
+        draws,
+        seed,
+        tune_steps=0,
+        subsample_size=None,
+        scale=None,
+        mask=None,
     ):
         pyro = self.pyro
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)
         model, guide = self._problem(problem, params, subsample_size=subsample_size)
+        model, guide = self._handled(model, guide, scale, mask)
         y = self._y(y)
         if tune_steps:
             self._tune(model, guide, y, loss, tune_steps)
@@ -259,11 +293,44 @@ class PyroEstimators(EstimatorBackend):
             loss.loss_and_grads(model, guide, y)
             optim.step()
 
-    def objective_values(self, problem, params, y, loss, draws):
+    def objective_values(self, problem, params, y, loss, draws, scale=None):
         self.pyro.clear_param_store()
         self.pyro.set_rng_seed(0)
-        model, guide = self._problem(problem, params)
+        model, guide = self._handled(*self._problem(problem, params), scale)
         return np.array([-loss.loss(model, guide, self._y(y)) for _ in range(draws)])
+
+    def _relaxed(self) -> tuple:
+        pyro, torch = self.pyro, self.torch
+        lam_p, lam_q = RELAXED_TEMPERATURES
+        concrete = self.module.LogitBinaryConcrete
+
+        def p(name):
+            return pyro.param(name, lambda: torch.tensor(RELAXED_PARAMS[name]))
+
+        def model(y):
+            with pyro.plate("data", len(y)):
+                z = pyro.sample("z", concrete(lam_p, logits=p("prior").expand(y.shape)))
+                pyro.sample("y", pyro.distributions.Normal(p("w") * z.sigmoid(), 1.0), obs=y)
+
+        def guide(y):
+            with pyro.plate("data", len(y)):
+                pyro.sample("z", concrete(lam_q, logits=p("a") * y + p("c")))
+
+        return model, guide
+
+    def relaxed_draws(self, loss, draws, seed, scale=None):
+        pyro = self.pyro
+        pyro.clear_param_store()
+        pyro.set_rng_seed(seed)
+        model, guide = self._handled(*self._relaxed(), scale)
+        y, values, grads = self._y(RELAXED_Y), [], {k: [] for k in RELAXED_PARAMS}
+        for _ in range(draws):
+            values.append(-loss.loss_and_grads(model, guide, y))
+            for name in grads:
+                leaf = pyro.param(name).unconstrained()
+                grads[name].append(-leaf.grad.item())
+                leaf.grad = None
+        return np.array(values), {k: np.array(v) for k, v in grads.items()}
 
     def conditional_agreement(self, kind, logits, seed):
         torch = self.torch
@@ -306,9 +373,6 @@ class PyroEstimators(EstimatorBackend):
         x = cls(temperature, logits=rows, rao_samples=rao_samples, reinmax=reinmax).rsample()
         (grads,) = torch.autograd.grad((weight * (x - target) ** 2).sum(), rows)
         return x.detach().numpy(), grads.numpy()
-
-    def renyi(self, num_particles):
-        return self.pyro.infer.RenyiELBO(alpha=0, num_particles=num_particles)
 
     def run(self, problem, loss, guide_kind="discrete", subsample_size=None):
         from tests.estimator_references import problem as make
@@ -468,6 +532,19 @@ class NumpyroEstimators(EstimatorBackend):
                     b = numpyro.sample("b", dist.Bernoulli(logits=p("a")).to_event(1))
                     numpyro.sample("c", dist.Categorical(logits=p("g") + b @ p("V")))
 
+        if guide_kind == "model_scaled":
+            return self.numpyro.handlers.scale(model, scale=3.0), guide
+        return model, guide
+
+    def _handled(self, model, guide, scale=None, mask=None) -> tuple:
+        """``model`` and ``guide`` under ``handlers.scale`` and ``handlers.mask``."""
+        handlers, jnp = self.numpyro.handlers, self.jax.numpy
+        if scale is not None:
+            scale = jnp.asarray(scale, jnp.float32)
+            model, guide = (handlers.scale(f, scale=scale) for f in (model, guide))
+        if mask is not None:
+            mask = jnp.asarray(mask)
+            model, guide = (handlers.mask(f, mask=mask) for f in (model, guide))
         return model, guide
 
     def _init(self, model, guide, y, loss, seed):
@@ -481,10 +558,21 @@ class NumpyroEstimators(EstimatorBackend):
         return svi, guide, state
 
     def gradient_draws(
-        self, problem, params, y, loss, draws, seed, tune_steps=0, subsample_size=None
+        self,
+        problem,
+        params,
+        y,
+        loss,
+        draws,
+        seed,
+        tune_steps=0,
+        subsample_size=None,
+        scale=None,
+        mask=None,
     ):
         jax = self.jax
         model, guide = self._problem(problem, params, subsample_size=subsample_size)
+        model, guide = self._handled(model, guide, scale, mask)
         y = jax.numpy.asarray(y, jax.numpy.float32)
         svi, guide, state = self._init(model, guide, y, loss, seed)
         param_map = svi.get_params(state)
@@ -521,15 +609,52 @@ class NumpyroEstimators(EstimatorBackend):
             u, m, v = step(u, m, v, t, key)
         return svi.constrain_fn(u)
 
-    def objective_values(self, problem, params, y, loss, draws):
+    def objective_values(self, problem, params, y, loss, draws, scale=None):
         jax = self.jax
-        model, guide = self._problem(problem, params)
+        model, guide = self._handled(*self._problem(problem, params), scale)
         y = jax.numpy.asarray(y, jax.numpy.float32)
         svi, guide, state = self._init(model, guide, y, loss, 0)
         param_map = svi.get_params(state)
         keys = jax.random.split(jax.random.PRNGKey(1), draws)
         values = jax.jit(jax.vmap(lambda key: -loss.loss(key, param_map, model, guide, y)))(keys)
         return np.asarray(values)
+
+    def _relaxed(self) -> tuple:
+        numpyro, jnp = self.numpyro, self.jax.numpy
+        lam_p, lam_q = RELAXED_TEMPERATURES
+        concrete = self.module.LogitBinaryConcrete
+
+        def p(name):
+            return numpyro.param(name, jnp.asarray(RELAXED_PARAMS[name], jnp.float32))
+
+        def model(y):
+            with numpyro.plate("data", len(y)):
+                z = numpyro.sample(
+                    "z", concrete(lam_p, logits=jnp.broadcast_to(p("prior"), y.shape))
+                )
+                likelihood = numpyro.distributions.Normal(p("w") * self.jax.nn.sigmoid(z), 1.0)
+                numpyro.sample("y", likelihood, obs=y)
+
+        def guide(y):
+            with numpyro.plate("data", len(y)):
+                numpyro.sample("z", concrete(lam_q, logits=p("a") * y + p("c")))
+
+        return model, guide
+
+    def relaxed_draws(self, loss, draws, seed, scale=None):
+        jax = self.jax
+        model, guide = self._handled(*self._relaxed(), scale)
+        y = jax.numpy.asarray(RELAXED_Y, jax.numpy.float32)
+        svi, guide, state = self._init(model, guide, y, loss, seed)
+        param_map = svi.get_params(state)
+
+        def value_and_grad(key):
+            value, g = jax.value_and_grad(lambda p: loss.loss(key, p, model, guide, y))(param_map)
+            return -value, {k: -g[k] for k in RELAXED_PARAMS}
+
+        keys = jax.random.split(jax.random.PRNGKey(seed + 1), draws)
+        values, grads = jax.jit(jax.vmap(value_and_grad))(keys)
+        return np.asarray(values), {k: np.asarray(v) for k, v in grads.items()}
 
     def conditional_agreement(self, kind, logits, seed):
         jax, jnp = self.jax, self.jax.numpy
@@ -578,9 +703,6 @@ class NumpyroEstimators(EstimatorBackend):
         keys = jax.random.split(jax.random.PRNGKey(seed), draws)
         x, g = jax.jit(jax.vmap(value_and_grad))(keys)
         return np.asarray(x), np.asarray(g)
-
-    def renyi(self, num_particles):
-        return self.numpyro.infer.RenyiELBO(alpha=0, num_particles=num_particles)
 
     def run(self, problem, loss, guide_kind="discrete", subsample_size=None):
         jax = self.jax

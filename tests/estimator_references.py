@@ -16,22 +16,34 @@ guide's parameters shared across points:
   ``y ~ Normal(z + w, 1)``; guide ``w ~ Normal(m, 1/2)``, then
   ``z ~ Bernoulli(logits=a + c w)``, which reads the continuous ``w`` (Gauss-Hermite
   quadrature over ``w``).
+
+And one relaxed problem (scalar ``y_n``, its ``K = 2`` bound by quadrature):
+``z ~ LogitBinaryConcrete(1/2, prior)``, ``y ~ Normal(w sigmoid(z), 1)``; guide
+``z ~ LogitBinaryConcrete(2/3, a y + c)``.  ``LogitBinaryConcrete(lam, l)`` is the logistic
+law of location ``l / lam`` and scale ``1 / lam`` (Maddison et al. 2017, App. B), taken
+here from ``scipy.stats.logistic``.
 """
 
 import itertools
 
 import numpy as np
+from scipy import stats
 from scipy.special import expit, log_expit, log_softmax, logsumexp
 
 __all__ = [
     "GUIDE_PARAMS",
     "MASK",
     "PROBLEMS",
+    "RELAXED_PARAMS",
+    "RELAXED_TEMPERATURES",
+    "RELAXED_Y",
     "disarm_law",
     "exact_gradient",
     "objective",
     "pair_score_function_variance",
     "problem",
+    "relaxed_bounds",
+    "relaxed_gradients",
 ]
 
 N = 2
@@ -236,3 +248,39 @@ def pair_score_function_variance(params: dict, y: np.ndarray) -> float:
         mean = np.einsum("ij,ijk->k", q, g)
         total += float(np.einsum("ij,ijk->k", q, g**2).sum() - np.sum(mean**2))
     return total
+
+
+#: the relaxed problem's parameters (model: ``prior``, ``w``; guide: ``a``, ``c``) and data
+RELAXED_PARAMS = {"prior": 0.3, "w": 2.0, "a": -0.4, "c": 0.5}
+RELAXED_Y = np.array([1.3, -0.7])
+#: the relaxed problem's temperatures, model and guide
+RELAXED_TEMPERATURES = (0.5, 2 / 3)
+
+
+def relaxed_bounds(params: dict, y: np.ndarray) -> np.ndarray:
+    """The ``K = 2`` bound ``E log (w_1 + w_2) / 2`` of each point of the relaxed problem,
+    by the trapezoidal rule on 400 points over 40 guide scales either side of its mean,
+    in each of the two samples (converged to 1e-8: the integrand decays exponentially)."""
+    lam_p, lam_q = RELAXED_TEMPERATURES
+    prior = stats.logistic(loc=params["prior"] / lam_p, scale=1 / lam_p)
+    out = []
+    for point in y:
+        q = stats.logistic(loc=(params["a"] * point + params["c"]) / lam_q, scale=1 / lam_q)
+        z = np.linspace(q.mean() - 40 / lam_q, q.mean() + 40 / lam_q, 400)
+        likelihood = stats.norm(params["w"] * expit(z), 1.0).logpdf(point)
+        log_w = prior.logpdf(z) + likelihood - q.logpdf(z)
+        weight = q.pdf(z) * (z[1] - z[0])
+        pair = np.logaddexp(log_w[:, None], log_w[None, :]) - np.log(2)
+        out.append(float(weight @ pair @ weight))
+    return np.array(out)
+
+
+def relaxed_gradients(params: dict, y: np.ndarray) -> dict[str, np.ndarray]:
+    """The gradient of each point's :func:`relaxed_bounds` by central differences (step
+    1e-6), ``(len(y),)`` per parameter."""
+    grads = {}
+    for key in params:
+        up = relaxed_bounds(dict(params, **{key: params[key] + 1e-6}), y)
+        down = relaxed_bounds(dict(params, **{key: params[key] - 1e-6}), y)
+        grads[key] = (up - down) / 2e-6
+    return grads

@@ -1,10 +1,13 @@
 """``NvilELBO`` in both packages, stated once: its gradient is the exact gradient of the
-discrete ELBO (the guide's part scaled by the variance normalisation), its value is the
-negative discrete ELBO, and a guide without the baseline is refused.
+discrete ELBO (the guide's part scaled by the variance normalisation), with a global
+latent too, its value is the negative discrete ELBO, through ``SVI``'s evaluation too,
+and a guide without the baseline is refused.
 
 The reference is computed here in float64 numpy, independently of the code under test:
-the ELBO of a model with three ``Bernoulli`` latents and a Gaussian likelihood is a sum
-over the 8 joint states, and its gradient is taken by central finite differences.
+the ELBO of a model with three ``Bernoulli`` latents per point and a Gaussian likelihood
+is a sum over the 8 joint states (times the 2 states of the global latent ``g``, which
+shifts every point's mean by ``v g``), and its gradient is taken by central finite
+differences.
 """
 
 import itertools
@@ -21,6 +24,9 @@ PARAMS = {  # model: prior logits and weights; guide: logits = a * x + c
     "c": np.array([-0.2, 0.6, 0.3]),
 }
 MODEL, GUIDE = ("theta", "w"), ("a", "c")
+#: with a global latent ``g ~ Bernoulli(theta_g)``, guide ``Bernoulli(a_g)``
+GLOBAL = {**PARAMS, "theta_g": np.array([0.2]), "v": np.array([1.5]), "a_g": np.array([-0.3])}
+GLOBAL_MODEL, GLOBAL_GUIDE = (*MODEL, "theta_g", "v"), (*GUIDE, "a_g")
 MOMENTS = (0.3, 4.0, 5.0)  # running mean, running variance (sigma = 2), steps so far
 STATES = np.array(list(itertools.product([0.0, 1.0], repeat=3)))
 
@@ -29,23 +35,36 @@ def _log_bernoulli(z, logits):
     return z * logits - np.logaddexp(0.0, logits)
 
 
-def exact_elbo(p: dict) -> float:
-    """``sum_i sum_z q(z | x_i) [log p(z) + log N(x_i; w.z, 1) - log q(z | x_i)]``."""
+def _local_elbo(p: dict, shift: float) -> float:
+    """``sum_i sum_z q(z | x_i) [log p(z) + log N(x_i; w.z + shift, 1) - log q(z | x_i)]``."""
     total = 0.0
     for x in X[:, 0]:
         log_q = _log_bernoulli(STATES, p["a"] * x + p["c"]).sum(-1)
         log_p = _log_bernoulli(STATES, p["theta"]).sum(-1)
-        log_p = log_p - 0.5 * (x - STATES @ p["w"]) ** 2 - 0.5 * math.log(2 * math.pi)
+        log_p = log_p - 0.5 * (x - STATES @ p["w"] - shift) ** 2 - 0.5 * math.log(2 * math.pi)
         total += float(np.exp(log_q) @ (log_p - log_q))
     return total
 
 
-def exact_gradient(eps: float = 1e-6) -> dict:
+def exact_elbo(p: dict) -> float:
+    """The ELBO of the local latents, or, with ``p["v"]``, of the global latent too:
+    ``sum_g q(g) [log p(g) - log q(g) + local ELBO given g]``."""
+    if "v" not in p:
+        return _local_elbo(p, 0.0)
+    total = 0.0
+    for g in (0.0, 1.0):
+        log_q = float(_log_bernoulli(g, p["a_g"][0]))
+        log_p = float(_log_bernoulli(g, p["theta_g"][0]))
+        total += math.exp(log_q) * (log_p - log_q + _local_elbo(p, p["v"][0] * g))
+    return total
+
+
+def exact_gradient(params: dict = PARAMS, eps: float = 1e-6) -> dict:
     grad = {}
-    for name, value in PARAMS.items():
+    for name, value in params.items():
         grad[name] = np.zeros_like(value)
         for k in range(value.size):
-            up, down = dict(PARAMS), dict(PARAMS)
+            up, down = dict(params), dict(params)
             up[name], down[name] = value.copy(), value.copy()
             up[name][k] += eps
             down[name][k] -= eps
@@ -67,43 +86,65 @@ class PyroNvil:
 
         self.pyro, self.torch, self.NvilELBO = pyro, torch, NvilELBO
         self.size = None  # the data plate's full size: x is a minibatch of it
+        self.global_latent = False
 
         def model(x):
-            theta, w = pyro.param("theta"), pyro.param("w")
+            theta, w, shift = pyro.param("theta"), pyro.param("w"), 0.0
+            if self.global_latent:
+                g = pyro.sample("g", dist.Bernoulli(logits=pyro.param("theta_g")).to_event(1))
+                shift = pyro.param("v") * g
             with pyro.plate("data", self.size or x.shape[0], subsample_size=x.shape[0]):
                 z = pyro.sample("z", dist.Bernoulli(logits=theta).to_event(1))
-                pyro.sample("x", dist.Normal((z * w).sum(-1, keepdim=True), 1.0).to_event(1), obs=x)
+                mean = (z * w).sum(-1, keepdim=True) + shift
+                pyro.sample("x", dist.Normal(mean, 1.0).to_event(1), obs=x)
 
         def guide(x):
             a, c = pyro.param("a"), pyro.param("c")
+            if self.global_latent:
+                pyro.sample("g", dist.Bernoulli(logits=pyro.param("a_g")).to_event(1))
             with pyro.plate("data", self.size or x.shape[0], subsample_size=x.shape[0]):
                 pyro.sample("z", dist.Bernoulli(logits=a * x + c).to_event(1))
 
         self.model, self.guide = model, guide
 
-    def draws(self, batches: int, particles: int, seed: int) -> tuple[np.ndarray, dict]:
-        """``batches`` losses and gradients, each averaged over ``particles`` samples."""
+    def draws(
+        self, batches: int, particles: int, seed: int, params: dict = PARAMS
+    ) -> tuple[np.ndarray, dict]:
+        """``batches`` losses and gradients, each averaged over ``particles`` samples (the
+        model with a global latent when ``params`` has its parameters)."""
         pyro, torch = self.pyro, self.torch
         pyro.set_rng_seed(seed)
         pyro.clear_param_store()
+        self.global_latent = "v" in params
         nvil = self.NvilELBO(num_particles=particles, vectorize_particles=True, max_plate_nesting=1)
         guide = nvil.tunable(self.guide)
         x = torch.tensor(X)
-        for name, value in PARAMS.items():
+        for name, value in params.items():
             pyro.param(name, torch.tensor(value))
         guide(x)  # declares the baseline network and the moments
-        losses, grads = [], {name: [] for name in PARAMS}
+        losses, grads = [], {name: [] for name in params}
         for _ in range(batches):
             with torch.no_grad():
                 pyro.param("nvil_moments").copy_(torch.tensor(MOMENTS))
             with pyro.poutine.trace(param_only=True) as capture:
                 losses.append(nvil.loss_and_grads(self.model, guide, x))
-            for name in PARAMS:
+            for name in params:
                 p = pyro.param(name).unconstrained()
                 grads[name].append(-p.grad.numpy().copy())
             for site in capture.trace.nodes.values():
                 site["value"].unconstrained().grad = None
         return np.array(losses), {k: np.array(v) for k, v in grads.items()}
+
+    def evaluations(self, draws: int, seed: int) -> np.ndarray:
+        """``draws`` values of ``-svi.evaluate_loss(x)`` with the tunable guide."""
+        pyro, torch = self.pyro, self.torch
+        pyro.set_rng_seed(seed)
+        pyro.clear_param_store()
+        for name, value in PARAMS.items():
+            pyro.param(name, torch.tensor(value))
+        nvil = self.NvilELBO(max_plate_nesting=1)
+        svi = pyro.infer.SVI(self.model, nvil.tunable(self.guide), pyro.optim.Adam({}), nvil)
+        return np.array([-svi.evaluate_loss(torch.tensor(X)) for _ in range(draws)])
 
     def missing_baseline(self) -> None:
         self.pyro.clear_param_store()
@@ -128,31 +169,41 @@ class NumpyroNvil:
 
         self.jax, self.jnp, self.NvilELBO = jax, jnp, NvilELBO
         self.size = None  # the data plate's full size: x is a minibatch of it
+        self.global_latent = False
 
         def model(x):
-            theta, w = numpyro.param("theta", None), numpyro.param("w", None)
+            theta, w, shift = numpyro.param("theta", None), numpyro.param("w", None), 0.0
+            if self.global_latent:
+                theta_g = numpyro.param("theta_g", None)
+                g = numpyro.sample("g", dist.Bernoulli(logits=theta_g).to_event(1))
+                shift = numpyro.param("v", None) * g
             with numpyro.plate("data", self.size or x.shape[0], subsample_size=x.shape[0]):
                 z = numpyro.sample("z", dist.Bernoulli(logits=theta).to_event(1))
-                numpyro.sample(
-                    "x", dist.Normal((z * w).sum(-1, keepdims=True), 1.0).to_event(1), obs=x
-                )
+                mean = (z * w).sum(-1, keepdims=True) + shift
+                numpyro.sample("x", dist.Normal(mean, 1.0).to_event(1), obs=x)
 
         def guide(x):
             a, c = numpyro.param("a", None), numpyro.param("c", None)
+            if self.global_latent:
+                a_g = numpyro.param("a_g", None)
+                numpyro.sample("g", dist.Bernoulli(logits=a_g).to_event(1))
             with numpyro.plate("data", self.size or x.shape[0], subsample_size=x.shape[0]):
                 numpyro.sample("z", dist.Bernoulli(logits=a * x + c).to_event(1))
 
         self.model, self.guide = model, guide
 
-    def draws(self, batches: int, particles: int, seed: int) -> tuple[np.ndarray, dict]:
+    def draws(
+        self, batches: int, particles: int, seed: int, params: dict = PARAMS
+    ) -> tuple[np.ndarray, dict]:
         jax, jnp = self.jax, self.jnp
         from numpyro import handlers
 
+        self.global_latent = "v" in params
         with jax.enable_x64(True):
             nvil = self.NvilELBO(num_particles=particles)
             guide = nvil.tunable(self.guide)
             x = jnp.asarray(X)
-            params = {k: jnp.asarray(v) for k, v in PARAMS.items()}
+            params = {k: jnp.asarray(v) for k, v in params.items()}
             # the baseline network's starting values, as SVI.init would draw them
             seeded = handlers.substitute(handlers.seed(guide, 0), data=params)
             trace = handlers.trace(seeded).get_trace(x)
@@ -172,6 +223,26 @@ class NumpyroNvil:
             keys = jax.random.split(jax.random.PRNGKey(seed), batches)
             values, grads = jax.jit(jax.vmap(jax.value_and_grad(loss), (None, 0)))(params, keys)
             return np.asarray(values), {k: -np.asarray(v) for k, v in grads.items()}
+
+    def evaluations(self, draws: int, seed: int) -> np.ndarray:
+        """``draws`` values of ``-svi.evaluate(state, x)`` with the tunable guide, each
+        from another key."""
+        jax, jnp = self.jax, self.jnp
+        from numpyro.infer import SVI
+        from numpyro.optim import Adam
+
+        with jax.enable_x64(True):
+            nvil = self.NvilELBO()
+            x = jnp.asarray(X)
+            params = {k: jnp.asarray(v) for k, v in PARAMS.items()}
+            svi = SVI(self.model, nvil.tunable(self.guide), Adam(0.0), nvil)
+            state = svi.init(jax.random.PRNGKey(seed), x, init_params=params)
+
+            def evaluate(key):
+                return -svi.evaluate(state._replace(rng_key=key), x)
+
+            keys = jax.random.split(jax.random.PRNGKey(seed + 1), draws)
+            return np.asarray(jax.jit(jax.vmap(evaluate))(keys))
 
     def missing_baseline(self) -> None:
         with self.jax.enable_x64(True):
@@ -228,3 +299,23 @@ def test_nvil_value_is_the_negative_discrete_elbo(backend):
 def test_nvil_refuses_a_guide_without_its_baseline(backend):
     with pytest.raises(ValueError, match="tunable"):
         backend.missing_baseline()
+
+
+def test_nvil_gradient_with_a_global_latent_is_the_exact_gradient(backend):
+    """A latent ``g`` outside the data plate: the ELBO is one term, and the baseline of
+    each row of the (default) input is summed into its baseline."""
+    _, grads = backend.draws(batches=40, particles=2000, seed=4, params=GLOBAL)
+    exact = exact_gradient(GLOBAL)
+    sigma = math.sqrt(MOMENTS[1])
+    for name in GLOBAL_MODEL + GLOBAL_GUIDE:
+        expected = exact[name] / (sigma if name in GLOBAL_GUIDE else 1.0)
+        z = _z_scores(grads[name], expected)
+        assert np.all(np.abs(z) < 4.5), (name, grads[name].mean(0), expected, z)
+
+
+def test_nvil_evaluates_the_negative_discrete_elbo_through_svi(backend):
+    """``svi.evaluate_loss`` (Pyro) / ``svi.evaluate`` (NumPyro, which passes the
+    parameters without the running moments) with the tunable guide."""
+    values = backend.evaluations(draws=2000, seed=5)
+    z = _z_scores(values[:, None], np.array([exact_elbo(PARAMS)]))
+    assert abs(z[0]) < 4.5, (values.mean(), exact_elbo(PARAMS))

@@ -72,6 +72,23 @@ def _per_element(log_prob: Array, keep: set[int]) -> Array:
     return jnp.squeeze(jnp.sum(log_prob, axis=summed, keepdims=True), summed)
 
 
+def _per_term(baseline: Array, terms: tuple[int, ...]) -> Array:
+    """The baseline of each independent term of the ELBO (shape ``terms``): ``b_psi`` of
+    each row of the input, one row per element of the plates that enclose every site; a
+    model with a site outside every plate (a global latent) has one term, whose baseline
+    is the sum over the rows (any function of the inputs is a baseline)."""
+    if terms == ():
+        return jnp.sum(baseline)
+    if jnp.shape(baseline) != terms:
+        raise ValueError(
+            f"NvilELBO: the baseline gives {jnp.shape(baseline)} values but the ELBO has "
+            f"{terms} independent terms, one per element of the plates that enclose every "
+            "sample site: baseline_input must return one row per element, shape "
+            f"{terms + ('features',)}."
+        )
+    return baseline
+
+
 class NvilELBO(ELBO):
     """The discrete ELBO with the NVIL gradient estimator (module docstring).
 
@@ -91,7 +108,8 @@ class NvilELBO(ELBO):
         0.8).
     :param baseline_input: maps the model's arguments to the baseline's input, a
         ``(..., features)`` array with one row per data point (default: the first
-        positional argument).
+        positional argument).  A model with a site outside every plate (a global latent)
+        has one ELBO term, whose baseline is the sum of the rows'.
     :param vectorize_particles: as for NumPyro's ``ELBO``.
     """
 
@@ -160,7 +178,11 @@ class NvilELBO(ELBO):
         return log_p - log_q_path - log_q_score, log_p - log_q_path, score
 
     def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
-        if MOMENTS not in param_map or f"{BASELINE}_w0" not in param_map:
+        """The negative discrete ELBO in value, the negative NVIL estimate in gradient, and
+        the advanced running moments.  Without the moments in ``param_map``
+        (``SVI.evaluate`` passes the parameters alone, ``SVI`` keeps the moments apart) the
+        step has no history and centres and scales with its own batch, as the first."""
+        if f"{BASELINE}_w0" not in param_map:
             raise ValueError(
                 "NvilELBO: the guide does not declare the baseline network and its running "
                 "moments; train with SVI(model, nvil.tunable(guide), optim, loss=nvil)."
@@ -169,14 +191,10 @@ class NvilELBO(ELBO):
         keys = jax.random.split(rng_key, self.num_particles)
         signal, direct, log_q = self.vectorize_particles_fn(particle, keys)
         signal = jax.lax.stop_gradient(signal)
-        baseline = _baseline(param_map, self.baseline_input(*args, **kwargs))
-        if jnp.shape(baseline) != jnp.shape(signal)[1:]:
-            raise ValueError(
-                f"NvilELBO: the baseline gives {jnp.shape(baseline)} values but the ELBO has "
-                f"{jnp.shape(signal)[1:]} independent terms (one per data point): "
-                "baseline_input must return one row per element of the data plate."
-            )
-        moments = param_map[MOMENTS]
+        baseline = _per_term(
+            _baseline(param_map, self.baseline_input(*args, **kwargs)), jnp.shape(signal)[1:]
+        )
+        moments = param_map.get(MOMENTS, {"mean": 0.0, "var": 1.0, "steps": 0})
         residual = signal - jax.lax.stop_gradient(baseline)
         first = moments["steps"] == 0
         mean = jnp.where(first, residual.mean(), moments["mean"])

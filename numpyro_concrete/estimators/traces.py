@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax import Array
@@ -46,6 +47,7 @@ __all__ = [
     "costs",
     "discrete_pass",
     "discrete_sites",
+    "element_scale",
     "elements",
     "factor_dims",
     "guide_pass",
@@ -462,6 +464,52 @@ def _subsample_message(estimator: str, plate: str) -> str:
         "site; the multi-sample bound is taken per element of the plates that enclose "
         "every site and does not split over others. Subsample only a plate that encloses "
         "the whole model (the data plate), or do not subsample."
+    )
+
+
+def element_scale(traces: tuple[dict, dict], dims: set[int], ndim: int, estimator: str) -> Array:
+    """The scale of each element of the factor plates (dims ``dims``) of ``traces``,
+    ``(model_trace, guide_trace)``, laid out on ``ndim`` dims: what subsampling and
+    ``handlers.scale`` multiply every log density of the element by (``N / B``, a scale
+    array over the data plate), for an objective taken per element from its unscaled
+    densities and then scaled (VIMCO's bound).  A subsampled plate that does not enclose
+    every site, or a scale that differs between the sites of one element or within it (a
+    scale on the model only, or on some sites only), raises ``ValueError``: a ``K``-sample
+    bound ``log (1/K) sum_k w_k`` has no per-element scale then.  The check reads concrete
+    scales (Python numbers, arrays made outside ``jax.jit``); a scale computed under
+    ``jit`` is a tracer, and the first site's is taken unchecked."""
+    subsample_scale(traces[0], dims, estimator)  # its error names a plate that cannot split
+    summed = tuple(d for d in range(-ndim, 0) if d not in dims)
+    first, out = None, None
+    for role, tr in zip(("model", "guide"), traces, strict=True):
+        for name, site in tr.items():
+            if site["type"] != "sample":
+                continue
+            scale = 1.0 if site["scale"] is None else site["scale"]
+            traced = isinstance(scale, jax.core.Tracer)
+            xp = jnp if traced else np  # numpy keeps a concrete scale concrete under jit
+            shape = jnp.broadcast_shapes(jnp.shape(scale), jnp.shape(site["log_prob"]))
+            scale = xp.broadcast_to(scale, shape).reshape((1,) * (ndim - len(shape)) + shape)
+            high = scale.max(summed, keepdims=True) if summed else scale
+            if out is None:
+                first, out = f"{role} site {name!r}", high
+            if traced or isinstance(out, jax.core.Tracer):
+                continue
+            low = scale.min(summed, keepdims=True) if summed else scale
+            if not (np.allclose(low, high) and np.allclose(high, out)):
+                raise ValueError(_scale_message(estimator, f"{role} site {name!r}", first))
+    return jnp.ones((1,) * ndim) if out is None else jnp.asarray(out)
+
+
+def _scale_message(estimator: str, site: str, first: str) -> str:
+    return (
+        f"{estimator}: {site} is scaled differently from {first} on "
+        "the same element of the plates that enclose every site (a handlers.scale on the "
+        "model only, or on some sites only, or one that varies within a data point). The "
+        "bound is taken per element from its unscaled weights and then multiplied by the "
+        "element's scale, which must be one number for all of the element's sites, in the "
+        "model and the guide. Apply handlers.scale to both the model and the guide, with "
+        "one value per data point."
     )
 
 

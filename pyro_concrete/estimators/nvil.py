@@ -74,6 +74,23 @@ def _per_element(log_prob: torch.Tensor, keep: set[int]) -> torch.Tensor:
     return log_prob.sum(summed) if summed else log_prob
 
 
+def _per_term(baseline: torch.Tensor, terms: tuple[int, ...]) -> torch.Tensor:
+    """The baseline of each independent term of the ELBO (shape ``terms``): ``b_psi`` of
+    each row of the input, one row per element of the plates that enclose every site; a
+    model with a site outside every plate (a global latent) has one term, whose baseline
+    is the sum over the rows (any function of the inputs is a baseline)."""
+    if terms == ():
+        return baseline.sum()
+    if tuple(baseline.shape) != terms:
+        raise ValueError(
+            f"NvilELBO: the baseline gives {tuple(baseline.shape)} values but the ELBO has "
+            f"{terms} independent terms, one per element of the plates that enclose every "
+            "sample site: baseline_input must return one row per element, shape "
+            f"{terms + ('features',)}."
+        )
+    return baseline
+
+
 class NvilELBO(ELBO):
     """The discrete ELBO with the NVIL gradient estimator (module docstring).
 
@@ -93,7 +110,8 @@ class NvilELBO(ELBO):
         0.8).
     :param baseline_input: maps the model's arguments to the baseline's input, a
         ``(..., features)`` tensor with one row per data point (default: the first
-        positional argument).
+        positional argument).  A model with a site outside every plate (a global latent)
+        has one ELBO term, whose baseline is the sum of the rows'.
     :param vectorize_particles: as for Pyro's ``ELBO``.
     :param max_plate_nesting: as for Pyro's ``ELBO``.
     """
@@ -181,13 +199,9 @@ class NvilELBO(ELBO):
                 "NvilELBO: the guide does not declare the baseline network and its running "
                 "moments; train with SVI(model, nvil.tunable(guide), optim, loss=nvil)."
             )
-        baseline = self._baseline(self.baseline_input(*args, **kwargs))
-        if baseline.shape != signal.shape[1:]:
-            raise ValueError(
-                f"NvilELBO: the baseline gives {tuple(baseline.shape)} values but the ELBO "
-                f"has {tuple(signal.shape[1:])} independent terms (one per data point): "
-                "baseline_input must return one row per element of the data plate."
-            )
+        baseline = _per_term(
+            self._baseline(self.baseline_input(*args, **kwargs)), tuple(signal.shape[1:])
+        )
         moments = pyro.param(MOMENTS)
         residual = signal - baseline.detach()
         first = bool(moments[2] == 0)

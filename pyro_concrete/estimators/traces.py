@@ -46,6 +46,7 @@ __all__ = [
     "costs",
     "discrete_pass",
     "discrete_sites",
+    "element_scale",
     "elements",
     "factor_dims",
     "guide_pass",
@@ -493,6 +494,49 @@ def _subsample_message(estimator: str, plate: str) -> str:
         "site; the multi-sample bound is taken per element of the plates that enclose "
         "every site and does not split over others. Subsample only a plate that encloses "
         "the whole model (the data plate), or do not subsample."
+    )
+
+
+def element_scale(
+    traces: tuple[poutine.Trace, poutine.Trace], dims: set[int], ndim: int, estimator: str
+) -> torch.Tensor:
+    """The scale of each element of the factor plates (dims ``dims``) of ``traces``,
+    ``(model_trace, guide_trace)``, laid out on ``ndim`` dims: what subsampling and
+    ``poutine.scale`` multiply every log density of the element by (``N / B``,
+    ``LightningSVI``'s ``num_data / batch``, a scale tensor over the data plate), for an
+    objective taken per element from its unscaled densities and then scaled (VIMCO's
+    bound).  A subsampled plate that does not enclose every site, or a scale that differs
+    between the sites of one element or within it (a scale on the model only, or on some
+    sites only), raises ``ValueError``: a ``K``-sample bound ``log (1/K) sum_k w_k`` has
+    no per-element scale then."""
+    subsample_scale(traces[0], dims, estimator)  # its error names a plate that cannot split
+    summed = [d for d in range(-ndim, 0) if d not in dims]
+    first, out = None, None
+    for role, trace in zip(("model", "guide"), traces, strict=True):
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            scale = torch.as_tensor(site["scale"], dtype=site["log_prob"].dtype)
+            shape = torch.broadcast_shapes(scale.shape, site["log_prob"].shape)
+            scale = scale.expand(shape).reshape((1,) * (ndim - len(shape)) + shape)
+            low = scale.amin(summed, keepdim=True) if summed else scale
+            high = scale.amax(summed, keepdim=True) if summed else scale
+            if out is None:
+                first, out = f"{role} site {name!r}", high
+            if not (torch.allclose(low, high) and torch.allclose(high, out)):
+                raise ValueError(_scale_message(estimator, f"{role} site {name!r}", first))
+    return out if out is not None else torch.ones((1,) * ndim)
+
+
+def _scale_message(estimator: str, site: str, first: str) -> str:
+    return (
+        f"{estimator}: {site} is scaled differently from {first} on "
+        "the same element of the plates that enclose every site (a poutine.scale on the "
+        "model only, or on some sites only, or one that varies within a data point). The "
+        "bound is taken per element from its unscaled weights and then multiplied by the "
+        "element's scale, which must be one number for all of the element's sites, in the "
+        "model and the guide. Apply poutine.scale to both the model and the guide (as "
+        "LightningSVI does), with one value per data point."
     )
 
 

@@ -6,21 +6,13 @@ from collections.abc import Callable
 import torch
 from pyro import poutine
 
-from .elbo import DiscreteELBO
-from .traces import (
-    Costs,
-    DiscreteSampler,
-    costs,
-    discrete_pass,
-    factor_dims,
-    subsample_scale,
-    subsample_sites,
-)
+from .multi_sample import MultiSampleELBO
+from .traces import DiscreteSampler, discrete_pass
 
 __all__ = ["VimcoELBO"]
 
 
-class VimcoELBO(DiscreteELBO):
+class VimcoELBO(MultiSampleELBO):
     r"""The ``K``-sample bound ``L = log (1/K) sum_k w_k``, ``w_k = p(x, z_k) / q(z_k)``,
     with the VIMCO gradient (Mnih & Rezende 2016, Eqs. 8-10):
 
@@ -29,9 +21,14 @@ class VimcoELBO(DiscreteELBO):
 
     ``L_{-k}`` the bound with ``log w_k`` replaced by the mean of the others' (their
     geometric mean), ``w~`` the normalised weights.  The bound is taken per element of the
-    plates enclosing every site (the data plate: ``K`` samples per data point); under a
-    subsampled data plate it is taken from each point's unscaled weights and then scaled
-    by ``N / B`` (NumPyro's ``RenyiELBO`` does the same).
+    plates enclosing every site (the data plate: ``K`` samples per data point), from each
+    point's unscaled weights, and then multiplied by the point's scale: ``N / B`` under a
+    subsampled data plate (NumPyro's ``RenyiELBO`` does the same), ``S`` under
+    ``poutine.scale(scale=S)`` around the model and the guide (``LightningSVI``'s
+    ``num_data / batch``), a scale tensor's value at the point.  A scale that differs
+    between the sites of one point (on the model only, or on some sites) is a
+    ``ValueError``: the bound of a point is one number, and there is no reading of it
+    with its factors weighed apart.
 
     :param num_particles: ``K >= 2``, the samples of the bound (not averaged particles).
     :param vectorize_particles: draw them in one vectorised pass.
@@ -45,42 +42,24 @@ class VimcoELBO(DiscreteELBO):
             )
         super().__init__(num_particles, vectorize_particles)
 
-    def _samples(
+    def _pass(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
-    ) -> tuple[Costs, float]:
-        """The :class:`Costs` of the ``K`` samples, stacked on dim 0, and the subsampling
-        scale ``N / B``."""
-        samples, subsample = [], poutine.Trace()
-        for model_k, guide_k in self._passes(model, guide, args, kwargs):
-            sampler = DiscreteSampler(estimator="VimcoELBO")
-            # the K samples of a point's bound share the data plate's subsample
-            guide_k = poutine.replay(guide_k, trace=subsample)
-            traces = discrete_pass(model_k, guide_k, args, kwargs, sampler)
-            subsample = subsample_sites(traces[1])
-            dims, ndim = factor_dims(*traces)
-            scale = subsample_scale(traces[0], dims, "VimcoELBO")
-            samples.append(costs(*traces, set(sampler.sites), dims, ndim))
-        if len(samples) == 1:  # vectorised: the particle plate is the leftmost dim
-            return samples[0], scale
-        stacked = Costs(
-            torch.stack([s.value for s in samples]),
-            torch.stack([s.direct for s in samples]),
-            {k: torch.stack([s.score[k] for s in samples]) for k in samples[0].score},
-        )
-        return stacked, scale
+    ) -> tuple[tuple[poutine.Trace, poutine.Trace], set[str]]:
+        sampler = DiscreteSampler(estimator="VimcoELBO")
+        traces = discrete_pass(model, guide, args, kwargs, sampler)
+        return traces, set(sampler.sites)
 
     def _estimate(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        samples, scale = self._samples(model, guide, args, kwargs)
-        # the bound of each element from its unscaled weights, then scaled (RenyiELBO's rule)
-        log_w, k = samples.value / scale, self.num_particles
-        bound = log_w.logsumexp(0) - math.log(k)
+        samples, log_w, scale = self._samples(model, guide, args, kwargs)
+        k = self.num_particles
+        bound = self._bound(log_w)
         others = (log_w.sum(0, keepdim=True) - log_w) / (k - 1)
         eye = torch.eye(k, dtype=torch.bool).reshape((k, k) + (1,) * (log_w.dim() - 1))
         swapped = torch.where(eye, others.unsqueeze(1), log_w.unsqueeze(0))
         signal = (bound - (swapped.logsumexp(1) - math.log(k))).detach()
         score = sum(samples.score.values(), torch.zeros(()))
         weights = log_w.detach().softmax(0)
-        surrogate = (signal * score).sum() + (weights * log_w).sum()
-        return scale * bound.sum(), scale * surrogate
+        surrogate = scale * (signal * score + weights * log_w).sum(0)
+        return (scale * bound).sum(), surrogate.sum()

@@ -8,6 +8,7 @@ runs agree to float32 rounding, not bit for bit.  The mixture's log-likelihood r
 computed with scipy in float64.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -37,15 +38,43 @@ def test_data_mesh_rejects_no_devices():
         data_mesh([])
 
 
-def _on_two_devices(*command: str) -> str:
-    """``python command`` with two host devices; its standard output."""
+def _run_on_two_devices(*command: str) -> subprocess.CompletedProcess:
+    """``python command`` with two host devices."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
+
+
+def _on_two_devices(*command: str) -> str:
+    """``python command`` with two host devices; its standard output."""
+    result = _run_on_two_devices(*command)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+@pytest.fixture(scope="module")
+def padded() -> dict:
+    return json.loads(_on_two_devices(str(ROOT / "tests/distributed/numpyro_padding_worker.py")))
+
+
+def test_rows_that_do_not_split_over_the_devices_are_padded_and_masked(padded):
+    """63 rows on two devices: the bound is the one-device bound of the 63 rows (the
+    padding adds nothing and the real rows draw the same noise)."""
+    assert padded["devices"] == 2
+    assert padded["sharded"] == padded["one_device"]
+
+
+def test_padding_a_model_with_a_global_site_is_an_error_that_says_what_to_pass(padded):
+    assert "Pass a multiple of 2 rows (e.g. the first 62)" in padded["global_error"]
+
+
+def test_the_example_refuses_more_devices_than_it_sees():
+    example = str(ROOT / "examples/distributed_numpyro.py")
+    result = _run_on_two_devices(example, "--devices", "3")
+    assert result.returncode != 0
+    assert "--devices 3: this process sees 2 device(s)" in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -164,6 +164,29 @@ def test_a_guide_drawing_its_own_subsample_is_refused():
         _fit(LightningSVI(loss_fn), DataLoader(TensorDataset(idx, x), BATCH))
 
 
+@pytest.mark.parametrize("shuffle", [True, False], ids=["shuffled", "two_batches_per_epoch"])
+def test_a_parameter_per_slot_of_the_batch_is_refused_on_one_process(shuffle):
+    """``AutoRelaxed`` on a plate of the batch's size: slot ``i`` holds another point at
+    each step (a shuffled loader, or the second batch of the epoch), on one process as on
+    several."""
+    x = _mixture_x()
+    model = pc.relax(gaussian_mixture, 0.5)
+    loss_fn = Trace_ELBO()(model, pc.AutoRelaxed(model))
+    loss_fn(x[:BATCH])
+    with pytest.raises(ValueError, match=r"plate 'data' \(size 32, the batch size\), which is"):
+        _fit(LightningSVI(loss_fn), DataLoader(TensorDataset(x), BATCH, shuffle=shuffle))
+
+
+def test_a_parameter_per_point_trains_on_one_unshuffled_batch_of_the_data_set():
+    x = _mixture_x()
+    model = pc.relax(gaussian_mixture, 0.5)
+    loss_fn = Trace_ELBO()(model, pc.AutoRelaxed(model))
+    loss_fn(x)
+    plan = LightningSVI(loss_fn)
+    _fit(plan, DataLoader(TensorDataset(x), len(x)), steps=2)
+    assert len(plan.losses) == 2 and np.isfinite(plan.losses).all()
+
+
 def _discrete_sbn(elbo_name: str) -> tuple:
     """A small discrete sigmoid belief net, its data and ``pyro_concrete.<elbo_name>()``,
     the parameters created: the same start on every call."""

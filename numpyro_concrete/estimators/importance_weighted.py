@@ -1,0 +1,63 @@
+"""The importance-weighted bound of a model whose latent sites are all reparameterised (a
+relaxed model), with its pathwise gradient (Burda, Grosse & Salakhutdinov 2016)."""
+
+from collections.abc import Callable
+
+import jax
+from jax import Array
+from numpyro.handlers import seed
+from numpyro.infer.util import get_importance_trace
+
+from .multi_sample import MultiSampleELBO
+
+__all__ = ["ImportanceWeightedELBO"]
+
+
+class ImportanceWeightedELBO(MultiSampleELBO):
+    r"""The ``K``-sample bound ``L = log (1/K) sum_k w_k``, ``w_k = p(x, z_k) / q(z_k)``
+    (Burda et al. 2016, Eq. 8), for a guide whose latent sites are all reparameterised
+    (the relaxed model and guide of ``relax``, the ``m = 5`` and ``m = 50`` rows of
+    Maddison et al. 2017, Sec. 5), with the pathwise gradient
+    ``sum_k w~_k grad log w_k`` (``w~`` the normalised weights; Burda et al. Eq. 14).
+
+    It is ``RenyiELBO(alpha=0)`` with the bound taken per element of the plates that
+    enclose every site (``K`` samples per data point) from the element's unscaled weights
+    and then multiplied by its scale.  NumPyro's ``RenyiELBO`` removes a subsampled data
+    plate's ``N / B`` that way but not a ``handlers.scale``: a scale ``S`` gives
+    ``log (1/K) sum_k w_k^S`` instead of ``S log (1/K) sum_k w_k``, a different
+    objective.  A scale that differs between the sites of one data point is a
+    ``ValueError``.  The discrete model's bound is
+    :class:`~numpyro_concrete.VimcoELBO`'s objective.
+
+    :param num_particles: ``K >= 1``, the samples of the bound (``K = 1`` is the ELBO).
+    :param vectorize_particles: draw them with ``jax.vmap`` (else ``jax.lax.map``).
+    """
+
+    def __init__(self, num_particles: int = 2, vectorize_particles: bool = True) -> None:
+        super().__init__(num_particles, vectorize_particles)
+
+    def _pass(
+        self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
+    ) -> tuple[tuple[dict, dict], set[str]]:
+        model_key, guide_key = jax.random.split(rng_key)
+        model_trace, guide_trace = get_importance_trace(
+            seed(model, model_key), seed(guide, guide_key), args, kwargs, params
+        )
+        for name, site in guide_trace.items():
+            latent = site["type"] == "sample" and not site["is_observed"]
+            if latent and not site["fn"].has_rsample:
+                raise ValueError(
+                    f"ImportanceWeightedELBO: guide site {name!r} is a "
+                    f"{type(site['fn']).__name__}, which is not reparameterised, and the "
+                    "gradient here is pathwise. Relax the model and the guide "
+                    "(numpyro_concrete.relax), or, for discrete sites, use VimcoELBO (the "
+                    "same bound with score-function gradients)."
+                )
+        return (model_trace, guide_trace), set()
+
+    def _estimate(
+        self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
+    ) -> tuple[Array, Array]:
+        _, log_w, scale = self._samples(rng_key, params, model, guide, args, kwargs)
+        bound = (scale * self._bound(log_w)).sum()
+        return bound, bound

@@ -1,0 +1,65 @@
+"""The ``K``-sample bound ``L = log (1/K) sum_k w_k`` of each data point, the objective that
+VIMCO (discrete sites) and the importance-weighted ELBO (reparameterised sites) estimate
+the gradient of (Burda, Grosse & Salakhutdinov 2016, Eq. 8; Mnih & Rezende 2016)."""
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.scipy.special import logsumexp
+from numpyro.handlers import replay, seed, substitute, trace
+
+from .elbo import DiscreteELBO
+from .traces import Costs, costs, element_scale, factor_dims, subsample_sites
+
+__all__ = ["MultiSampleELBO"]
+
+
+class MultiSampleELBO(DiscreteELBO):
+    """The ``K = num_particles`` samples of a bound taken per element of the plates that
+    enclose every site (the data plate: ``K`` samples per data point), all sharing the data
+    plate's subsample.  Each element's bound is taken from its unscaled weights and then
+    multiplied by the element's scale (subsampling's ``N / B``, ``handlers.scale``), so a
+    scale ``S`` gives ``S log (1/K) sum_k w_k``, never ``log (1/K) sum_k w_k^S``.
+
+    Subclasses implement :meth:`_pass`, one sample's traces and discrete sites.
+    """
+
+    def _pass(
+        self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
+    ) -> tuple[tuple[dict, dict], set[str]]:
+        raise NotImplementedError
+
+    def _sample(
+        self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
+    ) -> tuple[Costs, Array]:
+        """The :class:`Costs` of one sample and the scale of each element: the function
+        that ``vectorize_particles_fn`` maps over the ``K`` keys (Pyro's ``_samples`` loops
+        over, or vectorises, its passes instead)."""
+        traces, discrete = self._pass(rng_key, params, model, guide, args, kwargs)
+        dims, ndim = factor_dims(*traces)
+        scale = element_scale(traces, dims, ndim, type(self).__name__)
+        return costs(*traces, discrete, dims, ndim), scale
+
+    def _samples(
+        self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
+    ) -> tuple[Costs, Array, Array]:
+        """``(costs, log_w, scale)``: the :class:`Costs` of the ``K`` samples stacked on dim
+        0, their unscaled log weights, and the scale of each element (no sample dim)."""
+        # the K samples of a point's bound share the data plate's subsample
+        first = trace(substitute(seed(guide, jax.random.fold_in(rng_key, 1)), data=params))
+        guide = replay(guide, trace=subsample_sites(first.get_trace(*args, **kwargs)))
+        keys = jax.random.split(rng_key, self.num_particles)
+        samples, scales = self.vectorize_particles_fn(
+            lambda key: self._sample(key, params, model, guide, args, kwargs), keys
+        )
+        scale = scales[0]
+        # an element of scale 0 has log densities 0, and keeps the weights 0
+        log_w = samples.value / jnp.where(scale == 0, 1.0, scale)
+        return samples, log_w, scale
+
+    def _bound(self, log_w: Array) -> Array:
+        """``log (1/K) sum_k w_k`` of each element."""
+        return logsumexp(log_w, 0) - math.log(self.num_particles)

@@ -1,0 +1,61 @@
+"""The ``K``-sample bound ``L = log (1/K) sum_k w_k`` of each data point, the objective that
+VIMCO (discrete sites) and the importance-weighted ELBO (reparameterised sites) estimate
+the gradient of (Burda, Grosse & Salakhutdinov 2016, Eq. 8; Mnih & Rezende 2016)."""
+
+import math
+from collections.abc import Callable
+
+import torch
+from pyro import poutine
+
+from .elbo import DiscreteELBO
+from .traces import Costs, costs, element_scale, factor_dims, subsample_sites
+
+__all__ = ["MultiSampleELBO"]
+
+
+class MultiSampleELBO(DiscreteELBO):
+    """The ``K = num_particles`` samples of a bound taken per element of the plates that
+    enclose every site (the data plate: ``K`` samples per data point), all sharing the data
+    plate's subsample.  Each element's bound is taken from its unscaled weights and then
+    multiplied by the element's scale (subsampling's ``N / B``, ``poutine.scale``), so a
+    scale ``S`` gives ``S log (1/K) sum_k w_k``, never ``log (1/K) sum_k w_k^S``.
+
+    Subclasses implement :meth:`_pass`, one sample's traces and discrete sites.
+    """
+
+    def _pass(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[tuple[poutine.Trace, poutine.Trace], set[str]]:
+        raise NotImplementedError
+
+    def _samples(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[Costs, torch.Tensor, torch.Tensor]:
+        """``(costs, log_w, scale)``: the :class:`Costs` of the ``K`` samples stacked on dim
+        0, their unscaled log weights, and the scale of each element (no sample dim)."""
+        samples, subsample = [], poutine.Trace()
+        for model_k, guide_k in self._passes(model, guide, args, kwargs):
+            # the K samples of a point's bound share the data plate's subsample
+            traces, discrete = self._pass(
+                model_k, poutine.replay(guide_k, trace=subsample), args, kwargs
+            )
+            subsample = subsample_sites(traces[1])
+            dims, ndim = factor_dims(*traces)
+            scale = element_scale(traces, dims, ndim, type(self).__name__)
+            samples.append(costs(*traces, discrete, dims, ndim))
+        if len(samples) == 1:  # vectorised: the particle plate is the leftmost dim
+            stacked, scale = samples[0], scale[0]
+        else:
+            stacked = Costs(
+                torch.stack([s.value for s in samples]),
+                torch.stack([s.direct for s in samples]),
+                {k: torch.stack([s.score[k] for s in samples]) for k in samples[0].score},
+            )
+        # an element of scale 0 has log densities 0, and keeps the weights 0
+        log_w = stacked.value / torch.where(scale == 0, torch.ones_like(scale), scale)
+        return stacked, log_w, scale
+
+    def _bound(self, log_w: torch.Tensor) -> torch.Tensor:
+        """``log (1/K) sum_k w_k`` of each element."""
+        return log_w.logsumexp(0) - math.log(self.num_particles)
