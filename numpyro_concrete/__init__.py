@@ -21,6 +21,7 @@ from .estimators import (
     NvilELBO,
     RebarELBO,
     RelaxELBO,
+    RlooELBO,
     VimcoELBO,
 )
 from .infer import (
@@ -51,6 +52,7 @@ __all__ = [
     "RebarELBO",
     "RelaxELBO",
     "Relaxed",
+    "RlooELBO",
     "VimcoELBO",
     "constant_temperature",
     "discrete_bound",

@@ -22,6 +22,7 @@ from .estimators import (
     NvilELBO,
     RebarELBO,
     RelaxELBO,
+    RlooELBO,
     VimcoELBO,
 )
 from .infer import (
@@ -55,6 +56,7 @@ __all__ = [
     "RelaxELBO",
     "Relaxed",
     "RelaxedSample",
+    "RlooELBO",
     "VimcoELBO",
     "constant_temperature",
     "discrete_bound",

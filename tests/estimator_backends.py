@@ -435,8 +435,10 @@ class NumpyroEstimators(EstimatorBackend):
     name = "numpyro"
 
     def runs_the_default(self, options):
-        # one particle is drawn without vmap or lax.map, whichever is chosen
-        return "vectorize_particles" in options and options.get("num_particles", 1) == 1
+        # vmap is the losses' default, and one particle is drawn without vmap or lax.map
+        return "vectorize_particles" in options and (
+            options["vectorize_particles"] is True or options.get("num_particles", 1) == 1
+        )
 
     def __init__(self) -> None:
         import jax

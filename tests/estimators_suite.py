@@ -41,6 +41,8 @@ UNBIASED = {
     "rebar": ("RebarELBO", {"tune": False}, 0, PROBLEMS, 1),
     "rebar_tuned": ("RebarELBO", {"eta": 0.5, "temperature": 1.0}, 20, PROBLEMS, 1),
     "relax": ("RelaxELBO", {}, 20, PROBLEMS, 1),
+    "rloo": ("RlooELBO", {"num_particles": 2}, 0, PROBLEMS, 1),
+    "rloo3": ("RlooELBO", {"num_particles": 3}, 0, PROBLEMS, 1),
     # both settings of vectorize_particles: in Pyro, DisARM's pair and REBAR's two relaxed
     # points in one pass of model and guide, or in two; a setting whose program is the
     # backend's default is skipped (Pyro's False; NumPyro's both, with one particle)
@@ -49,6 +51,14 @@ UNBIASED = {
     "rebar_vectorized": ("RebarELBO", {"tune": False, "vectorize_particles": True}, 0, PROBLEMS, 1),
     "rebar_looped": ("RebarELBO", {"tune": False, "vectorize_particles": False}, 0, PROBLEMS, 1),
     "relax_vectorized": ("RelaxELBO", {"vectorize_particles": True}, 20, PROBLEMS, 1),
+    "rloo_vectorized": (
+        "RlooELBO",
+        {"num_particles": 3, "vectorize_particles": True},
+        0,
+        PROBLEMS,
+        1,
+    ),
+    "rloo_looped": ("RlooELBO", {"num_particles": 3, "vectorize_particles": False}, 0, PROBLEMS, 1),
 }
 #: DisARM's draws for its variance: the Monte Carlo error of the summed variance is then
 #: about 1.3% of it (0.38 of 28.7 on the Bernoulli problem)
@@ -59,6 +69,7 @@ FAST = {
     ("vimco", "bernoulli"),
     ("rebar", "mixed"),
     ("rebar_vectorized", "mixed"),
+    ("rloo", "mixed"),
 }
 
 
@@ -438,7 +449,7 @@ class EstimatorsSuite:
         ):
             backend.run(name, backend.loss(loss_name), guide_kind=read)
 
-    @pytest.mark.parametrize("loss_name", ["DisarmELBO", "VimcoELBO"])
+    @pytest.mark.parametrize("loss_name", ["DisarmELBO", "VimcoELBO", "RlooELBO"])
     def test_estimators_of_discrete_values_only_take_a_step_function(self, backend, loss_name):
         backend.run("bernoulli", backend.loss(loss_name), guide_kind="where")
 
@@ -481,6 +492,7 @@ class EstimatorsSuite:
             ("DisarmELBO", {}),
             ("DisarmELBO", {"vectorize_particles": True}),
             ("RebarELBO", {"tune": False}),
+            ("RlooELBO", {"num_particles": 2}),
         ],
     )
     def test_a_guide_whose_logits_read_a_continuous_latent_is_exact(

@@ -8,6 +8,7 @@ from .importance_weighted import ImportanceWeightedELBO
 from .nvil import NvilELBO
 from .rebar import RebarELBO
 from .relax_cv import RelaxELBO
+from .rloo import RlooELBO
 from .vimco import VimcoELBO
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "NvilELBO",
     "RebarELBO",
     "RelaxELBO",
+    "RlooELBO",
     "VimcoELBO",
 ]

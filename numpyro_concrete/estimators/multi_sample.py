@@ -24,8 +24,13 @@ class MultiSampleELBO(DiscreteELBO):
     multiplied by the element's scale (subsampling's ``N / B``, ``handlers.scale``), so a
     scale ``S`` gives ``S log (1/K) sum_k w_k``, never ``log (1/K) sum_k w_k^S``.
 
-    Subclasses implement :meth:`_pass`, one sample's traces and discrete sites.
+    Subclasses implement :meth:`_pass`, one sample's traces and discrete sites.  One whose
+    objective is not a bound per point (RLOO's ELBO, linear in the weights) sets
+    :attr:`bound_per_point` false: a scale then need not be one per point.
     """
+
+    #: whether the objective is each point's ``K``-sample bound (a scale is one per point)
+    bound_per_point = True
 
     def _pass(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
@@ -40,7 +45,11 @@ class MultiSampleELBO(DiscreteELBO):
         over, or vectorises, its passes instead)."""
         traces, discrete = self._pass(rng_key, params, model, guide, args, kwargs)
         dims, ndim = factor_dims(*traces)
-        scale = element_scale(traces, dims, ndim, type(self).__name__)
+        scale = (
+            element_scale(traces, dims, ndim, type(self).__name__)
+            if self.bound_per_point
+            else jnp.ones(1)
+        )
         return costs(*traces, discrete, dims, ndim), scale
 
     def _samples(

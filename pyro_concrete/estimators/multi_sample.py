@@ -21,8 +21,13 @@ class MultiSampleELBO(DiscreteELBO):
     multiplied by the element's scale (subsampling's ``N / B``, ``poutine.scale``), so a
     scale ``S`` gives ``S log (1/K) sum_k w_k``, never ``log (1/K) sum_k w_k^S``.
 
-    Subclasses implement :meth:`_pass`, one sample's traces and discrete sites.
+    Subclasses implement :meth:`_pass`, one sample's traces and discrete sites.  One whose
+    objective is not a bound per point (RLOO's ELBO, linear in the weights) sets
+    :attr:`bound_per_point` false: a scale then need not be one per point.
     """
+
+    #: whether the objective is each point's ``K``-sample bound (a scale is one per point)
+    bound_per_point = True
 
     def _pass(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
@@ -42,7 +47,11 @@ class MultiSampleELBO(DiscreteELBO):
             )
             subsample = subsample_sites(traces[1])
             dims, ndim = factor_dims(*traces)
-            scale = element_scale(traces, dims, ndim, type(self).__name__)
+            scale = (
+                element_scale(traces, dims, ndim, type(self).__name__)
+                if self.bound_per_point
+                else torch.ones(1)
+            )
             samples.append(costs(*traces, discrete, dims, ndim))
         if len(samples) == 1:  # vectorised: the particle plate is the leftmost dim
             stacked, scale = samples[0], scale[0]
