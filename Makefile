@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # (beside the clone, or in the workplace's shared folder).
 export CONCRETE_MNIST ?= $(abspath $(firstword $(wildcard ../shared/data/binarized_mnist.npz /work/shared/data/binarized_mnist.npz) ../shared/data/binarized_mnist.npz))
 
-.PHONY: venv demo test test-fast lint format bench tutorials
+.PHONY: venv demo test test-fast test-generated lint format bench tutorials
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -n 2 -m "not slow"
+
+# The estimators on more generated models than the suite's fixed sample (the seeds 0 .. n-1),
+# with the upstream score function as a control: minutes; a failure names its seed and estimator.
+test-generated: venv
+	CONCRETE_GENERATED_SEEDS=$${CONCRETE_GENERATED_SEEDS:-40} $(PY) -m pytest -n 2 -m generated tests/pyro/test_generated.py tests/numpyro/test_generated.py
 
 lint: venv
 	$(PY) -m ruff check .

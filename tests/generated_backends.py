@@ -320,11 +320,16 @@ class NumpyroGenerated(GeneratedBackend):
         svi = SVI(model, guide, Adam(0.01), loss)
 
         def draws(init_key, keys):
-            param_map = svi.get_params(svi.init(init_key, y))
+            state = svi.init(init_key, y)
+            # as SVI.update passes them: the parameters and the mutable state (NVIL's moments)
+            param_map = {**svi.get_params(state), **(state.mutable_state or {})}
 
             def grad(key):
-                value, g = jax.value_and_grad(loss.loss, 1)(key, param_map, model, guide, y)
-                return {OBJECTIVE: -value, **{k: -g[k] for k in params}}
+                def value(own):  # the loss as a function of the spec's parameters
+                    return loss.loss(key, {**param_map, **own}, model, guide, y)
+
+                v, g = jax.value_and_grad(value)({k: param_map[k] for k in params})
+                return {OBJECTIVE: -v, **{k: -g[k] for k in params}}
 
             return jax.vmap(grad)(keys)
 
