@@ -206,10 +206,10 @@ class GeneratedSuite:
     samples: int
     vimco_samples: int
 
-    def _check(self, request, backend, seed: int, key: str, estimators: dict) -> None:
+    def _check(self, request, backend, seed: int, key: str, estimators: dict, strict: bool):
         spec = generate(seed)
         for reason in known_failures(spec, key, backend.name):
-            request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+            request.node.add_marker(pytest.mark.xfail(strict=strict, reason=reason))
         loss_name, options, k = estimators[key]
         params, y = initial_params(spec), data(spec)
         samples = self.vimco_samples if key == "vimco" else self.samples
@@ -229,11 +229,13 @@ class GeneratedSuite:
 
     @pytest.mark.parametrize("seed, key", _cases(SEEDS, ESTIMATORS, _fixed_marks))
     def test_estimator_raises_or_is_unbiased_for_every_parameter(self, request, backend, seed, key):
-        self._check(request, backend, seed, key, ESTIMATORS)
+        self._check(request, backend, seed, key, ESTIMATORS, strict=True)
 
     @pytest.mark.generated
     @pytest.mark.parametrize(
         "seed, key", _cases(_extra_seeds(), ESTIMATORS | CONTROL, lambda seed: ())
     )
     def test_on_more_seeds_estimator_raises_or_is_unbiased(self, request, backend, seed, key):
-        self._check(request, backend, seed, key, ESTIMATORS | CONTROL)
+        """Known failures are not strict here: a bias may lie below what the draws of a
+        random model can see (VIMCO under a scale, on some models)."""
+        self._check(request, backend, seed, key, ESTIMATORS | CONTROL, strict=False)
