@@ -147,7 +147,8 @@ def program(
 
 class GeneratedBackend(abc.ABC):
     name: str
-    module: Any
+    module: Any  # this package
+    infer: Any  # the backend's infer module, for its losses
 
     @abc.abstractmethod
     def gradient_draws(

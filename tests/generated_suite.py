@@ -22,8 +22,8 @@ from tests.generated_backends import OBJECTIVE
 from tests.generated_models import STEP_READS, Spec, data, generate, initial_params
 from tests.generated_references import exact_gradient, objective
 
-#: |z| above this fails: over the ~2,000 z-scores of the fixed sample (both backends), a
-#: false alarm has probability below 0.02 for a correct estimator (the normal tail)
+#: |z| above this fails: over the ~1,200 z-scores of the fixed sample (both backends), a
+#: false alarm has probability below 0.01 for a correct estimator (the normal tail)
 Z_LIMIT = 4.5
 
 
