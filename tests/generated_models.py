@@ -15,7 +15,8 @@ times ``{site}_link`` to its logits (a hierarchical guide), and with ``guide_rea
 first data-level site adds ``w w_link``.  Options: the data plate subsampled to one point
 per step, the whole of model and guide under ``scale(SCALE)``, the last point's observation
 under ``mask(False)``, and (Pyro) the likelihood's parameters held by ``pyro.param``, by a
-``PyroModule`` read outside ``forward``, or as leaf tensors closed over.
+``PyroModule`` read outside ``forward``, or as leaf tensors closed over (NumPyro holds
+every parameter by ``numpyro.param``: a closed-over JAX array has no gradient).
 """
 
 from dataclasses import dataclass
