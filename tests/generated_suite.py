@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 
 from tests.generated_backends import OBJECTIVE
-from tests.generated_models import STEP_READS, Spec, data, generate, initial_params
+from tests.generated_models import (
+    STEP_READS,
+    Spec,
+    data,
+    generate,
+    initial_params,
+    point_configurations,
+)
 from tests.generated_references import exact_gradient, objective
 
 #: |z| above this fails: over the ~1,200 z-scores of the fixed sample (both backends), a
@@ -157,11 +164,9 @@ def known_failures(spec: Spec, key: str, backend: str) -> list[str]:
 
 
 def _vimco_applies(spec: Spec) -> bool:
-    from tests.generated_models import point_configurations
-
     count = point_configurations(spec)
     if any(s.level == "global" for s in spec.sites) and not spec.subsample:
-        count = count**2  # one factor: the global site's value and both points'
+        count = count**2  # one factor: the global site's value and both points' (at most)
     return count <= MAX_VIMCO_CONFIGURATIONS
 
 
