@@ -8,7 +8,7 @@ ifneq ($(wildcard ../shared/data/binarized_mnist.npz),)
 export CONCRETE_MNIST ?= $(abspath ../shared/data/binarized_mnist.npz)
 endif
 
-.PHONY: venv demo test test-fast lint format bench tutorials docs
+.PHONY: venv demo test test-fast test-generated lint format bench tutorials docs
 
 venv: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -n 2 -m "not slow"
+
+# The estimators on more generated models than the suite's fixed sample (the seeds 0 .. n-1),
+# with the upstream score function as a control: minutes; a failure names its seed and estimator.
+test-generated: venv
+	CONCRETE_GENERATED_SEEDS=$${CONCRETE_GENERATED_SEEDS:-40} $(PY) -m pytest -n 2 -m generated tests/pyro/test_generated.py tests/numpyro/test_generated.py
 
 lint: venv
 	$(PY) -m ruff check .
