@@ -46,6 +46,7 @@ ESTIMATORS = {
     "relax": ("RelaxELBO", {}, 1),
     "disarm": ("DisarmELBO", {}, 1),
     "vimco": ("VimcoELBO", {"num_particles": 2}, 2),
+    "rloo": ("RlooELBO", {"num_particles": 2}, 1),
     # NVIL's guide gradient is unbiased only for the normalised objective
     # (grad L / max(1, sigma), its first step scaled by its own batch): its model
     # parameters are checked, the guide's are not
@@ -101,46 +102,9 @@ def rejection(spec: Spec, key: str) -> str | None:
 #: a fixed one fails until its row goes
 KNOWN = (
     (
-        RELAXED,
-        ("pyro", "numpyro"),
-        lambda spec: bool(_step_sites(spec)),
-        "issue 23 item 1: REBAR/RELAX on a model that reads a site through a step function",
-    ),
-    (
-        ("vimco",),
-        ("pyro", "numpyro"),
-        lambda spec: spec.scale,
-        "issue 23 item 2: VIMCO under a scale handler",
-    ),
-    (
-        RELAXED,
-        ("pyro",),
-        lambda spec: spec.param_style != "param" and not _step_sites(spec),
-        "issue 23 item 3: Pyro REBAR/RELAX give no gradient to parameters outside the store",
-    ),
-    (
-        ("disarm",),
-        ("pyro",),
-        lambda spec: spec.guide_reads_w,
-        "issue 23 item 6: Pyro DisARM rejects Bernoulli logits that read a continuous latent",
-    ),
-    (
-        ("disarm",),
-        ("numpyro",),
-        lambda spec: spec.guide_reads_w and spec.subsample,
-        "found by this suite: NumPyro DisARM is biased under a subsampled plate when "
-        "Bernoulli logits read a continuous latent",
-    ),
-    (
         ("nvil",),
         ("pyro", "numpyro"),
-        lambda spec: any(s.level == "global" for s in spec.sites),
-        "issue 23 item 7: NVIL asks a model with a global latent for a baseline row per point",
-    ),
-    (
-        ("nvil",),
-        ("pyro", "numpyro"),
-        lambda spec: spec.subsample,
+        lambda spec: spec.subsample and not any(s.level == "global" for s in spec.sites),
         "found by this suite: NVIL under a subsampled data plate wants a baseline row per "
         "point of the subsample, which baseline_input (the model's arguments) cannot know",
     ),

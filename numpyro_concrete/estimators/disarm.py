@@ -10,7 +10,14 @@ from numpyro.handlers import condition, replay, seed, substitute, trace
 from ..distributions.wrappers import base_of
 from .elbo import DiscreteELBO
 from .reads import reads_its_inputs
-from .traces import DiscreteSampler, costs, discrete_pass, factor_dims, subsample_sites
+from .traces import (
+    DiscreteSampler,
+    continuous_sites,
+    costs,
+    discrete_pass,
+    factor_dims,
+    subsample_sites,
+)
 
 __all__ = ["DisarmELBO"]
 
@@ -54,6 +61,9 @@ class DisarmELBO(DiscreteELBO):
         if len(first.sites) > 1:
             _check_independent(guide, args, kwargs, params, key, first, traces[1])
         second = DiscreteSampler(rng_key=key, sign=-1, keep_z=False, estimator="DisarmELBO")
+        # the pair shares the values of the guide's continuous sites (the same key alone
+        # does not give them: a replayed subsample draws no key)
+        guide = replay(guide, trace=continuous_sites(traces[1], set(first.sites)))
         anti_traces = discrete_pass(
             model, guide, args, kwargs, params, key, second, previous=traces[1]
         )

@@ -44,6 +44,7 @@ __all__ = [
     "DiscreteSite",
     "LogMass",
     "RelaxedSampler",
+    "continuous_sites",
     "costs",
     "discrete_pass",
     "discrete_sites",
@@ -426,6 +427,16 @@ def factor_dims(*traces: dict) -> tuple[set[int], int]:
     dims = set.intersection(*stacks) if stacks else set()
     ndim = max([-d for stack in stacks for d in stack] + [s["log_prob"].ndim for s in sites])
     return dims, max(ndim, 0)
+
+
+def continuous_sites(tr: dict, discrete: set[str]) -> dict:
+    """The latent sites of ``tr`` not in ``discrete``, to replay (DisARM's antithetic pass
+    shares their values)."""
+    return {
+        name: site
+        for name, site in tr.items()
+        if site["type"] == "sample" and _is_latent(site) and name not in discrete
+    }
 
 
 def subsample_sites(tr: dict) -> dict:
