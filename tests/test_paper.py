@@ -45,9 +45,11 @@ ROWS = [
     for name, method in methods.METHODS.items()
     for m in (1, 2)
     if method.valid_m(m)
-    and any(r.method == name and protocol.ARCHITECTURES[r.arch].table == table_name
-            for r in protocol.ALL_ROWS)
-]  # fmt: skip
+    and any(
+        r.method == name and protocol.ARCHITECTURES[r.arch].table == table_name
+        for r in protocol.ALL_ROWS
+    )
+] + [("200H-784V", "rloo", 2)]  # fmt: skip (RLOO: registered, not a row of the tables)
 PYRO_ROWS = [
     ("200H-784V", "concrete", 1),
     ("200H-784V", "nvil", 1),

@@ -3,7 +3,7 @@
 Both backends offer the same small interface, so :mod:`.run` states a run once:
 
 - ``problem(arch, pixel_logits)``: the problem of :mod:`<package>.problems`;
-- ``trace_elbo()``, ``renyi_elbo(m)``, ``make_loss(cls, m)``: the losses;
+- ``trace_elbo()``, ``importance_weighted_elbo(m)``, ``make_loss(cls, m)``: the losses;
 - ``trainer(model, guide, loss, lr, seed, train)``: an object with ``run(n)`` (``n`` Adam
   steps on minibatches of 64 drawn uniformly with replacement; returns their ``n`` losses),
   ``state()`` / ``load_state(state)`` (a checkpoint, plain numpy / torch objects) and
@@ -95,8 +95,8 @@ class NumpyroBackend:
     def trace_elbo(self):
         return self.numpyro.infer.Trace_ELBO()
 
-    def renyi_elbo(self, m: int):
-        return self.numpyro.infer.RenyiELBO(alpha=0, num_particles=m)
+    def importance_weighted_elbo(self, m: int):
+        return self.package.ImportanceWeightedELBO(num_particles=m)
 
     def make_loss(self, cls: type, m: int):
         return cls(num_particles=m) if m > 1 else cls()
@@ -213,10 +213,8 @@ class PyroBackend:
     def trace_elbo(self):
         return self.pyro.infer.Trace_ELBO(max_plate_nesting=1)
 
-    def renyi_elbo(self, m: int):
-        return self.pyro.infer.RenyiELBO(
-            alpha=0, num_particles=m, vectorize_particles=True, max_plate_nesting=1
-        )
+    def importance_weighted_elbo(self, m: int):
+        return self.package.ImportanceWeightedELBO(num_particles=m, vectorize_particles=True)
 
     def make_loss(self, cls: type, m: int):
         """The estimators' documented constructor arguments only (the number of plates

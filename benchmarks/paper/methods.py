@@ -26,7 +26,7 @@ class Method:
     """``label``: the table's name; ``min_m`` and ``max_m`` (``None``: no bound): the
     numbers of samples m the method is defined for; ``loss_class``: ``(module, class)`` of a
     loss of this library, or ``None`` for Concrete, which uses the backend's ``Trace_ELBO``
-    / ``RenyiELBO``."""
+    and this library's ``ImportanceWeightedELBO``."""
 
     label: str
     min_m: int
@@ -43,6 +43,8 @@ METHODS = {
     "concrete": Method("Concrete", 1, None, None),
     "nvil": Method("NVIL", 1, 1, ("estimators.nvil", "NvilELBO")),
     "vimco": Method("VIMCO", 2, None, ("", "VimcoELBO"), multi_sample=True),
+    # not a row of the paper's tables: K = m samples per point, its objective the ELBO
+    "rloo": Method("RLOO", 2, None, ("", "RlooELBO"), multi_sample=True),
     "rebar": Method("REBAR", 1, 1, ("", "RebarELBO")),
     "relax": Method("RELAX", 1, 1, ("", "RelaxELBO")),
     "disarm": Method("DisARM", 1, 1, ("", "DisarmELBO")),
@@ -82,7 +84,7 @@ def build(backend, name: str, m: int, model: Callable, guide: Callable, table: s
         else:
             temperatures = (PRIOR_TEMPERATURE, POSTERIOR_TEMPERATURE)
         relax = backend.package.relax
-        loss = backend.trace_elbo() if m == 1 else backend.renyi_elbo(m)
+        loss = backend.trace_elbo() if m == 1 else backend.importance_weighted_elbo(m)
         return relax(model, temperatures[0]), relax(guide, temperatures[1]), loss
     cls = _loss_class(backend.package.__name__, method)
     loss = backend.make_loss(cls, m if method.multi_sample else 1)

@@ -9,7 +9,7 @@ The paper's protocol (Maddison, Mnih & Teh 2017, App. D), as this runner applies
   (``relax(model, 1/2)``, ``relax(guide, 2/3)``);
 - the output layer's bias at the logit of each pixel's base rate in the training set;
 - Concrete trains the relaxed ELBO (m = 1) or the relaxed m-sample bound (m > 1,
-  ``RenyiELBO(alpha=0, num_particles=m)``), and is evaluated on the discrete model;
+  ``ImportanceWeightedELBO(num_particles=m)``), and is evaluated on the discrete model;
 - the reported number is ``-L_K`` per image on the binarized MNIST test (and training)
   set, ``L_K`` the K-sample importance-weighted bound of the *discrete* model with
   proposals from the zero-temperature limit of the guide (the paper: K = 50,000 for
