@@ -510,6 +510,12 @@ class EstimatorsSuite:
         z = _z_scores(draws, exact_gradient("continuous", params, y))
         assert np.abs(z).max() < Z_LIMIT, z
 
+    @pytest.mark.parametrize("loss_name", ["VimcoELBO", "RlooELBO"])
+    @pytest.mark.parametrize("k", [1, 0, 2.0])
+    def test_leave_one_out_needs_two_samples(self, backend, loss_name, k):
+        with pytest.raises(ValueError, match=f"{loss_name}: num_particles is the K .* got {k!r}"):
+            backend.loss(loss_name, num_particles=k)
+
     def test_disarm_rejects_a_categorical_site(self, backend):
         with pytest.raises(ValueError, match="DisarmELBO: guide site 'c1' is categorical"):
             backend.run("categorical", backend.loss("DisarmELBO"))

@@ -25,26 +25,25 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 DEFAULTS = {"curve_images": 1000, "curve_k": 100, "chunk": 1000}
 
 
-def _count(text: str) -> int:
-    """A whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _at_least(low: int):
+    """An argparse type: a whole number of at least ``low``."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return whole
 
 
-def _seed(text: str) -> int:
-    """A whole number of at least 0 (numpy's generators refuse negative seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+#: a whole number of at least 1
+_count = _at_least(1)
+#: a whole number of at least 0 (numpy's generators refuse negative seeds)
+_seed = _at_least(0)
 
 
 def _number(text: str) -> float:

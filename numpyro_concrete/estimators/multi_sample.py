@@ -12,7 +12,15 @@ from jax.scipy.special import logsumexp
 from numpyro.handlers import replay, seed, substitute, trace
 
 from .elbo import DiscreteELBO
-from .traces import Costs, costs, element_scale, factor_dims, subsample_sites
+from .traces import (
+    Costs,
+    DiscreteSampler,
+    costs,
+    discrete_pass,
+    element_scale,
+    factor_dims,
+    subsample_sites,
+)
 
 __all__ = ["MultiSampleELBO"]
 
@@ -24,18 +32,33 @@ class MultiSampleELBO(DiscreteELBO):
     multiplied by the element's scale (subsampling's ``N / B``, ``handlers.scale``), so a
     scale ``S`` gives ``S log (1/K) sum_k w_k``, never ``log (1/K) sum_k w_k^S``.
 
-    Subclasses implement :meth:`_pass`, one sample's traces and discrete sites.  One whose
+    Subclasses implement :meth:`_pass`, one sample's traces and discrete sites (the discrete
+    pass unless they say otherwise).  One whose
     objective is not a bound per point (RLOO's ELBO, linear in the weights) sets
     :attr:`bound_per_point` false: a scale then need not be one per point.
     """
 
     #: whether the objective is each point's ``K``-sample bound (a scale is one per point)
     bound_per_point = True
+    #: whether the estimator needs ``K >= 2`` (leave-one-out baselines)
+    leave_one_out = False
+
+    def __init__(self, num_particles: int = 2, vectorize_particles: bool = True) -> None:
+        if self.leave_one_out and (not isinstance(num_particles, int) or num_particles < 2):
+            raise ValueError(
+                f"{type(self).__name__}: num_particles is the K of its K samples per data "
+                f"point and must be an int >= 2 (leave-one-out baselines), got "
+                f"{num_particles!r}."
+            )
+        super().__init__(num_particles, vectorize_particles)
 
     def _pass(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[tuple[dict, dict], set[str]]:
-        raise NotImplementedError
+        """One sample's traces and discrete sites: the discrete pass, by default."""
+        sampler = DiscreteSampler(rng_key=rng_key, keep_z=False, estimator=type(self).__name__)
+        traces = discrete_pass(model, guide, args, kwargs, params, rng_key, sampler)
+        return traces, set(sampler.sites)
 
     def _sample(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 from jax import Array
 
 from .multi_sample import MultiSampleELBO
-from .traces import DiscreteSampler, discrete_pass
 
 __all__ = ["RlooELBO"]
 
@@ -34,21 +33,7 @@ class RlooELBO(MultiSampleELBO):
     """
 
     bound_per_point = False
-
-    def __init__(self, num_particles: int = 2, vectorize_particles: bool = True) -> None:
-        if not isinstance(num_particles, int) or num_particles < 2:
-            raise ValueError(
-                f"RlooELBO: num_particles is the K of the leave-one-out baseline and must be "
-                f"an int >= 2, got {num_particles!r}."
-            )
-        super().__init__(num_particles, vectorize_particles)
-
-    def _pass(
-        self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
-    ) -> tuple[tuple[dict, dict], set[str]]:
-        sampler = DiscreteSampler(rng_key=rng_key, keep_z=False, estimator="RlooELBO")
-        traces = discrete_pass(model, guide, args, kwargs, params, rng_key, sampler)
-        return traces, set(sampler.sites)
+    leave_one_out = True
 
     def _estimate(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs

@@ -9,7 +9,6 @@ from jax import Array
 from jax.scipy.special import logsumexp
 
 from .multi_sample import MultiSampleELBO
-from .traces import DiscreteSampler, discrete_pass
 
 __all__ = ["VimcoELBO"]
 
@@ -35,20 +34,7 @@ class VimcoELBO(MultiSampleELBO):
     :param vectorize_particles: draw them with ``jax.vmap`` (else ``jax.lax.map``).
     """
 
-    def __init__(self, num_particles: int = 2, vectorize_particles: bool = True) -> None:
-        if not isinstance(num_particles, int) or num_particles < 2:
-            raise ValueError(
-                f"VimcoELBO: num_particles is the K of the K-sample bound and must be an "
-                f"int >= 2 (leave-one-out baselines), got {num_particles!r}."
-            )
-        super().__init__(num_particles, vectorize_particles)
-
-    def _pass(
-        self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
-    ) -> tuple[tuple[dict, dict], set[str]]:
-        sampler = DiscreteSampler(rng_key=rng_key, keep_z=False, estimator="VimcoELBO")
-        traces = discrete_pass(model, guide, args, kwargs, params, rng_key, sampler)
-        return traces, set(sampler.sites)
+    leave_one_out = True
 
     def _estimate(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs

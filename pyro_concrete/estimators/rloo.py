@@ -4,10 +4,8 @@
 from collections.abc import Callable
 
 import torch
-from pyro import poutine
 
 from .multi_sample import MultiSampleELBO
-from .traces import DiscreteSampler, discrete_pass
 
 __all__ = ["RlooELBO"]
 
@@ -33,21 +31,7 @@ class RlooELBO(MultiSampleELBO):
     """
 
     bound_per_point = False
-
-    def __init__(self, num_particles: int = 2, vectorize_particles: bool = False) -> None:
-        if not isinstance(num_particles, int) or num_particles < 2:
-            raise ValueError(
-                f"RlooELBO: num_particles is the K of the leave-one-out baseline and must be "
-                f"an int >= 2, got {num_particles!r}."
-            )
-        super().__init__(num_particles, vectorize_particles)
-
-    def _pass(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
-    ) -> tuple[tuple[poutine.Trace, poutine.Trace], set[str]]:
-        sampler = DiscreteSampler(estimator="RlooELBO")
-        traces = discrete_pass(model, guide, args, kwargs, sampler)
-        return traces, set(sampler.sites)
+    leave_one_out = True
 
     def _estimate(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
