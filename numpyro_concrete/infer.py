@@ -32,6 +32,7 @@ from .distributions import (
     OneHotCategorical,
 )
 from .distributions.wrappers import base_of, map_base
+from .plates import plate_dims, sample_sites
 
 __all__ = [
     "DiscretizeMessenger",
@@ -72,10 +73,6 @@ def discretize(fn: Callable | None = None) -> DiscretizeMessenger:
     return DiscretizeMessenger(fn)
 
 
-def _sample_sites(trace: dict) -> list[dict]:
-    return [site for site in trace.values() if site["type"] == "sample"]
-
-
 def _check_not_subsampled(*traces: dict) -> None:
     for trace in traces:
         for name, site in trace.items():
@@ -89,17 +86,6 @@ def _check_not_subsampled(*traces: dict) -> None:
                 )
 
 
-def _factor_dims(*traces: dict) -> set[int]:
-    """Dims of the plates enclosing every sample site of every trace: the model and guide
-    factorise over their elements, so the bound may be taken element by element."""
-    stacks = [
-        {(frame.name, frame.dim) for frame in site["cond_indep_stack"]}
-        for trace in traces
-        for site in _sample_sites(trace)
-    ]
-    return {dim for _, dim in set.intersection(*stacks)} if stacks else set()
-
-
 def _site_log_prob(site: dict) -> Array:
     fn, value = site["fn"], site["value"]
     lp = fn.log_prob(value, site["intermediates"]) if site["intermediates"] else fn.log_prob(value)
@@ -110,7 +96,7 @@ def _log_weights(trace: dict, keep: set[int]) -> Array:
     """Sum of the trace's log densities over every dimension not in ``keep``."""
     nesting = max((-d for d in keep), default=0)
     total = jnp.zeros(())
-    for site in _sample_sites(trace):
+    for site in sample_sites(trace):
         lp = _site_log_prob(site)
         lp = lp.sum(tuple(d for d in range(-lp.ndim, 0) if d not in keep), keepdims=True)
         total = total + lp.reshape(lp.shape[max(lp.ndim - nesting, 0) :])
@@ -215,7 +201,7 @@ def discrete_bound(
     rng_key, key = jax.random.split(rng_key)
     prototype = _traces(model, guide, params, args, kwargs)(key)
     _check_not_subsampled(*prototype)
-    statics = {"model": model, "guide": guide, "keep": tuple(sorted(_factor_dims(*prototype)))}
+    statics = {"model": model, "guide": guide, "keep": tuple(sorted(plate_dims(*prototype)))}
     eager = partial(_particle_log_weights.__wrapped__, spec=spec, **statics)
     try:
         hash((*statics.values(), spec))

@@ -18,7 +18,6 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.util import site_is_subsample
 
 from .distributions import (
     BinaryConcrete,
@@ -28,6 +27,7 @@ from .distributions import (
     LogitBinaryConcrete,
 )
 from .distributions.wrappers import base_of, map_base
+from .plates import elements, plate_dims, sample_sites
 from .relax import RELAX_STEP
 
 __all__ = [
@@ -81,13 +81,9 @@ def _max_plate_nesting(*traces: poutine.Trace) -> int:
     return max(dims, default=0)
 
 
-def _sample_sites(trace: poutine.Trace) -> list[dict]:
-    return [s for s in trace.nodes.values() if s["type"] == "sample" and not site_is_subsample(s)]
-
-
 def _check_not_subsampled(*traces: poutine.Trace) -> None:
     for trace in traces:
-        for site in _sample_sites(trace):
+        for site in sample_sites(trace):
             for frame in site["cond_indep_stack"]:
                 if frame.full_size is not None and frame.size < frame.full_size:
                     raise ValueError(
@@ -99,28 +95,14 @@ def _check_not_subsampled(*traces: poutine.Trace) -> None:
                     )
 
 
-def _factor_dims(*traces: poutine.Trace) -> set[int]:
-    """Dims of the plates enclosing every sample site of every trace: the model and guide
-    factorise over their elements, so the bound may be taken element by element."""
-    stacks = [
-        {(frame.name, frame.dim) for frame in site["cond_indep_stack"] if frame.vectorized}
-        for trace in traces
-        for site in _sample_sites(trace)
-    ]
-    return {dim for _, dim in set.intersection(*stacks)} if stacks else set()
-
-
 def _log_weights(trace: poutine.Trace, keep: set[int], ndim: int) -> torch.Tensor:
     """Sum of the trace's log densities over every dimension not in ``keep``, as a
     tensor of ``ndim`` dims; ``ValueError`` if a site has more."""
     total = torch.zeros(())
-    for site in _sample_sites(trace):
-        lp = site["log_prob"]
-        if lp.dim() > ndim:
+    for site in sample_sites(trace):
+        if site["log_prob"].dim() > ndim:
             raise _NotVectorisable(site["name"])
-        lp = lp.reshape((1,) * (ndim - lp.dim()) + lp.shape)
-        summed = [d for d in range(-ndim, 0) if d not in keep]
-        total = total + (lp.sum(summed, keepdim=True) if summed else lp)
+        total = total + elements(site["log_prob"], keep, ndim)
     return total
 
 
@@ -184,7 +166,7 @@ def discrete_bound(
     prototype = _traces(model, discrete_guide, *args, **kwargs)
     _check_not_subsampled(*prototype)
     nesting = _max_plate_nesting(*prototype)
-    keep = {-nesting - 1} | _factor_dims(*prototype)
+    keep = {-nesting - 1} | plate_dims(*prototype)
     batch_size = batch_size or num_samples
     try:
         log_w = [

@@ -14,6 +14,7 @@ LAYERS = [
     {"constraints", "datasets"},
     {"distributions"},
     {"relax"},
+    {"plates"},
     {"infer"},
     {"autoguide", "estimators", "problems"},
     {"distributed"},

@@ -8,16 +8,10 @@ from jax import Array
 from numpyro.handlers import condition, replay, seed, substitute, trace
 
 from ..distributions.wrappers import base_of
+from ..plates import factor_dims
 from .elbo import DiscreteELBO
 from .reads import reads_its_inputs
-from .traces import (
-    DiscreteSampler,
-    continuous_sites,
-    costs,
-    discrete_pass,
-    factor_dims,
-    subsample_sites,
-)
+from .traces import DiscreteSampler, continuous_sites, costs, discrete_pass, subsample_sites
 
 __all__ = ["DisarmELBO"]
 

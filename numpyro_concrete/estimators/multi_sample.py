@@ -11,16 +11,9 @@ from jax import Array
 from jax.scipy.special import logsumexp
 from numpyro.handlers import replay, seed, substitute, trace
 
+from ..plates import element_scale, factor_dims
 from .elbo import DiscreteELBO
-from .traces import (
-    Costs,
-    DiscreteSampler,
-    costs,
-    discrete_pass,
-    element_scale,
-    factor_dims,
-    subsample_sites,
-)
+from .traces import Costs, DiscreteSampler, costs, discrete_pass, subsample_sites
 
 __all__ = ["MultiSampleELBO"]
 

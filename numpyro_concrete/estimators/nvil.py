@@ -37,6 +37,8 @@ from numpyro import handlers
 from numpyro.infer.elbo import ELBO
 from numpyro.infer.util import get_importance_trace
 
+from ..plates import plate_dims
+
 __all__ = ["NvilELBO"]
 
 #: names of the baseline network's parameters and of the running moments
@@ -52,18 +54,6 @@ def _baseline(params: dict, x: Array) -> Array:
     """``b_psi(x) = w1 . tanh(x W0 + b0) + b1``, one number per row of ``x``."""
     h = jnp.tanh(x @ params[f"{BASELINE}_w0"] + params[f"{BASELINE}_b0"])
     return (h @ params[f"{BASELINE}_w1"] + params[f"{BASELINE}_b1"])[..., 0]
-
-
-def _common_plate_dims(*traces: dict) -> set[int]:
-    """Dims of the plates that enclose every latent and observed site: the elements over
-    which the ELBO is a sum of independent terms (the data points)."""
-    stacks = [
-        {frame.dim for frame in site["cond_indep_stack"]}
-        for trace in traces
-        for site in trace.values()
-        if site["type"] == "sample"
-    ]
-    return set.intersection(*stacks) if stacks else set()
 
 
 def _per_element(log_prob: Array, keep: set[int]) -> Array:
@@ -158,7 +148,7 @@ class NvilELBO(ELBO):
             kwargs,
             param_map,
         )
-        keep = _common_plate_dims(model_trace, guide_trace)
+        keep = plate_dims(model_trace, guide_trace)
         log_p = sum(
             _per_element(site["log_prob"], keep)
             for site in model_trace.values()

@@ -13,6 +13,7 @@ from numpyro.distributions import constraints
 from numpyro.handlers import trace
 
 from ..distributions.conditional import bernoulli_conditional, categorical_conditional
+from ..plates import factor_dims
 from .elbo import DiscreteELBO
 from .reads import check_differentiable_reads
 from .traces import (
@@ -22,7 +23,6 @@ from .traces import (
     costs,
     discrete_pass,
     discrete_sites,
-    factor_dims,
     relaxed_pass,
 )
 

@@ -10,8 +10,9 @@ from jax import Array
 from numpyro.distributions import constraints
 from numpyro.handlers import substitute
 
+from ..plates import elements
 from .rebar import ControlVariateELBO
-from .traces import DiscreteSite, elements
+from .traces import DiscreteSite
 
 __all__ = ["RelaxELBO"]
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax import Array
@@ -37,6 +36,7 @@ from numpyro.util import check_model_guide_match
 from ..distributions import OneHotCategorical
 from ..distributions.noise import _open_uniform, gumbel, logistic
 from ..distributions.wrappers import base_of, map_base
+from ..plates import elements
 
 __all__ = [
     "Costs",
@@ -48,12 +48,8 @@ __all__ = [
     "costs",
     "discrete_pass",
     "discrete_sites",
-    "element_scale",
-    "elements",
-    "factor_dims",
     "guide_pass",
     "relaxed_pass",
-    "subsample_scale",
     "subsample_sites",
 ]
 
@@ -342,7 +338,7 @@ def guide_pass(
     (its logits depend on the inputs and parameters alone), and nothing else that reads
     its value: given ``previous``, an earlier pass of it, the trace is made from that one
     with the site's new value, without running the guide again."""
-    sites = [] if previous is None else _sample_sites(previous)
+    sites = [] if previous is None else _program_sites(previous)
     if len(sites) != 1 or not _is_latent(sites[0]) or _kind(sites[0]["fn"]) is None:
         if previous is not None:  # every pass of a step sees the same data points
             guide = replay(guide, trace=subsample_sites(previous))
@@ -354,8 +350,9 @@ def guide_pass(
     return out
 
 
-def _sample_sites(tr: dict) -> list[dict]:
-    """The trace's sample and deterministic sites (observed ones included)."""
+def _program_sites(tr: dict) -> list[dict]:
+    """The trace's sample and deterministic sites (observed ones included): what a guide
+    computes from its values."""
     return [site for site in tr.values() if site["type"] in ("sample", "deterministic")]
 
 
@@ -419,16 +416,6 @@ def relaxed_pass(
     return model_trace, _log_probs(guide_trace)
 
 
-def factor_dims(*traces: dict) -> tuple[set[int], int]:
-    """``(dims, ndim)``: the dims of the plates enclosing every sample site of ``traces``,
-    and the number of batch dims the costs are laid out on."""
-    sites = [site for tr in traces for site in tr.values() if site["type"] == "sample"]
-    stacks = [{f.dim for f in site["cond_indep_stack"]} for site in sites]
-    dims = set.intersection(*stacks) if stacks else set()
-    ndim = max([-d for stack in stacks for d in stack] + [s["log_prob"].ndim for s in sites])
-    return dims, max(ndim, 0)
-
-
 def continuous_sites(tr: dict, discrete: set[str]) -> dict:
     """The latent sites of ``tr`` not in ``discrete``, to replay (DisARM's antithetic pass
     shares their values)."""
@@ -446,89 +433,6 @@ def subsample_sites(tr: dict) -> dict:
         for k, s in tr.items()
         if s["type"] == "plate" and s["args"][1] not in (None, s["args"][0])
     }
-
-
-def subsample_scale(model_trace: dict, dims: set[int], estimator: str) -> float:
-    """``N / B``: the subsampling scale of the factor plates (dims ``dims``), for an
-    objective taken per element and then scaled (VIMCO's bound, as NumPyro's
-    ``RenyiELBO``).  A subsampled plate that does not enclose every site raises
-    ``ValueError``: such a bound does not split over it."""
-    frames = {
-        f
-        for site in model_trace.values()
-        if site["type"] == "sample"
-        for f in site["cond_indep_stack"]
-    }
-    scale = 1.0
-    for frame in frames:
-        size = model_trace[frame.name]["args"][0]
-        if size > frame.size:
-            if frame.dim not in dims:
-                raise ValueError(_subsample_message(estimator, frame.name))
-            scale *= size / frame.size
-    return scale
-
-
-def _subsample_message(estimator: str, plate: str) -> str:
-    return (
-        f"{estimator}: plate {plate!r} is subsampled but does not enclose every sample "
-        "site; the multi-sample bound is taken per element of the plates that enclose "
-        "every site and does not split over others. Subsample only a plate that encloses "
-        "the whole model (the data plate), or do not subsample."
-    )
-
-
-def element_scale(traces: tuple[dict, dict], dims: set[int], ndim: int, estimator: str) -> Array:
-    """The scale of each element of the factor plates (dims ``dims``) of ``traces``,
-    ``(model_trace, guide_trace)``, laid out on ``ndim`` dims: what subsampling and
-    ``handlers.scale`` multiply every log density of the element by (``N / B``, a scale
-    array over the data plate), for an objective taken per element from its unscaled
-    densities and then scaled (VIMCO's bound).  A subsampled plate that does not enclose
-    every site, or a scale that differs between the sites of one element or within it (a
-    scale on the model only, or on some sites only), raises ``ValueError``: a ``K``-sample
-    bound ``log (1/K) sum_k w_k`` has no per-element scale then.  The check reads concrete
-    scales (Python numbers, arrays made outside ``jax.jit``); a scale computed under
-    ``jit`` is a tracer, and the first site's is taken unchecked."""
-    subsample_scale(traces[0], dims, estimator)  # its error names a plate that cannot split
-    summed = tuple(d for d in range(-ndim, 0) if d not in dims)
-    first, out = None, None
-    for role, tr in zip(("model", "guide"), traces, strict=True):
-        for name, site in tr.items():
-            if site["type"] != "sample":
-                continue
-            scale = 1.0 if site["scale"] is None else site["scale"]
-            traced = isinstance(scale, jax.core.Tracer)
-            xp = jnp if traced else np  # numpy keeps a concrete scale concrete under jit
-            shape = jnp.broadcast_shapes(jnp.shape(scale), jnp.shape(site["log_prob"]))
-            scale = xp.broadcast_to(scale, shape).reshape((1,) * (ndim - len(shape)) + shape)
-            high = scale.max(summed, keepdims=True) if summed else scale
-            if out is None:
-                first, out = f"{role} site {name!r}", high
-            if traced or isinstance(out, jax.core.Tracer):
-                continue
-            low = scale.min(summed, keepdims=True) if summed else scale
-            if not (np.allclose(low, high) and np.allclose(high, out)):
-                raise ValueError(_scale_message(estimator, f"{role} site {name!r}", first))
-    return jnp.ones((1,) * ndim) if out is None else jnp.asarray(out)
-
-
-def _scale_message(estimator: str, site: str, first: str) -> str:
-    return (
-        f"{estimator}: {site} is scaled differently from {first} on "
-        "the same element of the plates that enclose every site (a handlers.scale on the "
-        "model only, or on some sites only, or one that varies within a data point). The "
-        "bound is taken per element from its unscaled weights and then multiplied by the "
-        "element's scale, which must be one number for all of the element's sites, in the "
-        "model and the guide. Apply handlers.scale to both the model and the guide, with "
-        "one value per data point."
-    )
-
-
-def elements(log_prob: Array, dims: set[int], ndim: int) -> Array:
-    """``log_prob`` laid out on ``ndim`` dims, summed over every dim not in ``dims``."""
-    log_prob = jnp.reshape(log_prob, (1,) * (ndim - jnp.ndim(log_prob)) + jnp.shape(log_prob))
-    summed = tuple(d for d in range(-ndim, 0) if d not in dims)
-    return log_prob.sum(summed, keepdims=True) if summed else log_prob
 
 
 @jax.tree_util.register_dataclass

@@ -6,9 +6,10 @@ import pyro
 import torch
 from pyro import poutine
 
+from ..plates import factor_dims
 from .elbo import DiscreteELBO
 from .reads import logits_sources
-from .traces import DiscreteSampler, continuous_sites, costs, discrete_pass, factor_dims
+from .traces import DiscreteSampler, continuous_sites, costs, discrete_pass
 
 __all__ = ["DisarmELBO"]
 

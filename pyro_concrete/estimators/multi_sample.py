@@ -8,16 +8,9 @@ from collections.abc import Callable
 import torch
 from pyro import poutine
 
+from ..plates import element_scale, factor_dims
 from .elbo import DiscreteELBO
-from .traces import (
-    Costs,
-    DiscreteSampler,
-    costs,
-    discrete_pass,
-    element_scale,
-    factor_dims,
-    subsample_sites,
-)
+from .traces import Costs, DiscreteSampler, costs, discrete_pass, subsample_sites
 
 __all__ = ["MultiSampleELBO"]
 

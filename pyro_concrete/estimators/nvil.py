@@ -34,6 +34,7 @@ from pyro.infer import ELBO
 from pyro.infer.enum import get_importance_trace
 from torch import nn
 
+from ..plates import plate_dims
 from .traces import unscaled_log_prob
 
 __all__ = ["NvilELBO"]
@@ -54,18 +55,6 @@ def _baseline_network(features: int, hidden: int) -> nn.Sequential:
         nn.init.xavier_uniform_(linear.weight)
         nn.init.zeros_(linear.bias)
     return layers
-
-
-def _common_plate_dims(*traces: pyro.poutine.Trace) -> set[int]:
-    """Dims of the plates that enclose every latent and observed site: the elements over
-    which the ELBO is a sum of independent terms (the data points)."""
-    stacks = [
-        {frame.dim for frame in site["cond_indep_stack"] if frame.vectorized}
-        for trace in traces
-        for site in trace.nodes.values()
-        if site["type"] == "sample"
-    ]
-    return set.intersection(*stacks) if stacks else set()
 
 
 def _per_element(log_prob: torch.Tensor, keep: set[int]) -> torch.Tensor:
@@ -166,7 +155,7 @@ class NvilELBO(ELBO):
         densities and any pathwise terms) and ``log q`` of the score-function sites."""
         signal, direct, log_q = [], [], []
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            keep = _common_plate_dims(model_trace, guide_trace)
+            keep = plate_dims(model_trace, guide_trace)
             log_p = sum(
                 _per_element(site["log_prob"], keep)
                 for site in model_trace.nodes.values()

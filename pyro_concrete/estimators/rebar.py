@@ -12,6 +12,7 @@ from torch.distributions import constraints
 from torch.distributions.constraints import Constraint
 
 from ..distributions.conditional import bernoulli_conditional, categorical_conditional
+from ..plates import factor_dims
 from .elbo import DiscreteELBO
 from .reads import check_differentiable_reads
 from .traces import (
@@ -20,7 +21,6 @@ from .traces import (
     RelaxedSampler,
     costs,
     discrete_pass,
-    factor_dims,
     relaxed_pass,
     subsample_sites,
 )

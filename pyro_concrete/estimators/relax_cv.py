@@ -7,8 +7,9 @@ from collections.abc import Callable
 import torch
 from torch.distributions import constraints
 
+from ..plates import elements
 from .rebar import ControlVariateELBO
-from .traces import DiscreteSite, elements
+from .traces import DiscreteSite
 
 __all__ = ["RelaxELBO"]
 

@@ -35,6 +35,7 @@ from torch.nn.functional import softplus
 
 from ..distributions.noise import gumbel, logistic
 from ..distributions.wrappers import base_of, map_base
+from ..plates import elements, sample_sites
 
 __all__ = [
     "Costs",
@@ -46,12 +47,8 @@ __all__ = [
     "costs",
     "discrete_pass",
     "discrete_sites",
-    "element_scale",
-    "elements",
-    "factor_dims",
     "guide_pass",
     "relaxed_pass",
-    "subsample_scale",
     "subsample_sites",
     "unscaled_log_prob",
 ]
@@ -358,7 +355,7 @@ def guide_pass(
     inputs and parameters alone), and nothing else that reads its value: given
     ``previous``, an earlier pass of it, the trace is made from that one with the site's
     new value, without running the guide again."""
-    sites = [] if previous is None else _sample_sites(previous)
+    sites = [] if previous is None else sample_sites(previous)
     if len(sites) != 1 or not _is_latent(sites[0]) or _kind(sites[0]["fn"]) is None:
         if previous is not None:  # every pass of a step sees the same data points
             guide = poutine.replay(guide, trace=subsample_sites(previous))
@@ -368,16 +365,6 @@ def guide_pass(
     trace = previous.copy()  # shares the other (param, subsample) sites, which stay the same
     trace.nodes[site["name"]] = site
     return trace
-
-
-def _sample_sites(trace: poutine.Trace) -> list[dict]:
-    """The trace's sample sites (observed ones included), but for the plates' subsample
-    sites."""
-    return [
-        site
-        for site in trace.nodes.values()
-        if site["type"] == "sample" and not site_is_subsample(site)
-    ]
 
 
 def _compute_log_prob(trace: poutine.Trace) -> None:
@@ -438,21 +425,6 @@ def relaxed_pass(
     return model_trace, guide_trace
 
 
-def factor_dims(*traces: poutine.Trace) -> tuple[set[int], int]:
-    """``(dims, ndim)``: the dims of the plates enclosing every sample site of ``traces``,
-    and the number of batch dims the costs are laid out on."""
-    sites = [
-        site
-        for trace in traces
-        for site in trace.nodes.values()
-        if site["type"] == "sample" and not site_is_subsample(site)
-    ]
-    stacks = [{f.dim for f in site["cond_indep_stack"] if f.vectorized} for site in sites]
-    dims = set.intersection(*stacks) if stacks else set()
-    ndim = max([-d for stack in stacks for d in stack] + [s["log_prob"].dim() for s in sites])
-    return dims, max(ndim, 0)
-
-
 def continuous_sites(trace: poutine.Trace, discrete: set[str]) -> poutine.Trace:
     """The latent sites of ``trace`` not in ``discrete``, to replay (DisARM's antithetic
     pass shares their values)."""
@@ -470,82 +442,6 @@ def subsample_sites(trace: poutine.Trace) -> poutine.Trace:
         if site_is_subsample(site):
             out.add_node(name, **site)
     return out
-
-
-def subsample_scale(model_trace: poutine.Trace, dims: set[int], estimator: str) -> float:
-    """``N / B``: the subsampling scale of the factor plates (dims ``dims``), for an
-    objective taken per element and then scaled (VIMCO's bound, as NumPyro's
-    ``RenyiELBO``).  A subsampled plate that does not enclose every site raises
-    ``ValueError``: such a bound does not split over it."""
-    frames = {f for site in _sample_sites(model_trace) for f in site["cond_indep_stack"]}
-    scale = 1.0
-    for frame in frames:
-        size = frame.size if frame.full_size is None else frame.full_size
-        if size > frame.size:
-            if frame.dim not in dims:
-                raise ValueError(_subsample_message(estimator, frame.name))
-            scale *= size / frame.size
-    return scale
-
-
-def _subsample_message(estimator: str, plate: str) -> str:
-    return (
-        f"{estimator}: plate {plate!r} is subsampled but does not enclose every sample "
-        "site; the multi-sample bound is taken per element of the plates that enclose "
-        "every site and does not split over others. Subsample only a plate that encloses "
-        "the whole model (the data plate), or do not subsample."
-    )
-
-
-def element_scale(
-    traces: tuple[poutine.Trace, poutine.Trace], dims: set[int], ndim: int, estimator: str
-) -> torch.Tensor:
-    """The scale of each element of the factor plates (dims ``dims``) of ``traces``,
-    ``(model_trace, guide_trace)``, laid out on ``ndim`` dims: what subsampling and
-    ``poutine.scale`` multiply every log density of the element by (``N / B``,
-    ``LightningSVI``'s ``num_data / batch``, a scale tensor over the data plate), for an
-    objective taken per element from its unscaled densities and then scaled (VIMCO's
-    bound).  A subsampled plate that does not enclose every site, or a scale that differs
-    between the sites of one element or within it (a scale on the model only, or on some
-    sites only), raises ``ValueError``: a ``K``-sample bound ``log (1/K) sum_k w_k`` has
-    no per-element scale then."""
-    subsample_scale(traces[0], dims, estimator)  # its error names a plate that cannot split
-    summed = [d for d in range(-ndim, 0) if d not in dims]
-    first, out = None, None
-    for role, trace in zip(("model", "guide"), traces, strict=True):
-        for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            scale = torch.as_tensor(site["scale"], dtype=site["log_prob"].dtype)
-            shape = torch.broadcast_shapes(scale.shape, site["log_prob"].shape)
-            scale = scale.expand(shape).reshape((1,) * (ndim - len(shape)) + shape)
-            low = scale.amin(summed, keepdim=True) if summed else scale
-            high = scale.amax(summed, keepdim=True) if summed else scale
-            if out is None:
-                first, out = f"{role} site {name!r}", high
-            if not (torch.allclose(low, high) and torch.allclose(high, out)):
-                raise ValueError(_scale_message(estimator, f"{role} site {name!r}", first))
-    return out if out is not None else torch.ones((1,) * ndim)
-
-
-def _scale_message(estimator: str, site: str, first: str) -> str:
-    return (
-        f"{estimator}: {site} is scaled differently from {first} on "
-        "the same element of the plates that enclose every site (a poutine.scale on the "
-        "model only, or on some sites only, or one that varies within a data point). The "
-        "bound is taken per element from its unscaled weights and then multiplied by the "
-        "element's scale, which must be one number for all of the element's sites, in the "
-        "model and the guide. Apply poutine.scale to both the model and the guide (as "
-        "LightningSVI does), with one value per data point."
-    )
-
-
-def elements(log_prob: torch.Tensor, dims: set[int], ndim: int) -> torch.Tensor:
-    """``log_prob`` laid out on ``ndim`` dims, summed over every dim not in ``dims``."""
-    if log_prob.dim() < ndim:
-        log_prob = log_prob.reshape((1,) * (ndim - log_prob.dim()) + log_prob.shape)
-    summed = [d for d in range(-ndim, 0) if d not in dims]
-    return log_prob.sum(summed, keepdim=True) if summed else log_prob
 
 
 @dataclass
