@@ -42,7 +42,7 @@ UNBIASED = {
     "rebar_tuned": ("RebarELBO", {"eta": 0.5, "temperature": 1.0}, 20, PROBLEMS, 1),
     "relax": ("RelaxELBO", {}, 20, PROBLEMS, 1),
     "rloo": ("RlooELBO", {"num_particles": 2}, 0, PROBLEMS, 1),
-    "rloo3": ("RlooELBO", {"num_particles": 3}, 0, PROBLEMS, 1),
+    "rloo3": ("RlooELBO", {"num_particles": 3}, 0, ("mixed",), 1),
     # both settings of vectorize_particles: in Pyro, DisARM's pair and REBAR's two relaxed
     # points in one pass of model and guide, or in two; a setting whose program is the
     # backend's default is skipped (Pyro's False; NumPyro's both, with one particle)
@@ -55,10 +55,16 @@ UNBIASED = {
         "RlooELBO",
         {"num_particles": 3, "vectorize_particles": True},
         0,
-        PROBLEMS,
+        ("mixed",),
         1,
     ),
-    "rloo_looped": ("RlooELBO", {"num_particles": 3, "vectorize_particles": False}, 0, PROBLEMS, 1),
+    "rloo_looped": (
+        "RlooELBO",
+        {"num_particles": 3, "vectorize_particles": False},
+        0,
+        ("mixed",),
+        1,
+    ),
 }
 #: DisARM's draws for its variance: the Monte Carlo error of the summed variance is then
 #: about 1.3% of it (0.38 of 28.7 on the Bernoulli problem)

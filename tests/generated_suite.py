@@ -57,7 +57,7 @@ CONTROL = {"score_function": ("TraceGraph_ELBO", {}, 1)}
 
 #: the fixed sample: between them every feature of ``generated_models`` (the test
 #: ``test_the_fixed_seeds_cover_every_feature``); ``FAST`` in the default run
-SEEDS = (4, 23, 42, 68, 78, 106, 108, 171, 252, 299)
+SEEDS = (23, 42, 68, 78, 106, 108, 171, 299)
 FAST = (23, 68)
 
 #: the most configurations of a factor of the two-sample bound (its enumeration is their

@@ -174,17 +174,17 @@ class _Encoder(pyro.nn.PyroModule):
         (lambda: pc.RebarELBO(tune=False), 1),
         (lambda: pc.RebarELBO(eta=0.5, temperature=1.0), 1),
         (lambda: pc.RelaxELBO(), 1),
-        (lambda: pc.DisarmELBO(), 1),
-        (lambda: pc.VimcoELBO(num_particles=2), 2),
     ],
-    ids=["rebar", "rebar_tuned", "relax", "disarm", "vimco"],
+    ids=["rebar", "rebar_tuned", "relax"],
 )
 def test_every_tensor_a_pass_reads_gets_its_unbiased_gradient(loss, k):
     """The ``"bernoulli"`` problem with no ``pyro.param`` in it: the guide's logits in a
     ``PyroModule`` read outside ``forward``, the model's prior and weights tensors it
     closes over.  ``differentiable_loss`` (a torch optimiser's route) gives each the
     gradient of the objective, as ``Trace_ELBO`` does: the mean of 600 draws against the
-    float64 enumeration."""
+    float64 enumeration.  (DisARM's, VIMCO's and RLOO's surrogates are differentiated
+    whole, so every leaf gets its gradient there; the generated suite's models with
+    closed-over and ``PyroModule`` parameters check them too.)"""
     params, y = make_problem("bernoulli", seed=3)
     leaves = {
         k_: torch.tensor(v, dtype=torch.float32, requires_grad=True) for k_, v in params.items()
