@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-HELPERS = {"common.py", "run_all.py", "by_hand.py"}
+HELPERS = {"common.py", "run_all.py", "by_hand.py", "floors_jax.py"}
 
 # benchmarks/ is a folder of scripts, not a package: load run_all.py by path.
 _spec = importlib.util.spec_from_file_location("benchmarks_run_all", BENCHMARKS / "run_all.py")
@@ -64,10 +64,17 @@ EXPECTED = {
         "library / by hand",
         "; vectorised",
     ],
+    "numpyro_floors.py": [
+        "## NumPyro's estimators against the bare JAX floor",
+        "| RebarELBO(tune=False)",
+        "| RelaxELBO",
+        "| RlooELBO(K=5)",
+        "library / floor",
+    ],
 }
 # Scripts that read the binarized MNIST file: run only where CONCRETE_MNIST names it (the suite
 # never downloads it).
-NEEDS_MNIST = {"gradient_quality.py", "estimators.py"}
+NEEDS_MNIST = {"gradient_quality.py", "estimators.py", "numpyro_floors.py"}
 
 
 def test_run_all_runs_every_benchmark_script():
