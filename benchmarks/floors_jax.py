@@ -65,6 +65,13 @@ def _uniform(key, shape, dtype):
     return jax.random.uniform(key, shape, dtype) + jnp.finfo(dtype).eps / 2
 
 
+def _softplus(a):
+    """``log(1 + e^a)`` as ``relu(a) + log1p(e^-|a|)``: two transcendentals forward, the
+    backward reusing ``e^-|a|`` (``jax.nn.softplus``, a ``logaddexp``, takes another; the
+    derivative of ``jnp.maximum`` splits ties, at the cost of a select and a divide)."""
+    return jax.nn.relu(a) + jnp.log1p(jnp.exp(-jnp.abs(a)))
+
+
 def _logits(p: dict, x):
     """The guide's logits ``l = x W_e + c_e``."""
     return x @ p["encoder0_w0"] + p["encoder0_b0"]
@@ -73,12 +80,12 @@ def _logits(p: dict, x):
 def _log_joint(p: dict, x, b):
     """``log p(x, b)`` per image, the Bernoulli log-masses continued to ``b`` in [0, 1]."""
     a = b @ p["decoder0_w0"] + p["decoder0_b0"]
-    return jnp.sum(x * a - jax.nn.softplus(a), -1) - b.shape[-1] * math.log(2.0)
+    return jnp.sum(x * a - _softplus(a), -1) - b.shape[-1] * math.log(2.0)
 
 
 def _log_q(logits, b):
     """``log q(b | x) = sum_i b_i l_i - softplus(l_i)`` per image, continued to [0, 1]."""
-    return jnp.sum(b * logits - jax.nn.softplus(logits), -1)
+    return jnp.sum(b * logits - _softplus(logits), -1)
 
 
 def _control_variate_surrogate(p: dict, key, x, temperature, cv: Callable):
@@ -96,7 +103,7 @@ def _control_variate_surrogate(p: dict, key, x, temperature, cv: Callable):
     # z~ = l + logit(v'), v' = v (1 - theta) or 1 - theta + v theta, in log space
     v = _uniform(v_key, logits.shape, logits.dtype)
     sign = 2 * b - 1
-    z_tilde = sign * (jax.nn.softplus(sign * logits + jnp.log(v)) - jnp.log1p(-v))
+    z_tilde = sign * (_softplus(sign * logits + jnp.log(v)) - jnp.log1p(-v))
     fixed = {k: stop(p[k]) for k in DECODER}
 
     def c(point):
