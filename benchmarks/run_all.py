@@ -23,6 +23,7 @@ SCRIPTS = (
     "gradient_quality.py",
     "estimators.py",
     "numpyro_floors.py",
+    "peers.py",
 )
 
 

@@ -71,10 +71,15 @@ EXPECTED = {
         "| RlooELBO(K=5)",
         "library / floor",
     ],
+    "peers.py": [
+        "## REBAR and RELAX: ours, the torch floor and the peers",
+        "| ours: Pyro",
+        "REBAR / ours (range)",
+    ],
 }
 # Scripts that read the binarized MNIST file: run only where CONCRETE_MNIST names it (the suite
 # never downloads it).
-NEEDS_MNIST = {"gradient_quality.py", "estimators.py", "numpyro_floors.py"}
+NEEDS_MNIST = {"gradient_quality.py", "estimators.py", "numpyro_floors.py", "peers.py"}
 
 
 def test_run_all_runs_every_benchmark_script():
