@@ -169,7 +169,7 @@ def main() -> None:
 
     pyro.enable_validation(False)
     torch.distributions.Distribution.set_default_validate_args(False)
-    latents, batch, draws = (20, 8, 2000) if options.fast else (200, 50, 100_000)
+    latents, batch, draws = (20, 8, 2000) if options.fast else (200, 50, 1_000_000)
     rounds = options.repeats
     ms = measure(images(batch), latents, options, rounds)
     bias = {peer: run_peer(PEERS[peer], "check", draws) for peer in _installed()}
