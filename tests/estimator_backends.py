@@ -425,7 +425,8 @@ class PyroEstimators(EstimatorBackend):
 
 
 def _tuned_name(name: str) -> bool:
-    return any(tag in name for tag in ("_rebar_", "_relax_", "relax_eta", "rebar_eta"))
+    tags = ("_rebar_", "_relax_", "relax_eta", "rebar_eta", "doublecv_", "rodeo_")
+    return any(tag in name for tag in tags)
 
 
 # ----------------------------------------------------------------------------- NumPyro
