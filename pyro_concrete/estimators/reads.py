@@ -167,9 +167,10 @@ def check_independent(
 def _step_message(estimator: str, name: str) -> str:
     return (
         f"{estimator}: the value of discrete site {name!r} is read through a step function "
-        "(argmax, a comparison, round, ...): at its relaxed value the model computes f(b) "
-        "itself, with a derivative of zero, and the control variate's pathwise terms "
-        "vanish, which biases the gradient. Read the value with arithmetic "
+        "(argmax, a comparison, round, ...): at a real-valued point the model computes "
+        "f(b) itself, with a derivative of zero, and the estimator's terms built from that "
+        "derivative vanish (REBAR's and RELAX's pathwise terms: their gradient is biased). "
+        "Read the value with arithmetic "
         "(pyro_concrete.select(table, z) for a categorical, z * a + (1 - z) * b for a "
         "Bernoulli), or use DisarmELBO or VimcoELBO, which evaluate the model at discrete "
         "values only."
