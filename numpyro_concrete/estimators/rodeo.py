@@ -16,10 +16,10 @@ __all__ = ["RodeoELBO"]
 
 class RodeoELBO(LinearisedELBO):
     r"""The discrete ELBO ``E_q[f(b)]``, ``f(b) = log p(x, b) - log q(b)``, with the RODEO
-    gradient (Shi et al. 2022, Sec. 4, Eq. 11) for the logits ``l`` of the guide's
+    gradient (Shi et al. 2022, the RODEO estimator) for the logits ``l`` of the guide's
     ``Bernoulli`` sites, ``theta = sigmoid(l)``, ``s(y) = y - theta``, from ``K >= 2``
     samples per data point (:class:`LinearisedELBO`: ``d_k`` the model's derivative at
-    ``b_k``).  The Gibbs Stein operator of ``q`` (Eq. 6),
+    ``b_k``).  The Gibbs Stein operator of ``q``,
 
     .. math::
         (A h)(y) = \sum_i q_i(1 - y_i) \, [h(y^{(i)}) - h(y)],

@@ -12,7 +12,7 @@ __all__ = ["DoubleCvELBO"]
 
 class DoubleCvELBO(LinearisedELBO):
     r"""The discrete ELBO ``E_q[f(b)]``, ``f(b) = log p(x, b) - log q(b)``, with the double
-    control variates gradient (Titsias & Shi 2022, Sec. 3) for the logits ``l`` of the
+    control variates gradient (Titsias & Shi 2022) for the logits ``l`` of the
     guide's ``Bernoulli`` sites, ``theta = sigmoid(l)``, from ``K >= 2`` samples per data
     point (:class:`LinearisedELBO`: ``d_k`` the model's derivative at ``b_k``):
 
