@@ -17,11 +17,13 @@ from .distributions import (
 )
 from .estimators import (
     DisarmELBO,
+    DoubleCvELBO,
     ImportanceWeightedELBO,
     NvilELBO,
     RebarELBO,
     RelaxELBO,
     RlooELBO,
+    RodeoELBO,
     VimcoELBO,
 )
 from .infer import (
@@ -42,6 +44,7 @@ __all__ = [
     "Concrete",
     "ConcreteStraightThrough",
     "DisarmELBO",
+    "DoubleCvELBO",
     "ExpConcrete",
     "HardConcrete",
     "ImportanceWeightedELBO",
@@ -53,6 +56,7 @@ __all__ = [
     "RelaxELBO",
     "Relaxed",
     "RlooELBO",
+    "RodeoELBO",
     "VimcoELBO",
     "constant_temperature",
     "discrete_bound",

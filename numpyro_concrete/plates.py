@@ -11,6 +11,7 @@ import numpy as np
 from jax import Array
 
 __all__ = [
+    "coordinates",
     "element_scale",
     "elements",
     "factor_dims",
@@ -130,3 +131,16 @@ def elements(log_prob: Array, dims: set[int], ndim: int) -> Array:
     log_prob = jnp.reshape(log_prob, (1,) * (ndim - jnp.ndim(log_prob)) + jnp.shape(log_prob))
     summed = tuple(d for d in range(-ndim, 0) if d not in dims)
     return log_prob.sum(summed, keepdims=True) if summed else log_prob
+
+
+def coordinates(x: Array, event_dim: int, dims: set[int], ndim: int) -> Array:
+    """A site's array ``x`` (``event_dim`` event dims) laid out per element: the ``ndim``
+    batch dims of :func:`elements` (of size 1 but for ``dims``), then one dim of the
+    element's coordinates (its batch dims outside ``dims`` and its event dims, flattened),
+    so that a sum over the last dim is the per-element sum of :func:`elements`."""
+    batch = jnp.shape(x)[: jnp.ndim(x) - event_dim]
+    x = jnp.reshape(x, (1,) * (ndim - len(batch)) + tuple(batch) + (-1,))
+    kept = [i for i in range(ndim) if i - ndim in dims]
+    moved = [i for i in range(ndim) if i - ndim not in dims]
+    shape = [x.shape[i] if i - ndim in dims else 1 for i in range(ndim)]
+    return jnp.reshape(jnp.transpose(x, kept + moved + [ndim]), shape + [-1])

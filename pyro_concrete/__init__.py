@@ -18,11 +18,13 @@ from .distributions import (
 )
 from .estimators import (
     DisarmELBO,
+    DoubleCvELBO,
     ImportanceWeightedELBO,
     NvilELBO,
     RebarELBO,
     RelaxELBO,
     RlooELBO,
+    RodeoELBO,
     VimcoELBO,
 )
 from .infer import (
@@ -44,6 +46,7 @@ __all__ = [
     "Concrete",
     "ConcreteStraightThrough",
     "DisarmELBO",
+    "DoubleCvELBO",
     "ExpConcrete",
     "HardConcrete",
     "HardSample",
@@ -57,6 +60,7 @@ __all__ = [
     "Relaxed",
     "RelaxedSample",
     "RlooELBO",
+    "RodeoELBO",
     "VimcoELBO",
     "constant_temperature",
     "discrete_bound",

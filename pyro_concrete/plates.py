@@ -10,6 +10,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 __all__ = [
+    "coordinates",
     "element_scale",
     "elements",
     "factor_dims",
@@ -126,3 +127,16 @@ def elements(log_prob: torch.Tensor, dims: set[int], ndim: int) -> torch.Tensor:
         log_prob = log_prob.reshape((1,) * (ndim - log_prob.dim()) + log_prob.shape)
     summed = [d for d in range(-ndim, 0) if d not in dims]
     return log_prob.sum(summed, keepdim=True) if summed else log_prob
+
+
+def coordinates(x: torch.Tensor, event_dim: int, dims: set[int], ndim: int) -> torch.Tensor:
+    """A site's tensor ``x`` (``event_dim`` event dims) laid out per element: the ``ndim``
+    batch dims of :func:`elements` (of size 1 but for ``dims``), then one dim of the
+    element's coordinates (its batch dims outside ``dims`` and its event dims, flattened),
+    so that a sum over the last dim is the per-element sum of :func:`elements`."""
+    batch = x.shape[: x.dim() - event_dim]
+    x = x.reshape((1,) * (ndim - len(batch)) + tuple(batch) + (-1,))
+    kept = [i for i in range(ndim) if i - ndim in dims]
+    moved = [i for i in range(ndim) if i - ndim not in dims]
+    shape = [x.shape[i] if i - ndim in dims else 1 for i in range(ndim)]
+    return x.permute(kept + moved + [ndim]).reshape(shape + [-1])

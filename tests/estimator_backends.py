@@ -40,7 +40,9 @@ class EstimatorBackend(abc.ABC):
     ) -> dict[str, np.ndarray]:
         """``draws`` independent estimates of the objective's gradient (ascent direction)
         with respect to every parameter of ``params``, ``(draws, *shape)`` each; first
-        ``tune_steps`` Adam steps on the loss's own tuned quantities only.  With
+        ``tune_steps`` Adam steps on the loss's own tuned quantities only, and then how
+        far each moved (unconstrained, the final value less the initial one) under
+        ``"tuned/" + name``.  With
         ``subsample_size``, the data plate draws that many of the points at each step;
         with ``scale`` (a number, or one per point) and ``mask`` (one bool per point), the
         backend's scale and mask handlers around both the model and the guide."""
@@ -269,8 +271,7 @@ class PyroEstimators(EstimatorBackend):
         model, guide = self._problem(problem, params, subsample_size=subsample_size)
         model, guide = self._handled(model, guide, scale, mask)
         y = self._y(y)
-        if tune_steps:
-            self._tune(model, guide, y, loss, tune_steps)
+        moved = self._tune(model, guide, y, loss, tune_steps) if tune_steps else {}
         out = {k: [] for k in params}
         store = pyro.get_param_store()
         for _ in range(draws):
@@ -280,18 +281,20 @@ class PyroEstimators(EstimatorBackend):
                 if name in out:
                     out[name].append(-leaf.grad.numpy().copy())
                 leaf.grad = None
-        return {k: np.stack(v) for k, v in out.items()}
+        return {**{k: np.stack(v) for k, v in out.items()}, **moved}
 
-    def _tune(self, model, guide, y, loss, steps):
+    def _tune(self, model, guide, y, loss, steps) -> dict[str, np.ndarray]:
         torch, store = self.torch, self.pyro.get_param_store()
         loss.loss_and_grads(model, guide, y)
-        tuned = [store.get_param(k).unconstrained() for k in store.keys() if _tuned_name(k)]
-        optim = torch.optim.Adam(tuned, lr=0.05)
+        tuned = {k: store.get_param(k).unconstrained() for k in store.keys() if _tuned_name(k)}
+        before = {k: v.detach().numpy().copy() for k, v in tuned.items()}
+        optim = torch.optim.Adam(list(tuned.values()), lr=0.05)
         for _ in range(steps):
             for k in store.keys():
                 store.get_param(k).unconstrained().grad = None
             loss.loss_and_grads(model, guide, y)
             optim.step()
+        return {f"tuned/{k}": v.detach().numpy() - before[k] for k, v in tuned.items()}
 
     def objective_values(self, problem, params, y, loss, draws, scale=None):
         self.pyro.clear_param_store()
@@ -425,7 +428,8 @@ class PyroEstimators(EstimatorBackend):
 
 
 def _tuned_name(name: str) -> bool:
-    return any(tag in name for tag in ("_rebar_", "_relax_", "relax_eta", "rebar_eta"))
+    tags = ("_rebar_", "_relax_", "relax_eta", "rebar_eta", "doublecv_", "rodeo_")
+    return any(tag in name for tag in tags)
 
 
 # ----------------------------------------------------------------------------- NumPyro
@@ -577,9 +581,9 @@ class NumpyroEstimators(EstimatorBackend):
         model, guide = self._handled(model, guide, scale, mask)
         y = jax.numpy.asarray(y, jax.numpy.float32)
         svi, guide, state = self._init(model, guide, y, loss, seed)
-        param_map = svi.get_params(state)
+        param_map, moved = svi.get_params(state), {}
         if tune_steps:
-            param_map = self._tune(svi, model, guide, y, loss, state, params, tune_steps)
+            param_map, moved = self._tune(svi, model, guide, y, loss, state, params, tune_steps)
 
         def grad(key):
             g = jax.grad(lambda p: loss.loss(key, p, model, guide, y))(param_map)
@@ -587,10 +591,11 @@ class NumpyroEstimators(EstimatorBackend):
 
         keys = jax.random.split(jax.random.PRNGKey(seed + 1), draws)
         out = jax.jit(jax.vmap(grad))(keys)
-        return {k: np.asarray(v) for k, v in out.items()}
+        return {**{k: np.asarray(v) for k, v in out.items()}, **moved}
 
     def _tune(self, svi, model, guide, y, loss, state, params, steps):
-        """Adam (lr 0.05) on the unconstrained tuned quantities only."""
+        """Adam (lr 0.05) on the unconstrained tuned quantities only: the parameters
+        after it, and how far each tuned quantity moved."""
         jax, jnp = self.jax, self.jax.numpy
         u = svi.optim.get_params(state.optim_state)
         names = [k for k in u if _tuned_name(k)]
@@ -606,10 +611,10 @@ class NumpyroEstimators(EstimatorBackend):
             return u, m, v
 
         m = {k: jnp.zeros_like(u[k]) for k in names}
-        v = dict(m)
+        v, before = dict(m), dict(u)
         for t, key in enumerate(jax.random.split(jax.random.PRNGKey(5), steps), start=1):
             u, m, v = step(u, m, v, t, key)
-        return svi.constrain_fn(u)
+        return svi.constrain_fn(u), {f"tuned/{k}": np.asarray(u[k] - before[k]) for k in names}
 
     def objective_values(self, problem, params, y, loss, draws, scale=None):
         jax = self.jax

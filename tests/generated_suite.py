@@ -47,6 +47,9 @@ ESTIMATORS = {
     "disarm": ("DisarmELBO", {}, 1),
     "vimco": ("VimcoELBO", {"num_particles": 2}, 2),
     "rloo": ("RlooELBO", {"num_particles": 2}, 1),
+    # their control variates away from 0, where both are RLOO
+    "doublecv": ("DoubleCvELBO", {"num_particles": 2, "alpha": -1.0}, 1),
+    "rodeo": ("RodeoELBO", {"num_particles": 2, "alpha": 1.0, "beta": 1.0}, 1),
     # NVIL's guide gradient is unbiased only for the normalised objective
     # (grad L / max(1, sigma), its first step scaled by its own batch): its model
     # parameters are checked, the guide's are not
@@ -67,6 +70,10 @@ MAX_VIMCO_CONFIGURATIONS = 1000
 
 #: the estimators that evaluate the model at relaxed values
 RELAXED = ("rebar", "rebar_tuned", "relax")
+#: the estimators that differentiate the model at its discrete values
+DERIVATIVE = ("doublecv", "rodeo")
+#: the estimators for Bernoulli sites independent given the data
+INDEPENDENT_BERNOULLI = ("disarm", *DERIVATIVE)
 
 
 def _step_sites(spec: Spec) -> list[str]:
@@ -76,10 +83,10 @@ def _step_sites(spec: Spec) -> list[str]:
 def documented_rejection(spec: Spec, key: str) -> str | None:
     """The pattern of the ``ValueError`` that the estimator's documentation promises for
     ``spec`` today, or ``None``."""
-    if key == "disarm":
+    if key in INDEPENDENT_BERNOULLI:
         culprits = [s.name for s in spec.sites if s.family != "bernoulli" or s.parent]
         if culprits:
-            return f"DisarmELBO: (the logits of )?guide site '({'|'.join(culprits)})'"
+            return f"{ESTIMATORS[key][0]}: (the logits of )?guide site '({'|'.join(culprits)})'"
     if key in RELAXED and any(s.read == "index" for s in spec.sites):
         return f"{ESTIMATORS[key][0]} evaluates the model at relaxed values"
     if key == "vimco" and spec.subsample and any(s.level == "global" for s in spec.sites):
@@ -89,10 +96,11 @@ def documented_rejection(spec: Spec, key: str) -> str | None:
 
 def rejection(spec: Spec, key: str) -> str | None:
     """The pattern of the ``ValueError`` that ``spec`` must raise, or ``None``: what the
-    documentation promises, and (issue 23, item 1) REBAR and RELAX on a model that reads
-    a site through a step function, naming the estimator and a site so read."""
+    documentation promises, and (issue 23, item 1) REBAR and RELAX, and the estimators
+    that differentiate the model, on a model that reads a site through a step function,
+    naming the estimator and a site so read."""
     documented = documented_rejection(spec, key)
-    if documented is None and key in RELAXED and _step_sites(spec):
+    if documented is None and key in RELAXED + DERIVATIVE and _step_sites(spec):
         return f"(?s){ESTIMATORS[key][0]}.*'({'|'.join(_step_sites(spec))})'"
     return documented
 

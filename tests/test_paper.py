@@ -49,7 +49,9 @@ ROWS = [
         r.method == name and protocol.ARCHITECTURES[r.arch].table == table_name
         for r in protocol.ALL_ROWS
     )
-] + [("200H-784V", "rloo", 2)]  # fmt: skip (RLOO: registered, not a row of the tables)
+] + [
+    ("200H-784V", name, 2) for name in ("rloo", "doublecv", "rodeo")
+]  # fmt: skip (registered, not rows of the tables)
 PYRO_ROWS = [
     ("200H-784V", "concrete", 1),
     ("200H-784V", "nvil", 1),

@@ -45,6 +45,8 @@ METHODS = {
     "vimco": Method("VIMCO", 2, None, ("", "VimcoELBO"), multi_sample=True),
     # not a row of the paper's tables: K = m samples per point, its objective the ELBO
     "rloo": Method("RLOO", 2, None, ("", "RlooELBO"), multi_sample=True),
+    "doublecv": Method("Double CV", 2, None, ("", "DoubleCvELBO"), multi_sample=True),
+    "rodeo": Method("RODEO", 2, None, ("", "RodeoELBO"), multi_sample=True),
     "rebar": Method("REBAR", 1, 1, ("", "RebarELBO")),
     "relax": Method("RELAX", 1, 1, ("", "RelaxELBO")),
     "disarm": Method("DisARM", 1, 1, ("", "DisarmELBO")),

@@ -107,8 +107,9 @@ _M1_STRUCTURED = (1, ("concrete", "nvil"))
 _MULTI = tuple((m, ("concrete", "vimco")) for m in (5, 50))
 #: methods that need the guide's sites independent given the data, which those of a model
 #: with more than one layer of latents are not (the estimator raises there)
-ONE_LAYER_METHODS = ("disarm",)
-#: every row of both tables; DisARM on the one-layer models only
+ONE_LAYER_METHODS = ("disarm", "doublecv", "rodeo")
+#: every row of both tables; DisARM on the one-layer models only (Double CV and RODEO
+#: are no rows)
 ALL_ROWS = tuple(
     row
     for row in _rows(_DENSITY, (_M1, *_MULTI)) + _rows(_STRUCTURED, (_M1_STRUCTURED, *_MULTI))

@@ -5,15 +5,23 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from jax import Array
-from numpyro.handlers import condition, replay, seed, substitute, trace
+from numpyro.handlers import replay
 
-from ..distributions.wrappers import base_of
 from ..plates import factor_dims
 from .elbo import DiscreteELBO
-from .reads import reads_its_inputs
-from .traces import DiscreteSampler, continuous_sites, costs, discrete_pass, subsample_sites
+from .reads import check_independent
+from .traces import (
+    DiscreteSampler,
+    check_bernoulli,
+    continuous_sites,
+    costs,
+    discrete_pass,
+)
 
 __all__ = ["DisarmELBO"]
+
+#: the estimators that take a hierarchical guide, and a categorical site
+_ALTERNATIVES = ("RebarELBO or VimcoELBO", "RebarELBO, RelaxELBO or VimcoELBO")
 
 
 class DisarmELBO(DiscreteELBO):
@@ -51,9 +59,19 @@ class DisarmELBO(DiscreteELBO):
         key = jax.random.split(rng_key)[0]
         first = DiscreteSampler(rng_key=key, keep_z=False, estimator="DisarmELBO")
         traces = discrete_pass(model, guide, args, kwargs, params, key, first)
-        _check_bernoulli(first)
+        check_bernoulli(first.sites, "DisarmELBO", _ALTERNATIVES[1])
         if len(first.sites) > 1:
-            _check_independent(guide, args, kwargs, params, key, first, traces[1])
+            check_independent(
+                guide,
+                args,
+                kwargs,
+                params,
+                key,
+                first.sites,
+                traces[1],
+                "DisarmELBO",
+                _ALTERNATIVES[0],
+            )
         second = DiscreteSampler(rng_key=key, sign=-1, keep_z=False, estimator="DisarmELBO")
         # the pair shares the values of the guide's continuous sites (the same key alone
         # does not give them: a replayed subsample draws no key)
@@ -72,40 +90,3 @@ class DisarmELBO(DiscreteELBO):
             weight = (1 - 2 * anti.value) * (b != anti.value) * jax.nn.sigmoid(jnp.abs(alpha))
             surrogate = surrogate + jnp.sum(jax.lax.stop_gradient(signal * weight) * alpha)
         return jnp.sum((here.value + there.value) / 2), surrogate
-
-
-def _check_independent(
-    guide, args, kwargs, params, key, sampler: DiscreteSampler, guide_trace: dict
-) -> None:
-    """``ValueError`` if the logits of a discrete site of ``guide`` read the value of a
-    discrete site: the guide's program with the sites' values as inputs (and the data
-    points of ``guide_trace``), traced to a jaxpr."""
-    values = {name: site.value for name, site in sampler.sites.items()}
-    guide = replay(guide, trace=subsample_sites(guide_trace))
-
-    def logits(values: dict) -> dict:
-        run = condition(substitute(seed(guide, key), data=params), data=values)
-        tr = trace(run).get_trace(*args, **kwargs)
-        return {name: base_of(tr[name]["fn"]).logits for name in values}
-
-    for name, depends in reads_its_inputs(logits, values).items():
-        if depends:
-            raise ValueError(_hierarchical_message(name))
-
-
-def _hierarchical_message(name: str) -> str:
-    return (
-        f"DisarmELBO: the logits of guide site {name!r} depend on the value of another "
-        "discrete site (the guide computes them from it). DisARM needs the guide's discrete "
-        "sites independent given the data; use RebarELBO or VimcoELBO for a hierarchical "
-        "guide."
-    )
-
-
-def _check_bernoulli(sampler: DiscreteSampler) -> None:
-    for name, site in sampler.sites.items():
-        if site.kind != "bernoulli":
-            raise ValueError(
-                f"DisarmELBO: guide site {name!r} is categorical ({site.kind}); DisARM is "
-                "defined for Bernoulli sites only. Use RebarELBO, RelaxELBO or VimcoELBO."
-            )

@@ -38,7 +38,7 @@ class ImportanceWeightedELBO(MultiSampleELBO):
 
     def _pass(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
-    ) -> tuple[tuple[dict, dict], set[str]]:
+    ) -> tuple[tuple[dict, dict], set[str], dict]:
         model_key, guide_key = jax.random.split(rng_key)
         model_trace, guide_trace = get_importance_trace(
             seed(model, model_key), seed(guide, guide_key), args, kwargs, params
@@ -53,11 +53,11 @@ class ImportanceWeightedELBO(MultiSampleELBO):
                     "(numpyro_concrete.relax), or, for discrete sites, use VimcoELBO (the "
                     "same bound with score-function gradients)."
                 )
-        return (model_trace, guide_trace), set()
+        return (model_trace, guide_trace), set(), {}
 
     def _estimate(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
-        _, log_w, scale = self._samples(rng_key, params, model, guide, args, kwargs)
+        _, log_w, scale, _ = self._samples(rng_key, params, model, guide, args, kwargs)
         bound = (scale * self._bound(log_w)).sum()
         return bound, bound

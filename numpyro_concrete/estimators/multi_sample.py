@@ -25,8 +25,9 @@ class MultiSampleELBO(DiscreteELBO):
     multiplied by the element's scale (subsampling's ``N / B``, ``handlers.scale``), so a
     scale ``S`` gives ``S log (1/K) sum_k w_k``, never ``log (1/K) sum_k w_k^S``.
 
-    Subclasses implement :meth:`_pass`, one sample's traces and discrete sites (the discrete
-    pass unless they say otherwise).  One whose
+    Subclasses implement :meth:`_pass`, one sample's traces, discrete sites and what the
+    estimator keeps of it besides its costs (the discrete pass, keeping nothing, unless
+    they say otherwise).  One whose
     objective is not a bound per point (RLOO's ELBO, linear in the weights) sets
     :attr:`bound_per_point` false: a scale then need not be one per point.
     """
@@ -47,43 +48,45 @@ class MultiSampleELBO(DiscreteELBO):
 
     def _pass(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
-    ) -> tuple[tuple[dict, dict], set[str]]:
-        """One sample's traces and discrete sites: the discrete pass, by default."""
+    ) -> tuple[tuple[dict, dict], set[str], dict[str, Array]]:
+        """One sample's traces, discrete sites, and the arrays the estimator keeps of it
+        besides its costs, by name: the discrete pass, keeping nothing, by default."""
         sampler = DiscreteSampler(rng_key=rng_key, keep_z=False, estimator=type(self).__name__)
         traces = discrete_pass(model, guide, args, kwargs, params, rng_key, sampler)
-        return traces, set(sampler.sites)
+        return traces, set(sampler.sites), {}
 
     def _sample(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
-    ) -> tuple[Costs, Array]:
-        """The :class:`Costs` of one sample and the scale of each element: the function
-        that ``vectorize_particles_fn`` maps over the ``K`` keys (Pyro's ``_samples`` loops
-        over, or vectorises, its passes instead)."""
-        traces, discrete = self._pass(rng_key, params, model, guide, args, kwargs)
+    ) -> tuple[Costs, Array, dict[str, Array]]:
+        """The :class:`Costs` of one sample, the scale of each element and what
+        :meth:`_pass` kept: the function that ``vectorize_particles_fn`` maps over the ``K``
+        keys (Pyro's ``_samples`` loops over, or vectorises, its passes instead)."""
+        traces, discrete, kept = self._pass(rng_key, params, model, guide, args, kwargs)
         dims, ndim = factor_dims(*traces)
         scale = (
             element_scale(traces, dims, ndim, type(self).__name__)
             if self.bound_per_point
             else jnp.ones(1)
         )
-        return costs(*traces, discrete, dims, ndim), scale
+        return costs(*traces, discrete, dims, ndim), scale, kept
 
     def _samples(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
-    ) -> tuple[Costs, Array, Array]:
-        """``(costs, log_w, scale)``: the :class:`Costs` of the ``K`` samples stacked on dim
-        0, their unscaled log weights, and the scale of each element (no sample dim)."""
+    ) -> tuple[Costs, Array, Array, dict[str, Array]]:
+        """``(costs, log_w, scale, kept)``: the :class:`Costs` of the ``K`` samples stacked
+        on dim 0, their unscaled log weights, the scale of each element (no sample dim),
+        and what :meth:`_pass` kept of each sample, stacked on dim 0."""
         # the K samples of a point's bound share the data plate's subsample
         first = trace(substitute(seed(guide, jax.random.fold_in(rng_key, 1)), data=params))
         guide = replay(guide, trace=subsample_sites(first.get_trace(*args, **kwargs)))
         keys = jax.random.split(rng_key, self.num_particles)
-        samples, scales = self.vectorize_particles_fn(
+        samples, scales, kept = self.vectorize_particles_fn(
             lambda key: self._sample(key, params, model, guide, args, kwargs), keys
         )
         scale = scales[0]
         # an element of scale 0 has log densities 0, and keeps the weights 0
         log_w = samples.value / jnp.where(scale == 0, 1.0, scale)
-        return samples, log_w, scale
+        return samples, log_w, scale, kept
 
     def _bound(self, log_w: Array) -> Array:
         """``log (1/K) sum_k w_k`` of each element."""

@@ -22,8 +22,12 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.extend.core import ClosedJaxpr, Jaxpr, Var
+from numpyro.handlers import condition, replay, seed, substitute, trace
 
-__all__ = ["check_differentiable_reads", "reads_its_inputs"]
+from ..distributions.wrappers import base_of
+from .traces import DiscreteSite, subsample_sites
+
+__all__ = ["check_differentiable_reads", "check_independent", "reads_its_inputs"]
 
 
 def reads_its_inputs(fn: Callable, inputs) -> object:
@@ -103,12 +107,50 @@ def check_differentiable_reads(
             raise ValueError(_step_message(estimator, name))
 
 
+def check_independent(
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    params: dict,
+    rng_key: Array,
+    sites: dict[str, DiscreteSite],
+    guide_trace: dict,
+    estimator: str,
+    alternatives: str,
+) -> None:
+    """``ValueError`` if the logits of a discrete site of ``guide`` read the value of a
+    discrete site (an estimator that needs the sites independent given the data): the
+    guide's program with the values of ``sites`` as inputs (and the data points of
+    ``guide_trace``), traced to a jaxpr.
+
+    :param estimator: the calling estimator's name, for the message.
+    :param alternatives: the estimators that take such a guide, for the message.
+    """
+    values = {name: site.value for name, site in sites.items()}
+    guide = replay(guide, trace=subsample_sites(guide_trace))
+
+    def logits(values: dict) -> dict:
+        run = condition(substitute(seed(guide, rng_key), data=params), data=values)
+        tr = trace(run).get_trace(*args, **kwargs)
+        return {name: base_of(tr[name]["fn"]).logits for name in values}
+
+    for name, depends in reads_its_inputs(logits, values).items():
+        if depends:
+            raise ValueError(
+                f"{estimator}: the logits of guide site {name!r} depend on the value of "
+                "another discrete site (the guide computes them from it). "
+                f"{estimator} needs the guide's discrete sites independent given the data; "
+                f"use {alternatives} for a hierarchical guide."
+            )
+
+
 def _step_message(estimator: str, name: str) -> str:
     return (
         f"{estimator}: the value of discrete site {name!r} is read through a step function "
-        "(argmax, a comparison, round, ...): at its relaxed value the model computes f(b) "
-        "itself, with a derivative of zero, and the control variate's pathwise terms "
-        "vanish, which biases the gradient. Read the value with arithmetic "
+        "(argmax, a comparison, round, ...): at a real-valued point the model computes "
+        "f(b) itself, with a derivative of zero, and the estimator's terms built from that "
+        "derivative vanish (REBAR's and RELAX's pathwise terms: their gradient is biased). "
+        "Read the value with arithmetic "
         "(numpyro_concrete.select(table, z) for a categorical, z * a + (1 - z) * b for a "
         "Bernoulli), or use DisarmELBO or VimcoELBO, which evaluate the model at discrete "
         "values only."

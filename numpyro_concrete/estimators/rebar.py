@@ -1,20 +1,16 @@
 """REBAR: the score function with the Concrete relaxation as control variate (Tucker,
 Mnih, Maddison, Lawson & Sohl-Dickstein 2017)."""
 
-import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpyro
 from jax import Array
 from numpyro.distributions import constraints
-from numpyro.handlers import trace
 
 from ..distributions.conditional import bernoulli_conditional, categorical_conditional
 from ..plates import factor_dims
-from .elbo import DiscreteELBO
 from .reads import check_differentiable_reads
 from .traces import (
     DiscreteSampler,
@@ -22,9 +18,9 @@ from .traces import (
     RelaxedSampler,
     costs,
     discrete_pass,
-    discrete_sites,
     relaxed_pass,
 )
+from .tuning import TunedELBO
 
 __all__ = ["RebarELBO"]
 
@@ -39,17 +35,7 @@ def conditional_point(rng_key: Array, site: DiscreteSite) -> Array:
     return categorical_conditional(rng_key, site.logits, b)
 
 
-@dataclass(frozen=True)
-class _Declared:
-    """What a guide of :meth:`ControlVariateELBO.tunable` declared: the estimator class,
-    the names of its tuned quantities and of the guide's own parameters."""
-
-    estimator: type
-    tuned: set[str]
-    guide: set[str]
-
-
-class ControlVariateELBO(DiscreteELBO):
+class ControlVariateELBO(TunedELBO):
     r"""The score-function gradient of the discrete ELBO with a control variate ``c`` of
     the relaxed point, corrected to stay unbiased (Tucker et al. 2017, Eq. 6; Grathwohl et
     al. 2018, Eq. 5):
@@ -66,17 +52,8 @@ class ControlVariateELBO(DiscreteELBO):
     constant (the mean does not depend on them).
     """
 
-    tune: bool
-
-    def __init__(self, num_particles: int, vectorize_particles: bool) -> None:
-        super().__init__(num_particles, vectorize_particles)
-
-    def _declare(self, sites: dict[str, tuple[int, ...]]) -> None:
-        """Declare the tuned quantities of the guide's discrete ``sites``."""
-        raise NotImplementedError
-
-    def _setup(self, guide_trace: dict, sites: dict[str, DiscreteSite]) -> dict:
-        """The temperature of each site."""
+    def _setup(self, params: dict, sites: dict[str, DiscreteSite]) -> dict:
+        """The temperature of each site, from the parameters (:meth:`_tuned`)."""
         raise NotImplementedError
 
     def _control_variate(
@@ -84,43 +61,6 @@ class ControlVariateELBO(DiscreteELBO):
     ) -> Array:
         """``c`` per element, from ``f`` at the relaxed point and the relaxed values."""
         raise NotImplementedError
-
-    def tunable(self, guide: Callable) -> Callable:
-        """``guide`` that also declares the tuned quantities as ``numpyro.param`` sites, so
-        that ``SVI.init`` puts them in the parameters and ``svi.update`` moves them:
-        ``SVI(model, loss.tunable(guide), optim, loss)``.  The names of what it declares and
-        of the guide's own parameters belong to the returned guide (its ``declared``), which
-        a loss reads when it tunes: any estimator of the same kind trains with it."""
-
-        @functools.wraps(guide)
-        def tuned_guide(*args, **kwargs):
-            with trace() as guide_trace:
-                out = guide(*args, **kwargs)
-            sites = discrete_sites(guide_trace)
-            if sites:  # not in a relaxed pass, where the sites are scored by LogMass
-                with trace() as declared:
-                    self._declare(sites)
-                tuned_guide.declared = _Declared(
-                    type(self),
-                    set(declared),
-                    {k for k, s in guide_trace.items() if s["type"] == "param"},
-                )
-            return out
-
-        tuned_guide.declared = None
-        return tuned_guide
-
-    def _tuned(self, guide_trace: dict, name: str, init: float) -> Array | float:
-        """The tuned quantity ``name`` of this pass (``init`` when not tuning)."""
-        if not self.tune:
-            return init
-        if name not in guide_trace:
-            raise ValueError(
-                f"{type(self).__name__}(tune=True) learns {name!r} as a numpyro.param site, "
-                "and SVI creates parameters only from the model and the guide: build the "
-                "SVI with guide=loss.tunable(guide), or pass tune=False."
-            )
-        return guide_trace[name]["value"]
 
     def _particle(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
@@ -131,7 +71,7 @@ class ControlVariateELBO(DiscreteELBO):
         model_trace, guide_trace = discrete_pass(model, guide, args, kwargs, params, hard_key, hard)
         dims, ndim = factor_dims(model_trace, guide_trace)
         cost = costs(model_trace, guide_trace, set(hard.sites), dims, ndim)
-        temperature = self._setup(guide_trace, hard.sites)
+        temperature = self._setup(params, hard.sites)
         # Model parameters are held fixed at the relaxed points: their estimate is nabla f(b).
         in_guide = {k for k, s in guide_trace.items() if s["type"] == "param"}
         relaxed_params = {
@@ -250,11 +190,9 @@ class RebarELBO(ControlVariateELBO):
                 constraint=constraints.positive,
             )
 
-    def _setup(self, guide_trace: dict, sites: dict[str, DiscreteSite]) -> dict:
-        self._tuned(guide_trace, "rebar_eta", self.eta)  # declared, or a clear error
-        return {
-            k: self._tuned(guide_trace, f"{k}_rebar_temperature", self.temperature) for k in sites
-        }
+    def _setup(self, params: dict, sites: dict[str, DiscreteSite]) -> dict:
+        self._tuned(params, "rebar_eta", self.eta)  # declared, or a clear error
+        return {k: self._tuned(params, f"{k}_rebar_temperature", self.temperature) for k in sites}
 
     def _control_variate(
         self, relaxed_elbo: Array, values: dict[str, Array], dims: set, ndim: int, params: dict

@@ -74,9 +74,9 @@ class RelaxELBO(ControlVariateELBO):
         else:
             self.control_variate({k: jnp.zeros(e) for k, e in sites.items()}, jnp.zeros(()))
 
-    def _setup(self, guide_trace: dict, sites: dict[str, DiscreteSite]) -> dict:
+    def _setup(self, params: dict, sites: dict[str, DiscreteSite]) -> dict:
         temperature = {
-            k: self._tuned(guide_trace, f"{k}_relax_temperature", self.temperature) for k in sites
+            k: self._tuned(params, f"{k}_relax_temperature", self.temperature) for k in sites
         }
         return temperature
 

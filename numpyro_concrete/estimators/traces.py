@@ -44,6 +44,7 @@ __all__ = [
     "DiscreteSite",
     "LogMass",
     "RelaxedSampler",
+    "check_bernoulli",
     "continuous_sites",
     "costs",
     "discrete_pass",
@@ -169,6 +170,18 @@ class DiscreteSampler(Messenger):
         return fn, value
 
 
+def check_bernoulli(sites: dict[str, DiscreteSite], estimator: str, alternatives: str) -> None:
+    """``ValueError`` naming a site of ``sites`` (a discrete pass's) that is not a
+    ``Bernoulli``, for an estimator defined for Bernoulli sites only; ``alternatives`` are
+    the estimators that take it."""
+    for name, site in sites.items():
+        if site.kind != "bernoulli":
+            raise ValueError(
+                f"{estimator}: guide site {name!r} is categorical ({site.kind}); "
+                f"{estimator} is defined for Bernoulli sites only. Use {alternatives}."
+            )
+
+
 class _MatchesGuide(Messenger):
     """Checks each latent site of the model against the guide's before the model reads its
     value: the guide has the site, and a discrete one of the same family where the
@@ -272,9 +285,11 @@ class RelaxedSampler(Messenger):
     :param sites: the discrete pass's sites.
     :param points: ``z`` or ``z~`` per site (a function of the discrete pass's logits).
     :param temperature: the temperature lambda of each site.
-    :param given: relaxed values to take as they are instead (the reads check of
-        ``reads.py`` traces the passes as functions of them; Pyro's check labels the
-        values a pass computes instead, and its sampler has no such argument).
+    :param given: values to take as they are instead, scored by :class:`LogMass`: the
+        relaxed values of the reads check of ``reads.py``, which traces the passes as
+        functions of them (Pyro's check labels the values a pass computes instead), or the
+        discrete values as real points, where the double control variates and RODEO
+        differentiate the model.
     """
 
     def __init__(
@@ -297,10 +312,13 @@ class RelaxedSampler(Messenger):
     def take(self, name: str, fn: dist.Distribution) -> tuple[dist.Distribution, Array]:
         """``(LogMass, sigma_lam(z'))`` for site ``name``, ``fn`` its distribution in this pass."""
         site = self.sites[name]
-        shift = _logits(site.kind, fn) - site.logits  # -inf - (-inf) at impossible categories
-        z = self.points[name] + jnp.where(jnp.isneginf(site.logits), 0.0, shift)
-        value = _relax(site.kind, z, self.temperature[name])
-        value = self.values[name] = value if self.given is None else self.given[name]
+        if self.given is None:
+            shift = _logits(site.kind, fn) - site.logits  # -inf - (-inf) at impossible ones
+            z = self.points[name] + jnp.where(jnp.isneginf(site.logits), 0.0, shift)
+            value = _relax(site.kind, z, self.temperature[name])
+        else:
+            value = self.given[name]
+        self.values[name] = value
         return map_base(fn, lambda b: LogMass(b.logits, site.kind)), value
 
 

@@ -39,7 +39,7 @@ class VimcoELBO(MultiSampleELBO):
     def _estimate(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
-        samples, log_w, scale = self._samples(rng_key, params, model, guide, args, kwargs)
+        samples, log_w, scale, _ = self._samples(rng_key, params, model, guide, args, kwargs)
         k = self.num_particles
         bound = self._bound(log_w)
         others = (jnp.sum(log_w, 0, keepdims=True) - log_w) / (k - 1)

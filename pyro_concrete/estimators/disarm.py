@@ -8,10 +8,19 @@ from pyro import poutine
 
 from ..plates import factor_dims
 from .elbo import DiscreteELBO
-from .reads import logits_sources
-from .traces import DiscreteSampler, continuous_sites, costs, discrete_pass
+from .reads import check_independent
+from .traces import (
+    DiscreteSampler,
+    check_bernoulli,
+    continuous_sites,
+    costs,
+    discrete_pass,
+)
 
 __all__ = ["DisarmELBO"]
+
+#: the estimators that take a hierarchical guide, and a categorical site
+_ALTERNATIVES = ("RebarELBO or VimcoELBO", "RebarELBO, RelaxELBO or VimcoELBO")
 
 
 class DisarmELBO(DiscreteELBO):
@@ -44,12 +53,12 @@ class DisarmELBO(DiscreteELBO):
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self._first_step:
-            _check_independent(guide, args, kwargs)
+            check_independent(guide, args, kwargs, "DisarmELBO", _ALTERNATIVES[0])
         if self.vectorize_particles:
             return self._pair_in_one_pass(model, guide, args, kwargs)
         first = DiscreteSampler(estimator="DisarmELBO")
         traces = discrete_pass(model, guide, args, kwargs, first)
-        _check_bernoulli(first)
+        check_bernoulli(first.sites, "DisarmELBO", _ALTERNATIVES[1])
         second = DiscreteSampler(first.noises(), sign=-1, estimator="DisarmELBO")
         # the pair shares the values of the guide's continuous sites
         guide = poutine.replay(guide, trace=continuous_sites(traces[1], set(first.sites)))
@@ -73,7 +82,7 @@ class DisarmELBO(DiscreteELBO):
         pair = pyro.plate("disarm_pair", 2, dim=dim)
         sampler = DiscreteSampler(antithetic_dim=dim, estimator="DisarmELBO")
         traces = discrete_pass(pair(model), pair(guide), args, kwargs, sampler)
-        _check_bernoulli(sampler)
+        check_bernoulli(sampler.sites, "DisarmELBO", _ALTERNATIVES[1])
         cost = costs(*traces, set(sampler.sites), *factor_dims(*traces))
 
         def halves(x: torch.Tensor, event_dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,32 +111,3 @@ def _estimate(
         weight = (1 - 2 * anti) * (b != anti) * alpha.abs().sigmoid()
         surrogate = surrogate + ((signal * weight).detach() * alpha).sum()
     return ((value + anti_value) / 2).sum(), surrogate
-
-
-def _check_independent(guide: Callable, args: tuple, kwargs: dict) -> None:
-    """``ValueError`` if the logits of a discrete site of ``guide`` are computed from the
-    value of another: the guide run once under ``reads.py``'s labels (on the first step of
-    each model and guide), so that no draw of the pair can hide the dependence."""
-    sampler = DiscreteSampler(estimator="DisarmELBO")
-    run = lambda handler: poutine.trace(sampler(handler(guide))).get_trace(*args, **kwargs)  # noqa: E731
-    for name, sources in logits_sources(run, sampler.sites).items():
-        if sources:
-            raise ValueError(_hierarchical_message(name))
-
-
-def _hierarchical_message(name: str) -> str:
-    return (
-        f"DisarmELBO: the logits of guide site {name!r} depend on the value of another "
-        "discrete site (the guide computes them from it). DisARM needs the guide's discrete "
-        "sites independent given the data; use RebarELBO or VimcoELBO for a hierarchical "
-        "guide."
-    )
-
-
-def _check_bernoulli(sampler: DiscreteSampler) -> None:
-    for name, site in sampler.sites.items():
-        if site.kind != "bernoulli":
-            raise ValueError(
-                f"DisarmELBO: guide site {name!r} is categorical ({site.kind}); DisARM is "
-                "defined for Bernoulli sites only. Use RebarELBO, RelaxELBO or VimcoELBO."
-            )

@@ -4,6 +4,7 @@ pass (a leftmost particle plate, as ``Trace_ELBO(vectorize_particles=True)``).""
 
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from pyro.infer import ELBO
@@ -67,18 +68,26 @@ class DiscreteELBO(ELBO):
         says whether this is the first step of ``model`` and ``guide``, where an estimator
         checks what the structure of the programs decides (it stays true for a model or a
         guide that cannot be weakly referenced: checked at every step)."""
+        with self._step(model, guide):
+            pairs = [
+                self._particle(m, g, args, kwargs)
+                for m, g in self._passes(model, guide, args, kwargs)
+            ]
+        value = sum(p[0] for p in pairs) / self.num_particles
+        return value, sum(p[1] for p in pairs) / self.num_particles
+
+    @contextmanager
+    def _step(self, model: Callable, guide: Callable) -> Iterator[None]:
+        """The passes of one step of ``model`` and ``guide``: sets :attr:`_first_step`, and
+        records the pair once they have run."""
         try:
             seen = guide in self._stepped.setdefault(model, weakref.WeakSet())
         except TypeError:
             seen = False
         self._first_step = not seen
-        pairs = [
-            self._particle(m, g, args, kwargs) for m, g in self._passes(model, guide, args, kwargs)
-        ]
+        yield
         if not seen and model in self._stepped:
             self._stepped[model].add(guide)
-        value = sum(p[0] for p in pairs) / self.num_particles
-        return value, sum(p[1] for p in pairs) / self.num_particles
 
     def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """The negative discrete objective, estimated."""

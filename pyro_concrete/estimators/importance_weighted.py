@@ -39,7 +39,7 @@ class ImportanceWeightedELBO(MultiSampleELBO):
 
     def _pass(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
-    ) -> tuple[tuple[poutine.Trace, poutine.Trace], set[str]]:
+    ) -> tuple[tuple[poutine.Trace, poutine.Trace], set[str], dict]:
         model_trace, guide_trace = get_importance_trace(
             "flat", self.max_plate_nesting, model, guide, args, kwargs
         )
@@ -53,11 +53,11 @@ class ImportanceWeightedELBO(MultiSampleELBO):
                     "(pyro_concrete.relax), or, for discrete sites, use VimcoELBO (the "
                     "same bound with score-function gradients)."
                 )
-        return (model_trace, guide_trace), set()
+        return (model_trace, guide_trace), set(), {}
 
     def _estimate(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        _, log_w, scale = self._samples(model, guide, args, kwargs)
+        _, log_w, scale, _ = self._samples(model, guide, args, kwargs)
         bound = (scale * self._bound(log_w)).sum()
         return bound, bound

@@ -22,8 +22,9 @@ class MultiSampleELBO(DiscreteELBO):
     multiplied by the element's scale (subsampling's ``N / B``, ``poutine.scale``), so a
     scale ``S`` gives ``S log (1/K) sum_k w_k``, never ``log (1/K) sum_k w_k^S``.
 
-    Subclasses implement :meth:`_pass`, one sample's traces and discrete sites (the discrete
-    pass unless they say otherwise).  One whose
+    Subclasses implement :meth:`_pass`, one sample's traces, discrete sites and what the
+    estimator keeps of it besides its costs (the discrete pass, keeping nothing, unless
+    they say otherwise).  One whose
     objective is not a bound per point (RLOO's ELBO, linear in the weights) sets
     :attr:`bound_per_point` false: a scale then need not be one per point.
     """
@@ -44,42 +45,47 @@ class MultiSampleELBO(DiscreteELBO):
 
     def _pass(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
-    ) -> tuple[tuple[poutine.Trace, poutine.Trace], set[str]]:
-        """One sample's traces and discrete sites: the discrete pass, by default."""
+    ) -> tuple[tuple[poutine.Trace, poutine.Trace], set[str], dict[str, torch.Tensor]]:
+        """One sample's traces, discrete sites, and the tensors the estimator keeps of it
+        besides its costs, by name: the discrete pass, keeping nothing, by default."""
         sampler = DiscreteSampler(estimator=type(self).__name__)
         traces = discrete_pass(model, guide, args, kwargs, sampler)
-        return traces, set(sampler.sites)
+        return traces, set(sampler.sites), {}
 
     def _samples(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
-    ) -> tuple[Costs, torch.Tensor, torch.Tensor]:
-        """``(costs, log_w, scale)``: the :class:`Costs` of the ``K`` samples stacked on dim
-        0, their unscaled log weights, and the scale of each element (no sample dim)."""
-        samples, subsample = [], poutine.Trace()
-        for model_k, guide_k in self._passes(model, guide, args, kwargs):
-            # the K samples of a point's bound share the data plate's subsample
-            traces, discrete = self._pass(
-                model_k, poutine.replay(guide_k, trace=subsample), args, kwargs
-            )
-            subsample = subsample_sites(traces[1])
-            dims, ndim = factor_dims(*traces)
-            scale = (
-                element_scale(traces, dims, ndim, type(self).__name__)
-                if self.bound_per_point
-                else torch.ones(1)
-            )
-            samples.append(costs(*traces, discrete, dims, ndim))
+    ) -> tuple[Costs, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """``(costs, log_w, scale, kept)``: the :class:`Costs` of the ``K`` samples stacked
+        on dim 0, their unscaled log weights, the scale of each element (no sample dim),
+        and what :meth:`_pass` kept of each sample, stacked on dim 0."""
+        samples, kept, subsample = [], [], poutine.Trace()
+        with self._step(model, guide):
+            for model_k, guide_k in self._passes(model, guide, args, kwargs):
+                # the K samples of a point's bound share the data plate's subsample
+                traces, discrete, keep = self._pass(
+                    model_k, poutine.replay(guide_k, trace=subsample), args, kwargs
+                )
+                subsample = subsample_sites(traces[1])
+                dims, ndim = factor_dims(*traces)
+                scale = (
+                    element_scale(traces, dims, ndim, type(self).__name__)
+                    if self.bound_per_point
+                    else torch.ones(1)
+                )
+                samples.append(costs(*traces, discrete, dims, ndim))
+                kept.append(keep)
         if len(samples) == 1:  # vectorised: the particle plate is the leftmost dim
-            stacked, scale = samples[0], scale[0]
+            stacked, scale, kept = samples[0], scale[0], kept[0]
         else:
             stacked = Costs(
                 torch.stack([s.value for s in samples]),
                 torch.stack([s.direct for s in samples]),
                 {k: torch.stack([s.score[k] for s in samples]) for k in samples[0].score},
             )
+            kept = {k: torch.stack([keep[k] for keep in kept]) for k in kept[0]}
         # an element of scale 0 has log densities 0, and keeps the weights 0
         log_w = stacked.value / torch.where(scale == 0, torch.ones_like(scale), scale)
-        return stacked, log_w, scale
+        return stacked, log_w, scale, kept
 
     def _bound(self, log_w: torch.Tensor) -> torch.Tensor:
         """``log (1/K) sum_k w_k`` of each element."""

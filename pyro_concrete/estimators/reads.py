@@ -26,8 +26,9 @@ from pyro.poutine.util import site_is_subsample
 from torch.overrides import TorchFunctionMode
 
 from ..distributions.wrappers import base_of
+from .traces import DiscreteSampler
 
-__all__ = ["check_differentiable_reads", "logits_sources"]
+__all__ = ["check_differentiable_reads", "check_independent", "logits_sources"]
 
 
 def _tensors(tree) -> Iterable[torch.Tensor]:
@@ -140,12 +141,36 @@ def logits_sources(
     return {name: sources.of(base_of(trace.nodes[name]["fn"]).logits) - {name} for name in sites}
 
 
+def check_independent(
+    guide: Callable, args: tuple, kwargs: dict, estimator: str, alternatives: str
+) -> None:
+    """``ValueError`` if the logits of a discrete site of ``guide`` are computed from the
+    value of another (an estimator that needs the sites independent given the data): the
+    guide run once under the labels of :func:`logits_sources` (on the first step of each
+    model and guide), so that no draw can hide the dependence.
+
+    :param estimator: the calling estimator's name, for the message.
+    :param alternatives: the estimators that take such a guide, for the message.
+    """
+    sampler = DiscreteSampler(estimator=estimator)
+    run = lambda handler: poutine.trace(sampler(handler(guide))).get_trace(*args, **kwargs)  # noqa: E731
+    for name, sources in logits_sources(run, sampler.sites).items():
+        if sources:
+            raise ValueError(
+                f"{estimator}: the logits of guide site {name!r} depend on the value of "
+                "another discrete site (the guide computes them from it). "
+                f"{estimator} needs the guide's discrete sites independent given the data; "
+                f"use {alternatives} for a hierarchical guide."
+            )
+
+
 def _step_message(estimator: str, name: str) -> str:
     return (
         f"{estimator}: the value of discrete site {name!r} is read through a step function "
-        "(argmax, a comparison, round, ...): at its relaxed value the model computes f(b) "
-        "itself, with a derivative of zero, and the control variate's pathwise terms "
-        "vanish, which biases the gradient. Read the value with arithmetic "
+        "(argmax, a comparison, round, ...): at a real-valued point the model computes "
+        "f(b) itself, with a derivative of zero, and the estimator's terms built from that "
+        "derivative vanish (REBAR's and RELAX's pathwise terms: their gradient is biased). "
+        "Read the value with arithmetic "
         "(pyro_concrete.select(table, z) for a categorical, z * a + (1 - z) * b for a "
         "Bernoulli), or use DisarmELBO or VimcoELBO, which evaluate the model at discrete "
         "values only."

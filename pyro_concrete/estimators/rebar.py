@@ -6,14 +6,10 @@ from collections.abc import Callable
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer.elbo import ELBOModule
-from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
-from torch.distributions.constraints import Constraint
 
 from ..distributions.conditional import bernoulli_conditional, categorical_conditional
 from ..plates import factor_dims
-from .elbo import DiscreteELBO
 from .reads import check_differentiable_reads
 from .traces import (
     DiscreteSampler,
@@ -24,6 +20,7 @@ from .traces import (
     relaxed_pass,
     subsample_sites,
 )
+from .tuning import TunedELBO
 
 __all__ = ["RebarELBO"]
 
@@ -38,31 +35,7 @@ def conditional_point(site: DiscreteSite) -> torch.Tensor:
     return categorical_conditional(site.logits, b)
 
 
-class TunedQuantities(PyroModule):
-    """What a control variate learns, as ``PyroParam`` attributes created when first read:
-    a ``torch.nn.Module``, so that an optimiser of ``elbo(model, guide).parameters()`` and
-    DDP see them, whose attributes are ``pyro.param`` sites of the same names, so that
-    ``SVI``'s optimiser sees them too (and they live in the param store unless
-    ``pyro.settings.set(module_local_params=True)``).  As a ``PyroModule``'s, they belong
-    to the estimator: a new estimator starts from its initial values, while
-    ``pyro.clear_param_store()`` leaves those of an existing one as they are."""
-
-    def forward(
-        self, name: str, init: torch.Tensor, constraint: Constraint = constraints.real
-    ) -> torch.Tensor:
-        """The quantity ``name``, created at ``init`` (or the param store's value)."""
-        *path, leaf = name.split(".")
-        module = self
-        for part in path:  # a site name with dots: nested modules give the same full name
-            if not isinstance(getattr(module, part, None), PyroModule):
-                setattr(module, part, PyroModule())
-            module = getattr(module, part)
-        if leaf not in dict(module.named_pyro_params(recurse=False)):
-            setattr(module, leaf, PyroParam(init, constraint))
-        return getattr(module, leaf)
-
-
-class ControlVariateELBO(DiscreteELBO):
+class ControlVariateELBO(TunedELBO):
     r"""The score-function gradient of the discrete ELBO with a control variate ``c`` of
     the relaxed point, corrected to stay unbiased (Tucker et al. 2017, Eq. 6; Grathwohl et
     al. 2018, Eq. 5):
@@ -85,19 +58,6 @@ class ControlVariateELBO(DiscreteELBO):
     a module that ``elbo(model, guide)`` holds, so a torch optimiser (and DDP) trains them
     with the rest.
     """
-
-    tune: bool
-
-    def __init__(self, num_particles: int, vectorize_particles: bool) -> None:
-        super().__init__(num_particles, vectorize_particles)
-        #: the tuned quantities (empty unless tuning)
-        self.tuned = TunedQuantities()
-
-    def __call__(self, model: Callable, guide: Callable) -> ELBOModule:
-        """Pyro's ``ELBOModule`` of ``model`` and ``guide``, holding :attr:`tuned` too."""
-        module = super().__call__(model, guide)
-        module.tuned = self.tuned
-        return module
 
     def _setup(self, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
         """The temperature of each site and the control variate's quantities by name, read

@@ -43,6 +43,7 @@ __all__ = [
     "DiscreteSite",
     "LogMass",
     "RelaxedSampler",
+    "check_bernoulli",
     "continuous_sites",
     "costs",
     "discrete_pass",
@@ -181,6 +182,18 @@ class DiscreteSampler(Messenger):
         return {name: (s.z - s.logits).detach() for name, s in self.sites.items()}
 
 
+def check_bernoulli(sites: dict[str, DiscreteSite], estimator: str, alternatives: str) -> None:
+    """``ValueError`` naming a site of ``sites`` (a discrete pass's) that is not a
+    ``Bernoulli``, for an estimator defined for Bernoulli sites only; ``alternatives`` are
+    the estimators that take it."""
+    for name, site in sites.items():
+        if site.kind != "bernoulli":
+            raise ValueError(
+                f"{estimator}: guide site {name!r} is categorical ({site.kind}); "
+                f"{estimator} is defined for Bernoulli sites only. Use {alternatives}."
+            )
+
+
 def _check_finite_logits(msg: dict, estimator: str) -> None:
     """A ``Bernoulli`` logit of ``+/-inf`` passes torch's validation, but its ``log_prob``
     is NaN there (``inf - inf``), in this loss as in ``Trace_ELBO``: an error instead.
@@ -302,17 +315,21 @@ class RelaxedSampler(Messenger):
     :param sites: the discrete pass's sites.
     :param points: ``z`` or ``z~`` per site (a function of the discrete pass's logits).
     :param temperature: the temperature lambda of each site.
+    :param given: values to take as they are instead, scored by :class:`LogMass` (the
+        discrete values as real points, where the double control variates and RODEO
+        differentiate the model).
     """
 
     def __init__(
         self,
         sites: dict[str, DiscreteSite],
-        points: dict[str, torch.Tensor],
-        temperature: dict[str, torch.Tensor | float],
+        points: dict[str, torch.Tensor] | None = None,
+        temperature: dict[str, torch.Tensor | float] | None = None,
+        given: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.sites, self.points = sites, points
-        self.temperature = temperature
+        self.temperature, self.given = temperature, given
         self.values: dict[str, torch.Tensor] = {}
 
     def _pyro_sample(self, msg: dict) -> None:
@@ -324,9 +341,13 @@ class RelaxedSampler(Messenger):
     ) -> tuple[dist.TorchDistribution, torch.Tensor]:
         """``(LogMass, sigma_lam(z'))`` for site ``name``, ``fn`` its distribution in this pass."""
         site = self.sites[name]
-        shift = _logits(site.kind, fn) - site.logits  # -inf - (-inf) at impossible categories
-        z = self.points[name] + shift.masked_fill(site.logits.isneginf(), 0.0)
-        value = self.values[name] = _relax(site.kind, z, self.temperature[name])
+        if self.given is None:
+            shift = _logits(site.kind, fn) - site.logits  # -inf - (-inf) at impossible ones
+            z = self.points[name] + shift.masked_fill(site.logits.isneginf(), 0.0)
+            value = _relax(site.kind, z, self.temperature[name])
+        else:
+            value = self.given[name]
+        self.values[name] = value
         return map_base(fn, lambda b: LogMass(b.logits, site.kind)), value
 
 

@@ -37,7 +37,7 @@ class VimcoELBO(MultiSampleELBO):
     def _estimate(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        samples, log_w, scale = self._samples(model, guide, args, kwargs)
+        samples, log_w, scale, _ = self._samples(model, guide, args, kwargs)
         k = self.num_particles
         bound = self._bound(log_w)
         others = (log_w.sum(0, keepdim=True) - log_w) / (k - 1)
