@@ -22,6 +22,7 @@ SCRIPTS = (
     "svi_cost.py",
     "gradient_quality.py",
     "estimators.py",
+    "multi_sample.py",
     "numpyro_floors.py",
     "peers.py",
 )

@@ -64,6 +64,13 @@ EXPECTED = {
         "library / by hand",
         "; vectorised",
     ],
+    "multi_sample.py": [
+        "## The estimators at equal model evaluations",
+        "| DisARM (pair)",
+        "| RODEO K=3",
+        "variance after",
+        "time / relaxed step",
+    ],
     "numpyro_floors.py": [
         "## NumPyro's estimators against the bare JAX floor",
         "| RebarELBO(tune=False)",
@@ -79,7 +86,13 @@ EXPECTED = {
 }
 # Scripts that read the binarized MNIST file: run only where CONCRETE_MNIST names it (the suite
 # never downloads it).
-NEEDS_MNIST = {"gradient_quality.py", "estimators.py", "numpyro_floors.py", "peers.py"}
+NEEDS_MNIST = {
+    "gradient_quality.py",
+    "estimators.py",
+    "multi_sample.py",
+    "numpyro_floors.py",
+    "peers.py",
+}
 
 
 def test_run_all_runs_every_benchmark_script():
