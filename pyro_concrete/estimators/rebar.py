@@ -3,13 +3,9 @@ Mnih, Maddison, Lawson & Sohl-Dickstein 2017)."""
 
 from collections.abc import Callable
 
-import pyro
 import torch
 from pyro import poutine
-from pyro.infer.elbo import ELBOModule
-from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
-from torch.distributions.constraints import Constraint
 
 from ..distributions.conditional import bernoulli_conditional, categorical_conditional
 from ..plates import factor_dims
@@ -38,30 +34,6 @@ def conditional_point(site: DiscreteSite) -> torch.Tensor:
     return categorical_conditional(site.logits, b)
 
 
-class TunedQuantities(PyroModule):
-    """What a control variate learns, as ``PyroParam`` attributes created when first read:
-    a ``torch.nn.Module``, so that an optimiser of ``elbo(model, guide).parameters()`` and
-    DDP see them, whose attributes are ``pyro.param`` sites of the same names, so that
-    ``SVI``'s optimiser sees them too (and they live in the param store unless
-    ``pyro.settings.set(module_local_params=True)``).  As a ``PyroModule``'s, they belong
-    to the estimator: a new estimator starts from its initial values, while
-    ``pyro.clear_param_store()`` leaves those of an existing one as they are."""
-
-    def forward(
-        self, name: str, init: torch.Tensor, constraint: Constraint = constraints.real
-    ) -> torch.Tensor:
-        """The quantity ``name``, created at ``init`` (or the param store's value)."""
-        *path, leaf = name.split(".")
-        module = self
-        for part in path:  # a site name with dots: nested modules give the same full name
-            if not isinstance(getattr(module, part, None), PyroModule):
-                setattr(module, part, PyroModule())
-            module = getattr(module, part)
-        if leaf not in dict(module.named_pyro_params(recurse=False)):
-            setattr(module, leaf, PyroParam(init, constraint))
-        return getattr(module, leaf)
-
-
 class ControlVariateELBO(DiscreteELBO):
     r"""The score-function gradient of the discrete ELBO with a control variate ``c`` of
     the relaxed point, corrected to stay unbiased (Tucker et al. 2017, Eq. 6; Grathwohl et
@@ -87,17 +59,6 @@ class ControlVariateELBO(DiscreteELBO):
     """
 
     tune: bool
-
-    def __init__(self, num_particles: int, vectorize_particles: bool) -> None:
-        super().__init__(num_particles, vectorize_particles)
-        #: the tuned quantities (empty unless tuning)
-        self.tuned = TunedQuantities()
-
-    def __call__(self, model: Callable, guide: Callable) -> ELBOModule:
-        """Pyro's ``ELBOModule`` of ``model`` and ``guide``, holding :attr:`tuned` too."""
-        module = super().__call__(model, guide)
-        module.tuned = self.tuned
-        return module
 
     def _setup(self, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:
         """The temperature of each site and the control variate's quantities by name, read
@@ -179,8 +140,7 @@ class ControlVariateELBO(DiscreteELBO):
         conditional = {k: conditional_point(s) for k, s in hard.sites.items()}
         if self.vectorize_particles:
             # z and z~ in one relaxed pass: a plate of size 2 left of every other plate
-            dim = -self.max_plate_nesting - 1
-            pair = pyro.plate("relaxed_pair", 2, dim=dim)
+            pair, dim = self._pair("relaxed_pair")
             stacked = {
                 k: _stack(s.z, conditional[k], dim - s.event_dim) for k, s in hard.sites.items()
             }
