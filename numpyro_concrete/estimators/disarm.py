@@ -11,7 +11,7 @@ from ..distributions.wrappers import base_of
 from ..plates import factor_dims
 from .elbo import DiscreteELBO
 from .reads import reads_its_inputs
-from .traces import DiscreteSampler, continuous_sites, costs, discrete_pass, subsample_sites
+from .traces import DiscreteSampler, antithetic_pass, costs, discrete_pass, subsample_sites
 
 __all__ = ["DisarmELBO"]
 
@@ -54,12 +54,8 @@ class DisarmELBO(DiscreteELBO):
         _check_bernoulli(first)
         if len(first.sites) > 1:
             _check_independent(guide, args, kwargs, params, key, first, traces[1])
-        second = DiscreteSampler(rng_key=key, sign=-1, keep_z=False, estimator="DisarmELBO")
-        # the pair shares the values of the guide's continuous sites (the same key alone
-        # does not give them: a replayed subsample draws no key)
-        guide = replay(guide, trace=continuous_sites(traces[1], set(first.sites)))
-        anti_traces = discrete_pass(
-            model, guide, args, kwargs, params, key, second, previous=traces[1]
+        anti_traces, second = antithetic_pass(
+            model, guide, args, kwargs, params, key, first, traces
         )
         dims, ndim = factor_dims(*traces)
         here = costs(*traces, set(first.sites), dims, ndim)
