@@ -58,9 +58,9 @@ def _baseline(params: dict, x: Array) -> Array:
 def _per_term(baseline: Array, terms: tuple[int, ...]) -> Array:
     """The baseline of each independent term of the ELBO, laid out as the terms (shape
     ``terms``: the elements of the plates that enclose every site, 1 on each other dim):
-    ``b_psi`` of each row of the input, one row per element; a model with a site outside
-    every plate (a global latent) has one term, whose baseline is the sum over the rows
-    (any function of the inputs is a baseline)."""
+    ``b_psi`` of each row of the input, one row per element; an ELBO of one term (a model
+    with a site outside every plate, a global latent; a minibatch of one point) takes the
+    sum over the rows (any function of the inputs is a baseline)."""
     if math.prod(terms) == 1:
         return jnp.sum(baseline)
     shape, elements = tuple(jnp.shape(baseline)), tuple(n for n in terms if n != 1)
