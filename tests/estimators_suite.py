@@ -294,6 +294,15 @@ class EstimatorsSuite:
         z = _z_scores({**draws, "value": values}, exact)
         assert np.all(np.abs(z) < Z_LIMIT), z
 
+    def test_importance_weighted_bound_of_one_sample_is_the_elbo(self, backend):
+        """``ImportanceWeightedELBO(num_particles=1)``: the ELBO of the relaxed model, by
+        quadrature, summed over the points (one sample per point, not one bound of all)."""
+        loss = backend.loss("ImportanceWeightedELBO", num_particles=1)
+        values, _ = backend.relaxed_draws(loss, self.draws, 23)
+        exact = relaxed_bounds(RELAXED_PARAMS, RELAXED_Y, k=1).sum()
+        z = _z_scores({"value": values}, {"value": exact})
+        assert np.all(np.abs(z) < Z_LIMIT), z
+
     def test_importance_weighted_bound_refuses_a_discrete_guide_site(self, backend):
         loss = backend.loss("ImportanceWeightedELBO")
         with pytest.raises(ValueError, match="ImportanceWeightedELBO: guide site 'z' is a"):

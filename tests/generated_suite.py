@@ -110,13 +110,6 @@ def rejection(spec: Spec, key: str) -> str | None:
 #: a fixed one fails until its row goes
 KNOWN = (
     (
-        ("nvil",),
-        ("pyro", "numpyro"),
-        lambda spec: spec.subsample and not any(s.level == "global" for s in spec.sites),
-        "found by this suite: NVIL under a subsampled data plate wants a baseline row per "
-        "point of the subsample, which baseline_input (the model's arguments) cannot know",
-    ),
-    (
         ("score_function",),
         ("numpyro",),
         lambda spec: spec.subsample,

@@ -5,18 +5,11 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from jax import Array
-from numpyro.handlers import replay
 
 from ..plates import factor_dims
 from .elbo import DiscreteELBO
 from .reads import check_independent
-from .traces import (
-    DiscreteSampler,
-    check_bernoulli,
-    continuous_sites,
-    costs,
-    discrete_pass,
-)
+from .traces import DiscreteSampler, antithetic_pass, check_bernoulli, costs, discrete_pass
 
 __all__ = ["DisarmELBO"]
 
@@ -72,12 +65,8 @@ class DisarmELBO(DiscreteELBO):
                 "DisarmELBO",
                 _ALTERNATIVES[0],
             )
-        second = DiscreteSampler(rng_key=key, sign=-1, keep_z=False, estimator="DisarmELBO")
-        # the pair shares the values of the guide's continuous sites (the same key alone
-        # does not give them: a replayed subsample draws no key)
-        guide = replay(guide, trace=continuous_sites(traces[1], set(first.sites)))
-        anti_traces = discrete_pass(
-            model, guide, args, kwargs, params, key, second, previous=traces[1]
+        anti_traces, second = antithetic_pass(
+            model, guide, args, kwargs, params, key, first, traces
         )
         dims, ndim = factor_dims(*traces)
         here = costs(*traces, set(first.sites), dims, ndim)

@@ -57,7 +57,7 @@ class DoubleCvELBO(LinearisedELBO):
     def _declare(self, sites: dict[str, tuple[int, ...]]) -> None:
         numpyro.param("doublecv_alpha", jnp.asarray(self.alpha))
 
-    def _estimate(
+    def _particle(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
         stop = jax.lax.stop_gradient

@@ -17,10 +17,15 @@ class DiscreteELBO(ELBO):
 
     Subclasses implement :meth:`_particle`, which returns the objective's estimate and a
     surrogate whose gradient is the gradient estimate, both summed over the elements of
-    one pass.
+    one pass; this class averages them over the particles and gives ``loss`` and
+    ``tunable``.
     """
 
     can_infer_discrete = True
+    #: whether one call of :meth:`_particle` takes all ``num_particles`` samples, stacked
+    #: on a sample dim (a ``K``-sample objective, leave-one-out baselines, NVIL's moments
+    #: over a step's samples): it is then called once, and nothing is averaged here
+    stacks_particles = False
 
     def __init__(self, num_particles: int = 1, vectorize_particles: bool = True) -> None:
         if not isinstance(num_particles, int) or num_particles < 1:
@@ -37,9 +42,15 @@ class DiscreteELBO(ELBO):
         ``SVI.init`` creates parameters only for the sites of the model and the guide."""
         return guide
 
+    # The hook of Pyro's DiscreteELBO with the key and the parameters first, as NumPyro's
+    # ELBO.loss hands them (Pyro draws from its global seed and reads the param store).
     def _particle(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
+        """``(value, surrogate)`` of one particle: the objective's estimate, and an array
+        whose gradient is the gradient estimate, from passes of ``model`` and ``guide``
+        drawn from ``rng_key`` (all ``num_particles`` samples when
+        :attr:`stacks_particles`)."""
         raise NotImplementedError
 
     def _estimate(
@@ -48,7 +59,7 @@ class DiscreteELBO(ELBO):
         """The objective and the surrogate, averaged over the particles (one particle: the
         key as given and no particle dimension, as NumPyro's own ELBOs, which keeps a key
         split and ``vmap``'s batch of one out of the compiled step)."""
-        if self.num_particles == 1:
+        if self.num_particles == 1 or self.stacks_particles:
             return self._particle(rng_key, params, model, guide, args, kwargs)
         keys = jax.random.split(rng_key, self.num_particles)
         value, surrogate = self.vectorize_particles_fn(
@@ -60,6 +71,10 @@ class DiscreteELBO(ELBO):
         self, rng_key: Array, param_map: dict, model: Callable, guide: Callable, *args, **kwargs
     ) -> Array:
         """The negative objective in value, the negative gradient estimate in gradient."""
-        value, surrogate = self._estimate(rng_key, param_map, model, guide, args, kwargs)
-        stop = jax.lax.stop_gradient
-        return -(stop(value) + surrogate - stop(surrogate))
+        return negated(*self._estimate(rng_key, param_map, model, guide, args, kwargs))
+
+
+def negated(value: Array, surrogate: Array) -> Array:
+    """``-value`` in value, ``-d surrogate`` in gradient: the loss of an estimate."""
+    stop = jax.lax.stop_gradient
+    return -(stop(value) + surrogate - stop(surrogate))

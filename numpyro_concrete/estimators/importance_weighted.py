@@ -55,7 +55,7 @@ class ImportanceWeightedELBO(MultiSampleELBO):
                 )
         return (model_trace, guide_trace), set(), {}
 
-    def _estimate(
+    def _particle(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
         _, log_w, scale, _ = self._samples(rng_key, params, model, guide, args, kwargs)

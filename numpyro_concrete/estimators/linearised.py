@@ -44,7 +44,7 @@ class LinearisedELBO(MultiSampleELBO, TunedELBO):
     model must read their values with arithmetic: a categorical site, a guide whose logits
     read another site's value, or a model that reads a value through a step function
     (whose derivative is zero) raises ``ValueError``, found when the loss is traced (under
-    ``jit``, once per compilation).  Subclasses implement ``_estimate`` from
+    ``jit``, once per compilation).  Subclasses implement :meth:`_particle` from
     :meth:`_samples`.
     """
 

@@ -19,19 +19,22 @@ __all__ = ["MultiSampleELBO"]
 
 
 class MultiSampleELBO(DiscreteELBO):
-    """The ``K = num_particles`` samples of a bound taken per element of the plates that
-    enclose every site (the data plate: ``K`` samples per data point), all sharing the data
-    plate's subsample.  Each element's bound is taken from its unscaled weights and then
+    """The ``K = num_particles`` samples taken per element of the plates that enclose
+    every site (the data plate: ``K`` samples per data point), all sharing the data
+    plate's subsample and stacked on a sample dim: what one call of :meth:`_particle`
+    takes (a ``K``-sample bound, RLOO's leave-one-out baselines, NVIL's moments over a
+    step's samples).  Each element's bound is taken from its unscaled weights and then
     multiplied by the element's scale (subsampling's ``N / B``, ``handlers.scale``), so a
     scale ``S`` gives ``S log (1/K) sum_k w_k``, never ``log (1/K) sum_k w_k^S``.
 
-    Subclasses implement :meth:`_pass`, one sample's traces, discrete sites and what the
-    estimator keeps of it besides its costs (the discrete pass, keeping nothing, unless
-    they say otherwise).  One whose
-    objective is not a bound per point (RLOO's ELBO, linear in the weights) sets
-    :attr:`bound_per_point` false: a scale then need not be one per point.
+    :meth:`_pass` is one sample's traces, discrete sites and what the estimator keeps of
+    it besides its costs (the discrete pass, keeping nothing, unless a subclass says
+    otherwise).  A subclass whose objective is not a bound per point (the ELBO, linear in
+    the weights) sets :attr:`bound_per_point` false: a scale then need not be one per
+    point.
     """
 
+    stacks_particles = True
     #: whether the objective is each point's ``K``-sample bound (a scale is one per point)
     bound_per_point = True
     #: whether the estimator needs ``K >= 2`` (leave-one-out baselines)

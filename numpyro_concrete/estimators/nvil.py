@@ -26,6 +26,7 @@ no history, centres and scales with its own batch.  Reparameterised guide sites,
 any, contribute their pathwise gradient.
 """
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -33,11 +34,9 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.primitives
 from jax import Array
-from numpyro import handlers
-from numpyro.infer.elbo import ELBO
-from numpyro.infer.util import get_importance_trace
 
-from ..plates import plate_dims
+from .elbo import negated
+from .multi_sample import MultiSampleELBO
 
 __all__ = ["NvilELBO"]
 
@@ -56,30 +55,26 @@ def _baseline(params: dict, x: Array) -> Array:
     return (h @ params[f"{BASELINE}_w1"] + params[f"{BASELINE}_b1"])[..., 0]
 
 
-def _per_element(log_prob: Array, keep: set[int]) -> Array:
-    """``log_prob`` summed over every dim not in ``keep`` (as NumPyro's ``RenyiELBO``)."""
-    summed = tuple(d for d in range(log_prob.ndim) if d - log_prob.ndim not in keep)
-    return jnp.squeeze(jnp.sum(log_prob, axis=summed, keepdims=True), summed)
-
-
 def _per_term(baseline: Array, terms: tuple[int, ...]) -> Array:
-    """The baseline of each independent term of the ELBO (shape ``terms``): ``b_psi`` of
-    each row of the input, one row per element of the plates that enclose every site; a
-    model with a site outside every plate (a global latent) has one term, whose baseline
-    is the sum over the rows (any function of the inputs is a baseline)."""
-    if terms == ():
+    """The baseline of each independent term of the ELBO, laid out as the terms (shape
+    ``terms``: the elements of the plates that enclose every site, 1 on each other dim):
+    ``b_psi`` of each row of the input, one row per element; an ELBO of one term (a model
+    with a site outside every plate, a global latent; a minibatch of one point) takes the
+    sum over the rows (any function of the inputs is a baseline)."""
+    if math.prod(terms) == 1:
         return jnp.sum(baseline)
-    if jnp.shape(baseline) != terms:
+    shape, elements = tuple(jnp.shape(baseline)), tuple(n for n in terms if n != 1)
+    if tuple(n for n in shape if n != 1) != elements:
         raise ValueError(
-            f"NvilELBO: the baseline gives {jnp.shape(baseline)} values but the ELBO has "
-            f"{terms} independent terms, one per element of the plates that enclose every "
-            "sample site: baseline_input must return one row per element, shape "
-            f"{terms + ('features',)}."
+            f"NvilELBO: the baseline gives {shape} values but the ELBO has {elements} "
+            "independent terms, one per element of the plates that enclose every sample "
+            "site: baseline_input must return one row per element, shape "
+            f"{elements + ('features',)}."
         )
-    return baseline
+    return jnp.reshape(baseline, terms)
 
 
-class NvilELBO(ELBO):
+class NvilELBO(MultiSampleELBO):
     """The discrete ELBO with the NVIL gradient estimator (module docstring).
 
     ``loss`` returns a surrogate whose value is the negative discrete ELBO (averaged over
@@ -92,6 +87,9 @@ class NvilELBO(ELBO):
         nvil = NvilELBO()
         svi = SVI(model, nvil.tunable(guide), optax.adam(3e-4), loss=nvil)
 
+    The ``num_particles`` samples of a step share the data plate's subsample, and the
+    first step's moments are taken over all of them.
+
     :param num_particles: independent samples per step (each with its own signal).
     :param hidden: width of the baseline network's tanh layer (the paper: 100).
     :param decay: decay of the running mean and variance of ``l - b_psi(x)`` (the paper:
@@ -103,7 +101,7 @@ class NvilELBO(ELBO):
     :param vectorize_particles: as for NumPyro's ``ELBO``.
     """
 
-    can_infer_discrete = True
+    bound_per_point = False
 
     def __init__(
         self,
@@ -117,7 +115,7 @@ class NvilELBO(ELBO):
             raise ValueError(f"NvilELBO: decay must lie in [0, 1), got {decay!r}")
         if hidden < 1:
             raise ValueError(f"NvilELBO: hidden must be a positive width, got {hidden!r}")
-        super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
+        super().__init__(num_particles, vectorize_particles)
         self.hidden = hidden
         self.decay = decay
         self.baseline_input = baseline_input
@@ -137,67 +135,55 @@ class NvilELBO(ELBO):
 
         return guide_with_baseline
 
-    def _particle(self, model, guide, param_map, args, kwargs, rng_key):
-        """One sample: per data point ``l``, the direct part of ``l`` (the model's
-        densities and any pathwise terms) and ``log q`` of the score-function sites."""
-        model_key, guide_key = jax.random.split(rng_key)
-        model_trace, guide_trace = get_importance_trace(
-            handlers.seed(model, model_key),
-            handlers.seed(guide, guide_key),
-            args,
-            kwargs,
-            param_map,
-        )
-        keep = plate_dims(model_trace, guide_trace)
-        log_p = sum(
-            _per_element(site["log_prob"], keep)
-            for site in model_trace.values()
-            if site["type"] == "sample"
-        )
-        log_q_score, log_q_path, score = 0.0, 0.0, 0.0
-        for site in guide_trace.values():
-            if site["type"] != "sample" or site["is_observed"]:
-                continue
-            lp = _per_element(site["log_prob"], keep)
-            if site["fn"].has_rsample:
-                log_q_path = log_q_path + lp
-            else:
-                log_q_score = log_q_score + lp
-                # the score of q itself, unscaled: l carries the scale once
-                score = score + _per_element(site["fn"].log_prob(site["value"]), keep)
-        return log_p - log_q_path - log_q_score, log_p - log_q_path, score
+    def _particle(
+        self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
+    ) -> tuple[Array, Array]:
+        """The ELBO and the surrogate whose gradient is the estimate, from the step's
+        samples (the running moments those of ``params``)."""
+        return self._with_moments(rng_key, params, model, guide, args, kwargs)[:2]
 
-    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
-        """The negative discrete ELBO in value, the negative NVIL estimate in gradient, and
-        the advanced running moments.  Without the moments in ``param_map``
-        (``SVI.evaluate`` passes the parameters alone, ``SVI`` keeps the moments apart) the
-        step has no history and centres and scales with its own batch, as the first."""
-        if f"{BASELINE}_w0" not in param_map:
+    def _with_moments(
+        self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
+    ) -> tuple[Array, Array, dict]:
+        """:meth:`_particle`, and the running moments advanced by the step.  Without the
+        moments in ``params`` (``SVI.evaluate`` passes the parameters alone, ``SVI`` keeps
+        the moments apart) the step has no history and centres and scales with its own
+        batch, as the first."""
+        if f"{BASELINE}_w0" not in params:
             raise ValueError(
                 "NvilELBO: the guide does not declare the baseline network and its running "
                 "moments; train with SVI(model, nvil.tunable(guide), optim, loss=nvil)."
             )
-        particle = jax.tree_util.Partial(self._particle, model, guide, param_map, args, kwargs)
-        keys = jax.random.split(rng_key, self.num_particles)
-        signal, direct, log_q = self.vectorize_particles_fn(particle, keys)
-        signal = jax.lax.stop_gradient(signal)
+        samples = self._samples(rng_key, params, model, guide, args, kwargs)[0]
+        signal = jax.lax.stop_gradient(samples.value)  # l per sample and element
         baseline = _per_term(
-            _baseline(param_map, self.baseline_input(*args, **kwargs)), jnp.shape(signal)[1:]
+            _baseline(params, self.baseline_input(*args, **kwargs)), jnp.shape(signal)[1:]
         )
-        moments = param_map.get(MOMENTS, {"mean": 0.0, "var": 1.0, "steps": 0})
+        log_q = sum(samples.score.values(), jnp.zeros(()))
+        moments = params.get(MOMENTS, {"mean": 0.0, "var": 1.0, "steps": 0})
         residual = signal - jax.lax.stop_gradient(baseline)
         first = moments["steps"] == 0
         mean = jnp.where(first, residual.mean(), moments["mean"])
         var = jnp.where(first, residual.var(), moments["var"])
         learning_signal = (residual - mean) / jnp.maximum(1.0, jnp.sqrt(var))
-        surrogate = (direct + learning_signal * log_q).mean(0).sum() - 0.5 * (
+        surrogate = (samples.direct + learning_signal * log_q).mean(0).sum() - 0.5 * (
             (signal - mean - baseline) ** 2
         ).mean(0).sum()
-        elbo = signal.mean(0).sum()
-        loss = -elbo - (surrogate - jax.lax.stop_gradient(surrogate))
-        new_moments = {
+        advanced = {
             "mean": self.decay * mean + (1 - self.decay) * residual.mean(),
             "var": self.decay * var + (1 - self.decay) * residual.var(),
             "steps": moments["steps"] + 1,
         }
-        return {"loss": loss, "mutable_state": {MOMENTS: new_moments}}
+        return signal.mean(0).sum(), surrogate, advanced
+
+    # NumPyro's state is functional: SVI hands the moments in and takes the advanced ones
+    # back through loss_with_mutable_state (Pyro's NVIL advances its parameter in place).
+    def loss_with_mutable_state(
+        self, rng_key: Array, param_map: dict, model: Callable, guide: Callable, *args, **kwargs
+    ) -> dict:
+        """The negative discrete ELBO in value, the negative NVIL estimate in gradient, and
+        the advanced running moments."""
+        value, surrogate, moments = self._with_moments(
+            rng_key, param_map, model, guide, args, kwargs
+        )
+        return {"loss": negated(value, surrogate), "mutable_state": {MOMENTS: moments}}

@@ -35,7 +35,7 @@ class RlooELBO(MultiSampleELBO):
     bound_per_point = False
     leave_one_out = True
 
-    def _estimate(
+    def _particle(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
         samples = self._samples(rng_key, params, model, guide, args, kwargs)[0]

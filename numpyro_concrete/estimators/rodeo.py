@@ -99,7 +99,7 @@ class RodeoELBO(LinearisedELBO):
         out = out + params["rodeo_output_bias"]
         return out[..., 0], out[..., 1]
 
-    def _estimate(
+    def _particle(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
         stop = jax.lax.stop_gradient

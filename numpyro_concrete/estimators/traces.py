@@ -44,6 +44,7 @@ __all__ = [
     "DiscreteSite",
     "LogMass",
     "RelaxedSampler",
+    "antithetic_pass",
     "check_bernoulli",
     "continuous_sites",
     "costs",
@@ -432,6 +433,28 @@ def relaxed_pass(
             "values only."
         ) from error
     return model_trace, _log_probs(guide_trace)
+
+
+def antithetic_pass(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    params: dict,
+    rng_key: Array,
+    sampler: DiscreteSampler,
+    traces: tuple[dict, dict],
+) -> tuple[tuple[dict, dict], DiscreteSampler]:
+    """The antithetic pass of a discrete pass (``traces``, under ``sampler``, drawn from
+    ``rng_key``): the discrete pass whose noise is the first's negated (``1 - u`` for
+    ``u``: the same key, sign ``-1``), sharing the values of its continuous sites
+    (DisARM's ``b~``; the same key alone does not give them: a replayed subsample draws
+    no key); its traces and its sampler."""
+    anti = DiscreteSampler(
+        rng_key=sampler.rng_key, sign=-1, keep_z=sampler.keep_z, estimator=sampler.estimator
+    )
+    guide = replay(guide, trace=continuous_sites(traces[1], set(sampler.sites)))
+    return discrete_pass(model, guide, args, kwargs, params, rng_key, anti, traces[1]), anti
 
 
 def continuous_sites(tr: dict, discrete: set[str]) -> dict:

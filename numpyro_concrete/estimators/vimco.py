@@ -36,7 +36,7 @@ class VimcoELBO(MultiSampleELBO):
 
     leave_one_out = True
 
-    def _estimate(
+    def _particle(
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
         samples, log_w, scale, _ = self._samples(rng_key, params, model, guide, args, kwargs)

@@ -2,20 +2,12 @@
 
 from collections.abc import Callable
 
-import pyro
 import torch
-from pyro import poutine
 
 from ..plates import factor_dims
 from .elbo import DiscreteELBO
 from .reads import check_independent
-from .traces import (
-    DiscreteSampler,
-    check_bernoulli,
-    continuous_sites,
-    costs,
-    discrete_pass,
-)
+from .traces import DiscreteSampler, antithetic_pass, check_bernoulli, costs, discrete_pass
 
 __all__ = ["DisarmELBO"]
 
@@ -59,10 +51,7 @@ class DisarmELBO(DiscreteELBO):
         first = DiscreteSampler(estimator="DisarmELBO")
         traces = discrete_pass(model, guide, args, kwargs, first)
         check_bernoulli(first.sites, "DisarmELBO", _ALTERNATIVES[1])
-        second = DiscreteSampler(first.noises(), sign=-1, estimator="DisarmELBO")
-        # the pair shares the values of the guide's continuous sites
-        guide = poutine.replay(guide, trace=continuous_sites(traces[1], set(first.sites)))
-        anti_traces = discrete_pass(model, guide, args, kwargs, second, previous=traces[1])
+        anti_traces, second = antithetic_pass(model, guide, args, kwargs, first, traces)
         dims, ndim = factor_dims(*traces)
         here = costs(*traces, set(first.sites), dims, ndim)
         there = costs(*anti_traces, set(first.sites), dims, ndim)
@@ -78,8 +67,7 @@ class DisarmELBO(DiscreteELBO):
         """Guide and model run once, in a plate of size 2 left of every other plate (the
         particles' included) whose elements are ``b`` and ``b~``: as the particles, this
         needs a model and a guide that broadcast."""
-        dim = -self.max_plate_nesting - 1
-        pair = pyro.plate("disarm_pair", 2, dim=dim)
+        pair, dim = self._pair("disarm_pair")
         sampler = DiscreteSampler(antithetic_dim=dim, estimator="DisarmELBO")
         traces = discrete_pass(pair(model), pair(guide), args, kwargs, sampler)
         check_bernoulli(sampler.sites, "DisarmELBO", _ALTERNATIVES[1])

@@ -50,7 +50,7 @@ class DoubleCvELBO(LinearisedELBO):
         super().__init__(num_particles, tune, vectorize_particles)
         self.alpha = float(alpha)
 
-    def _estimate(
+    def _particle(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # read before the passes: with module_local_params, running the module that holds

@@ -55,7 +55,7 @@ class ImportanceWeightedELBO(MultiSampleELBO):
                 )
         return (model_trace, guide_trace), set(), {}
 
-    def _estimate(
+    def _particle(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
         _, log_w, scale, _ = self._samples(model, guide, args, kwargs)

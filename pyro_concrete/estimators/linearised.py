@@ -42,7 +42,7 @@ class LinearisedELBO(MultiSampleELBO, TunedELBO):
     model must read their values with arithmetic: a categorical site, a guide whose logits
     read another site's value, or a model that reads a value through a step function
     (whose derivative is zero) raises ``ValueError``, found on the first step of each
-    model and guide.  Subclasses implement ``_estimate`` from :meth:`_samples`.
+    model and guide.  Subclasses implement :meth:`_particle` from :meth:`_samples`.
     """
 
     bound_per_point = False

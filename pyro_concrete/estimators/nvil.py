@@ -26,16 +26,14 @@ no history, centres and scales with its own batch.  Reparameterised guide sites,
 any, contribute their pathwise gradient.
 """
 
+import math
 from collections.abc import Callable
 
 import pyro
 import torch
-from pyro.infer import ELBO
-from pyro.infer.enum import get_importance_trace
 from torch import nn
 
-from ..plates import plate_dims
-from .traces import unscaled_log_prob
+from .multi_sample import MultiSampleELBO
 
 __all__ = ["NvilELBO"]
 
@@ -57,41 +55,42 @@ def _baseline_network(features: int, hidden: int) -> nn.Sequential:
     return layers
 
 
-def _per_element(log_prob: torch.Tensor, keep: set[int]) -> torch.Tensor:
-    """``log_prob`` summed over every dim not in ``keep`` (as Pyro's ``RenyiELBO``)."""
-    summed = [d for d in range(log_prob.dim()) if d - log_prob.dim() not in keep]
-    return log_prob.sum(summed) if summed else log_prob
-
-
 def _per_term(baseline: torch.Tensor, terms: tuple[int, ...]) -> torch.Tensor:
-    """The baseline of each independent term of the ELBO (shape ``terms``): ``b_psi`` of
-    each row of the input, one row per element of the plates that enclose every site; a
-    model with a site outside every plate (a global latent) has one term, whose baseline
-    is the sum over the rows (any function of the inputs is a baseline)."""
-    if terms == ():
+    """The baseline of each independent term of the ELBO, laid out as the terms (shape
+    ``terms``: the elements of the plates that enclose every site, 1 on each other dim):
+    ``b_psi`` of each row of the input, one row per element; an ELBO of one term (a model
+    with a site outside every plate, a global latent; a minibatch of one point) takes the
+    sum over the rows (any function of the inputs is a baseline)."""
+    if math.prod(terms) == 1:
         return baseline.sum()
-    if tuple(baseline.shape) != terms:
+    shape, elements = tuple(baseline.shape), tuple(n for n in terms if n != 1)
+    if tuple(n for n in shape if n != 1) != elements:
         raise ValueError(
-            f"NvilELBO: the baseline gives {tuple(baseline.shape)} values but the ELBO has "
-            f"{terms} independent terms, one per element of the plates that enclose every "
-            "sample site: baseline_input must return one row per element, shape "
-            f"{terms + ('features',)}."
+            f"NvilELBO: the baseline gives {shape} values but the ELBO has {elements} "
+            "independent terms, one per element of the plates that enclose every sample "
+            "site: baseline_input must return one row per element, shape "
+            f"{elements + ('features',)}."
         )
-    return baseline
+    return baseline.reshape(terms)
 
 
-class NvilELBO(ELBO):
+class NvilELBO(MultiSampleELBO):
     """The discrete ELBO with the NVIL gradient estimator (module docstring).
 
     ``loss_and_grads`` returns the negative discrete ELBO (averaged over
-    ``num_particles``) and fills every parameter's ``.grad`` with the NVIL estimate.  The
-    baseline network is the module ``nvil_baseline`` in Pyro's parameter store and the
-    running moments ``(mean, var, steps)`` the parameter ``nvil_moments`` (never given a
-    gradient); both are declared by the guide that :meth:`tunable` returns, which is
-    the guide to give ``SVI``::
+    ``num_particles``) and fills every parameter's ``.grad`` with the NVIL estimate;
+    ``differentiable_loss`` is the same as a loss whose gradient is the estimate (for a
+    torch optimiser, ``LightningSVI``).  The baseline network is the module
+    ``nvil_baseline`` in Pyro's parameter store and the running moments
+    ``(mean, var, steps)`` the parameter ``nvil_moments`` (never given a gradient), both
+    held by :attr:`tuned` (so by ``nvil(model, guide)``) and declared by the guide that
+    :meth:`tunable` returns, which is the guide to give ``SVI``::
 
         nvil = NvilELBO()
         svi = SVI(model, nvil.tunable(guide), pyro.optim.Adam({"lr": 3e-4}), loss=nvil)
+
+    The ``num_particles`` samples of a step share the data plate's subsample, and the
+    first step's moments are taken over all of them.
 
     :param num_particles: independent samples per step (each with its own signal).
     :param hidden: width of the baseline network's tanh layer (the paper: 100).
@@ -104,6 +103,8 @@ class NvilELBO(ELBO):
     :param vectorize_particles: as for Pyro's ``ELBO``.
     :param max_plate_nesting: as for Pyro's ``ELBO``.
     """
+
+    bound_per_point = False
 
     def __init__(
         self,
@@ -118,15 +119,10 @@ class NvilELBO(ELBO):
             raise ValueError(f"NvilELBO: decay must lie in [0, 1), got {decay!r}")
         if hidden < 1:
             raise ValueError(f"NvilELBO: hidden must be a positive width, got {hidden!r}")
-        super().__init__(
-            num_particles=num_particles,
-            vectorize_particles=vectorize_particles,
-            max_plate_nesting=max_plate_nesting,
-        )
+        super().__init__(num_particles, vectorize_particles, max_plate_nesting)
         self.hidden = hidden
         self.decay = decay
         self.baseline_input = baseline_input
-        self._network: nn.Module | None = None
 
     def tunable(self, guide: Callable) -> Callable:
         """``guide`` that also declares the baseline network and the running moments."""
@@ -134,56 +130,31 @@ class NvilELBO(ELBO):
         def guide_with_baseline(*args, **kwargs):
             x = self.baseline_input(*args, **kwargs)
             self._baseline(x)
-            pyro.param(MOMENTS, lambda: x.new_tensor([0.0, 1.0, 0.0]))
+            self.tuned(MOMENTS, x.new_tensor([0.0, 1.0, 0.0]))
             return guide(*args, **kwargs)
 
         return guide_with_baseline
 
-    def _get_trace(self, model, guide, args, kwargs):
-        """A guide trace and the model replayed against it, with log densities (as
-        ``Trace_ELBO``)."""
-        return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
-
     def _baseline(self, x: torch.Tensor) -> torch.Tensor:
-        """``b_psi(x)``, the network registered (or, when stored, loaded) as ``nvil_baseline``."""
-        if self._network is None:
-            self._network = _baseline_network(x.shape[-1], self.hidden).to(x)
-        return pyro.module(BASELINE, self._network)(x).squeeze(-1)
+        """``b_psi(x)``, the network of :attr:`tuned` registered (or, when stored, loaded)
+        as ``nvil_baseline``."""
+        network = getattr(self.tuned, BASELINE, None)
+        if network is None:
+            network = _baseline_network(x.shape[-1], self.hidden).to(x)
+            setattr(self.tuned, BASELINE, network)
+        return pyro.module(BASELINE, network)(x).squeeze(-1)
 
-    def _particles(self, model, guide, args, kwargs):
-        """Per sample and data point: ``l``, the direct part of ``l`` (the model's
-        densities and any pathwise terms) and ``log q`` of the score-function sites."""
-        signal, direct, log_q = [], [], []
-        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            keep = plate_dims(model_trace, guide_trace)
-            log_p = sum(
-                _per_element(site["log_prob"], keep)
-                for site in model_trace.nodes.values()
-                if site["type"] == "sample"
-            )
-            log_q_score, log_q_path, score = 0.0, 0.0, 0.0
-            for site in guide_trace.nodes.values():
-                if site["type"] != "sample" or site["is_observed"]:
-                    continue
-                lp = _per_element(site["log_prob"], keep)
-                if site["fn"].has_rsample:
-                    log_q_path = log_q_path + lp
-                else:
-                    log_q_score = log_q_score + lp
-                    # the score of q itself, unscaled: l carries the scale once
-                    score = score + _per_element(unscaled_log_prob(site), keep)
-            signal.append((log_p - log_q_path - log_q_score).detach())
-            direct.append(log_p - log_q_path)
-            log_q.append(torch.as_tensor(score))
-        if self.vectorize_particles:
-            return signal[0], direct[0], log_q[0]
-        return torch.stack(signal), torch.stack(direct), torch.stack(log_q)
-
-    def _surrogate(self, model, guide, args, kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ELBO (a detached scalar) and the surrogate whose gradient is the estimate;
-        advances the running moments."""
-        signal, direct, log_q = self._particles(model, guide, args, kwargs)
-        if MOMENTS not in pyro.get_param_store():
+    def _particle(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ELBO and the surrogate whose gradient is the estimate, from the step's
+        samples; advances the running moments.  Without gradients (``loss``,
+        ``SVI.evaluate_loss``) the ELBO alone, the moments unchanged."""
+        samples = self._samples(model, guide, args, kwargs)[0]
+        signal = samples.value.detach()  # l per sample and element
+        if not torch.is_grad_enabled():
+            return signal.mean(0).sum(), torch.zeros(())
+        if MOMENTS not in dict(self.tuned.named_pyro_params()):
             raise ValueError(
                 "NvilELBO: the guide does not declare the baseline network and its running "
                 "moments; train with SVI(model, nvil.tunable(guide), optim, loss=nvil)."
@@ -191,13 +162,14 @@ class NvilELBO(ELBO):
         baseline = _per_term(
             self._baseline(self.baseline_input(*args, **kwargs)), tuple(signal.shape[1:])
         )
-        moments = pyro.param(MOMENTS)
+        log_q = sum(samples.score.values(), torch.zeros(()))
+        moments = self.tuned(MOMENTS, signal.new_tensor([0.0, 1.0, 0.0]))
         residual = signal - baseline.detach()
         first = bool(moments[2] == 0)
         mean = residual.mean() if first else moments[0].detach()
         var = residual.var(unbiased=False) if first else moments[1].detach()
         learning_signal = (residual - mean) / var.sqrt().clamp(min=1.0)
-        surrogate = (direct + learning_signal * log_q).mean(0).sum() - 0.5 * (
+        surrogate = (samples.direct + learning_signal * log_q).mean(0).sum() - 0.5 * (
             (signal - mean - baseline) ** 2
         ).mean(0).sum()
         with torch.no_grad():
@@ -211,16 +183,3 @@ class NvilELBO(ELBO):
                 )
             )
         return signal.mean(0).sum(), surrogate
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """The negative discrete ELBO (no gradients, moments unchanged)."""
-        with torch.no_grad():
-            signal = self._particles(model, guide, args, kwargs)[0]
-        return -signal.mean(0).sum().item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """The negative discrete ELBO; accumulates the NVIL estimate into ``.grad``."""
-        elbo, surrogate = self._surrogate(model, guide, args, kwargs)
-        if surrogate.requires_grad:
-            (-surrogate).backward()
-        return -elbo.item()

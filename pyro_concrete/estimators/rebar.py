@@ -3,7 +3,6 @@ Mnih, Maddison, Lawson & Sohl-Dickstein 2017)."""
 
 from collections.abc import Callable
 
-import pyro
 import torch
 from pyro import poutine
 from torch.distributions import constraints
@@ -139,8 +138,7 @@ class ControlVariateELBO(TunedELBO):
         conditional = {k: conditional_point(s) for k, s in hard.sites.items()}
         if self.vectorize_particles:
             # z and z~ in one relaxed pass: a plate of size 2 left of every other plate
-            dim = -self.max_plate_nesting - 1
-            pair = pyro.plate("relaxed_pair", 2, dim=dim)
+            pair, dim = self._pair("relaxed_pair")
             stacked = {
                 k: _stack(s.z, conditional[k], dim - s.event_dim) for k, s in hard.sites.items()
             }

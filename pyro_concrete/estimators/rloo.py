@@ -33,7 +33,7 @@ class RlooELBO(MultiSampleELBO):
     bound_per_point = False
     leave_one_out = True
 
-    def _estimate(
+    def _particle(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
         samples = self._samples(model, guide, args, kwargs)[0]

@@ -93,7 +93,7 @@ class RodeoELBO(LinearisedELBO):
         out = out + params["rodeo_output_bias"]
         return out[..., 0], out[..., 1]
 
-    def _estimate(
+    def _particle(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # read before the passes (see DoubleCvELBO)

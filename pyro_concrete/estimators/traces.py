@@ -43,6 +43,7 @@ __all__ = [
     "DiscreteSite",
     "LogMass",
     "RelaxedSampler",
+    "antithetic_pass",
     "check_bernoulli",
     "continuous_sites",
     "costs",
@@ -444,6 +445,22 @@ def relaxed_pass(
         ) from error
     _compute_log_prob(guide_trace)
     return model_trace, guide_trace
+
+
+def antithetic_pass(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    sampler: DiscreteSampler,
+    traces: tuple[poutine.Trace, poutine.Trace],
+) -> tuple[tuple[poutine.Trace, poutine.Trace], DiscreteSampler]:
+    """The antithetic pass of a discrete pass (``traces``, under ``sampler``): the discrete
+    pass whose noise is the first's negated (``1 - u`` for ``u``), sharing the values of
+    its continuous sites (DisARM's ``b~``); its traces and its sampler."""
+    anti = DiscreteSampler(sampler.noises(), sign=-1, estimator=sampler.estimator)
+    guide = poutine.replay(guide, trace=continuous_sites(traces[1], set(sampler.sites)))
+    return discrete_pass(model, guide, args, kwargs, anti, previous=traces[1]), anti
 
 
 def continuous_sites(trace: poutine.Trace, discrete: set[str]) -> poutine.Trace:

@@ -34,7 +34,7 @@ class VimcoELBO(MultiSampleELBO):
 
     leave_one_out = True
 
-    def _estimate(
+    def _particle(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
         samples, log_w, scale, _ = self._samples(model, guide, args, kwargs)
