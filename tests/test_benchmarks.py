@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-HELPERS = {"common.py", "run_all.py", "by_hand.py"}
+HELPERS = {"common.py", "run_all.py", "by_hand.py", "floors_torch.py"}
 
 # benchmarks/ is a folder of scripts, not a package: load run_all.py by path.
 _spec = importlib.util.spec_from_file_location("benchmarks_run_all", BENCHMARKS / "run_all.py")
