@@ -153,6 +153,79 @@ def pyro_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, tup
     return out
 
 
+#: the library steps timed against a plain-torch floor (``floors_torch.py``), by its name
+FLOORED = {
+    "RebarELBO(tune=False)": lambda pc: pc.RebarELBO(tune=False),
+    "RelaxELBO": lambda pc: pc.RelaxELBO(),
+    "DisarmELBO": lambda pc: pc.DisarmELBO(),
+    "VimcoELBO": lambda pc: pc.VimcoELBO(num_particles=VIMCO_K),
+    "RlooELBO": lambda pc: pc.RlooELBO(num_particles=VIMCO_K),
+}
+
+
+def floor_rows(x: np.ndarray, latents: int, options) -> dict[str, tuple]:
+    """``name -> (library ms, floor ms, library / floor)`` per step (each: median, smallest,
+    largest over the repeats) in Pyro, with Pyro's and torch's validation on (their
+    defaults) for the library: one ``SVI.step`` against the same estimator written directly
+    in torch (``floors_torch.py``), each followed by an Adam step over its parameters."""
+    import floors_torch
+    import pyro
+    import torch
+    from pyro.infer import SVI
+
+    import pyro_concrete as pc
+    from pyro_concrete.problems import SigmoidBeliefNet
+
+    x = torch.tensor(x)
+    pixel_logits = torch.logit(x.mean(0).clamp(1e-3, 1 - 1e-3))
+    sbn = SigmoidBeliefNet(latents=(latents,), hidden=None, pixel_logits=pixel_logits)
+    encoder, decoder = sbn.encoder[0][0], sbn.decoder[0][0]
+    steps = {}
+    for name, make in FLOORED.items():
+        svi = SVI(sbn.model, sbn.guide, pyro.optim.Adam({"lr": 0.0}), make(pc))
+        steps[name] = lambda svi=svi: svi.step(x)
+    for name, floor in floors_torch.floors(latents, VIMCO_K).items():
+        tuned = floor.parameters() if hasattr(floor, "parameters") else []
+        params = [*encoder.parameters(), *decoder.parameters(), *tuned]
+        optim = torch.optim.Adam(params, lr=0.0)
+
+        def step(floor=floor, params=params, optim=optim):
+            for p in params:
+                p.grad = None
+            floor(encoder, decoder, x)
+            optim.step()
+
+        steps[_floor(name)] = step
+    with pyro.validation_enabled(True):
+        timing = time_interleaved(steps, options)
+
+    def ms(name: str) -> tuple[float, float, float]:
+        seconds = timing.seconds[name]
+        return 1e3 * timing.median(name), 1e3 * min(seconds), 1e3 * max(seconds)
+
+    return {
+        name: (
+            ms(name),
+            ms(_floor(name)),
+            (timing.ratio(name, _floor(name)), *timing.spread(name, _floor(name))),
+        )
+        for name in FLOORED
+    }
+
+
+def _floor(name: str) -> str:
+    return f"{name} floor"
+
+
+def floor_table(rows: dict[str, tuple]) -> str:
+    body = [
+        [name, *("{:.2f} ({:.2f}-{:.2f})".format(*cell) for cell in cells)]
+        for name, cells in rows.items()
+    ]
+    headers = ["estimator", "library ms / step", "torch floor ms / step", "library / floor"]
+    return markdown_table(headers, body)
+
+
 def _losses(module, extra: dict) -> dict:
     return {
         "RebarELBO": module.RebarELBO(),
@@ -269,6 +342,8 @@ def main() -> None:
     print(f"{latents} latent units, {batch} images per step, {draws} draws per variance.\n")
     print("### PyTorch / Pyro (eager)\n")
     print(table(pyro_rows(x, latents, draws, options)))
+    print("\n### PyTorch / Pyro against the plain-torch floor, validation on\n")
+    print(floor_table(floor_rows(x, latents, options)))
     print("\n### NumPyro (every step under `jax.jit`)\n")
     print(table(numpyro_rows(x, latents, draws, options)))
     print(f"\n{environment(options)}")

@@ -63,6 +63,8 @@ EXPECTED = {
         "variance x time / score function",
         "library / by hand",
         "; vectorised",
+        "### PyTorch / Pyro against the plain-torch floor, validation on",
+        "library / floor",
     ],
 }
 # Scripts that read the binarized MNIST file: run only where CONCRETE_MNIST names it (the suite
