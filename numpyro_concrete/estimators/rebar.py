@@ -39,6 +39,18 @@ def conditional_point(rng_key: Array, site: DiscreteSite) -> Array:
     return categorical_conditional(rng_key, site.logits, b)
 
 
+def fixed_logits(sites: dict[str, DiscreteSite]) -> bool:
+    """Whether the control variate scores the guide's relaxed values with the logits held
+    fixed: where the guide has one discrete site, whose logits then read no relaxed value.
+    ``c`` is then ``f(sigma_lam(z))`` with ``log q`` continued at logits fixed at their
+    value, a function of ``z`` alone in the parameters, and REBAR is unbiased for any
+    function of ``z`` (Tucker et al. 2017, Eq. 6; Grathwohl et al. 2018, Eq. 5): the terms
+    this drops, the derivative of ``c`` in the logits at fixed ``z``, have the same mean at
+    ``z`` and at ``z~`` (both ``~ p(z)``) and only add variance.  Where a site's logits read
+    another's relaxed value, holding them would also drop the derivative along ``z``."""
+    return len(sites) == 1
+
+
 @dataclass(frozen=True)
 class _Declared:
     """What a guide of :meth:`ControlVariateELBO.tunable` declared: the estimator class,
@@ -140,7 +152,11 @@ class ControlVariateELBO(DiscreteELBO):
 
         def relaxed(points: dict[str, Array], given: dict | None = None, previous=guide_trace):
             sampler = RelaxedSampler(
-                sites=hard.sites, points=points, temperature=temperature, given=given
+                sites=hard.sites,
+                points=points,
+                temperature=temperature,
+                given=given,
+                fixed_logits=fixed_logits(hard.sites),
             )
             traces = relaxed_pass(
                 model, guide, args, kwargs, relaxed_params, relaxed_key, sampler, name, previous

@@ -275,6 +275,9 @@ class RelaxedSampler(Messenger):
     :param given: relaxed values to take as they are instead (the reads check of
         ``reads.py`` traces the passes as functions of them; Pyro's check labels the
         values a pass computes instead, and its sampler has no such argument).
+    :param fixed_logits: score with the logits held fixed (``LogMass`` of ``l'`` under
+        ``stop_gradient``): the continued log-mass then depends on the parameters through
+        the value alone.
     """
 
     def __init__(
@@ -284,10 +287,12 @@ class RelaxedSampler(Messenger):
         points: dict[str, Array] | None = None,
         temperature: dict | None = None,
         given: dict[str, Array] | None = None,
+        fixed_logits: bool = False,
     ) -> None:
         super().__init__(fn)
         self.sites, self.points = sites, points
         self.temperature, self.given = temperature, given
+        self.fixed_logits = fixed_logits
         self.values: dict[str, Array] = {}
 
     def process_message(self, msg: dict) -> None:
@@ -301,7 +306,8 @@ class RelaxedSampler(Messenger):
         z = self.points[name] + jnp.where(jnp.isneginf(site.logits), 0.0, shift)
         value = _relax(site.kind, z, self.temperature[name])
         value = self.values[name] = value if self.given is None else self.given[name]
-        return map_base(fn, lambda b: LogMass(b.logits, site.kind)), value
+        hold = jax.lax.stop_gradient if self.fixed_logits else (lambda logits: logits)
+        return map_base(fn, lambda b: LogMass(hold(b.logits), site.kind)), value
 
 
 class _LogMassModel(Messenger):

@@ -9,7 +9,7 @@ from pyro import poutine
 from ..plates import factor_dims
 from .elbo import DiscreteELBO
 from .reads import logits_sources
-from .traces import DiscreteSampler, continuous_sites, costs, discrete_pass
+from .traces import DiscreteSampler, continuous_sites, costs, discrete_pass, validated
 
 __all__ = ["DisarmELBO"]
 
@@ -53,7 +53,8 @@ class DisarmELBO(DiscreteELBO):
         second = DiscreteSampler(first.noises(), sign=-1, estimator="DisarmELBO")
         # the pair shares the values of the guide's continuous sites
         guide = poutine.replay(guide, trace=continuous_sites(traces[1], set(first.sites)))
-        anti_traces = discrete_pass(model, guide, args, kwargs, second, previous=traces[1])
+        with validated(self._first_step):
+            anti_traces = discrete_pass(model, guide, args, kwargs, second, previous=traces[1])
         dims, ndim = factor_dims(*traces)
         here = costs(*traces, set(first.sites), dims, ndim)
         there = costs(*anti_traces, set(first.sites), dims, ndim)

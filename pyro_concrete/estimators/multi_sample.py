@@ -10,7 +10,7 @@ from pyro import poutine
 
 from ..plates import element_scale, factor_dims
 from .elbo import DiscreteELBO
-from .traces import Costs, DiscreteSampler, costs, discrete_pass, subsample_sites
+from .traces import Costs, DiscreteSampler, costs, discrete_pass, subsample_sites, validated
 
 __all__ = ["MultiSampleELBO"]
 
@@ -56,11 +56,12 @@ class MultiSampleELBO(DiscreteELBO):
         """``(costs, log_w, scale)``: the :class:`Costs` of the ``K`` samples stacked on dim
         0, their unscaled log weights, and the scale of each element (no sample dim)."""
         samples, subsample = [], poutine.Trace()
-        for model_k, guide_k in self._passes(model, guide, args, kwargs):
+        for k, (model_k, guide_k) in enumerate(self._passes(model, guide, args, kwargs)):
             # the K samples of a point's bound share the data plate's subsample
-            traces, discrete = self._pass(
-                model_k, poutine.replay(guide_k, trace=subsample), args, kwargs
-            )
+            with validated(self._first_step or k == 0):
+                traces, discrete = self._pass(
+                    model_k, poutine.replay(guide_k, trace=subsample), args, kwargs
+                )
             subsample = subsample_sites(traces[1])
             dims, ndim = factor_dims(*traces)
             scale = (

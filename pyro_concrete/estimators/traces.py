@@ -19,10 +19,12 @@ guide factorise over them, so each element's score function is multiplied by its
 cost only.
 """
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
@@ -51,6 +53,7 @@ __all__ = [
     "relaxed_pass",
     "subsample_sites",
     "unscaled_log_prob",
+    "validated",
 ]
 
 #: the discrete families the estimators handle, and the name of their kind
@@ -302,6 +305,8 @@ class RelaxedSampler(Messenger):
     :param sites: the discrete pass's sites.
     :param points: ``z`` or ``z~`` per site (a function of the discrete pass's logits).
     :param temperature: the temperature lambda of each site.
+    :param fixed_logits: score with the logits held fixed (``LogMass`` of ``l'`` detached):
+        the continued log-mass then depends on the parameters through the value alone.
     """
 
     def __init__(
@@ -309,10 +314,11 @@ class RelaxedSampler(Messenger):
         sites: dict[str, DiscreteSite],
         points: dict[str, torch.Tensor],
         temperature: dict[str, torch.Tensor | float],
+        fixed_logits: bool = False,
     ) -> None:
         super().__init__()
         self.sites, self.points = sites, points
-        self.temperature = temperature
+        self.temperature, self.fixed_logits = temperature, fixed_logits
         self.values: dict[str, torch.Tensor] = {}
 
     def _pyro_sample(self, msg: dict) -> None:
@@ -327,7 +333,10 @@ class RelaxedSampler(Messenger):
         shift = _logits(site.kind, fn) - site.logits  # -inf - (-inf) at impossible categories
         z = self.points[name] + shift.masked_fill(site.logits.isneginf(), 0.0)
         value = self.values[name] = _relax(site.kind, z, self.temperature[name])
-        return map_base(fn, lambda b: LogMass(b.logits, site.kind)), value
+        fixed = self.fixed_logits
+        return map_base(
+            fn, lambda b: LogMass(b.logits.detach() if fixed else b.logits, site.kind)
+        ), value
 
 
 class _LogMassModel(Messenger):
@@ -423,6 +432,13 @@ def relaxed_pass(
         ) from error
     _compute_log_prob(guide_trace)
     return model_trace, guide_trace
+
+
+def validated(on: bool) -> contextlib.AbstractContextManager:
+    """Pyro's and torch's validation as set (``on``), or off inside the block: for the passes
+    of a step after its first pass, which run the programs validated there at the same data
+    (the first step of a model and guide validates every pass)."""
+    return contextlib.nullcontext() if on else pyro.validation_enabled(False)
 
 
 def continuous_sites(trace: poutine.Trace, discrete: set[str]) -> poutine.Trace:
