@@ -28,13 +28,22 @@ trains with, in each backend:
   default), against the same hand-written step: VIMCO's K samples in one pass, DisARM's
   antithetic pair in one pass of model and guide, REBAR's two relaxed points in one pass.
 
+In Pyro, also each estimator's **milliseconds per step** (loss, backward and an Adam step:
+``SVI.step``) against a *floor*, the same estimator written directly in torch on the net's
+``nn.Linear`` encoder and decoder with one ``torch.optim.Adam`` (``floors_torch.py``; REBAR's
+and RELAX's relaxed points, DisARM's pair and the ``K`` samples each in one decoder call), with
+Pyro's and torch's validation on for the library (their defaults): the median and range of
+each over the repeats and of the per-repeat ratio library / floor, ``RebarELBO(tune=False)``,
+``RelaxELBO``, ``DisarmELBO``, ``VimcoELBO`` and ``RlooELBO`` (``K = 5``), looped and with
+``vectorize_particles=True``.
+
 Pyro also has the score function with its decaying-average baseline (``TraceGraph_ELBO``
 with ``infer={"baseline": ...}`` on the guide's sites, warmed up on the same batch first);
 NumPyro's ``TraceGraph_ELBO`` has no baselines.
 
-Validation (torch's argument checks, Pyro's) is off.  The relaxed gradient is biased for
-the discrete objective (the others are unbiased), so its variance is listed for scale
-only.  ``--fast``: 20 latent units, 8 images, a few draws: a smoke test, not a
+Validation (torch's argument checks, Pyro's) is off but for the floor table.  The relaxed
+gradient is biased for the discrete objective (the others are unbiased), so its variance is
+listed for scale only.  ``--fast``: 20 latent units, 8 images, a few draws: a smoke test, not a
 measurement.
 """
 
@@ -214,8 +223,7 @@ def floor_rows(x: np.ndarray, latents: int, options) -> dict[str, tuple]:
         timing = time_interleaved(steps, options)
 
     def ms(name: str) -> tuple[float, float, float]:
-        seconds = timing.seconds[name]
-        return 1e3 * timing.median(name), 1e3 * min(seconds), 1e3 * max(seconds)
+        return tuple(1e3 * t for t in (timing.median(name), *_extremes(timing, name)))
 
     return {
         name: (
@@ -238,6 +246,69 @@ def floor_table(rows: dict[str, tuple]) -> str:
     ]
     headers = ["estimator", "library ms / step", "torch floor ms / step", "library / floor"]
     return markdown_table(headers, body)
+
+
+#: the tuning objectives compared (``tune_on``), and Adam's steps on the tuned quantities
+TUNE_ON = ("parameters", "logits")
+TUNING_STEPS = 150
+
+
+def tuning_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, tuple]:
+    """``name -> (ms per step, variance)`` in Pyro for the tuned ``RebarELBO`` and
+    ``RelaxELBO`` with each ``tune_on``: one ``SVI.step`` (median, smallest, largest over
+    interleaved repeats), and the per-draw variance of the encoder's gradient after
+    ``TUNING_STEPS`` Adam steps (lr 0.01) on the tuned quantities alone, the net held at
+    its initial point."""
+    import pyro
+    import torch
+    from pyro.infer import SVI
+
+    import pyro_concrete as pc
+    from pyro_concrete.problems import SigmoidBeliefNet
+
+    x = torch.tensor(x)
+    pixel_logits = torch.logit(x.mean(0).clamp(1e-3, 1 - 1e-3))
+    steps, variances = {}, {}
+    for cls in ("RebarELBO", "RelaxELBO"):
+        for on in TUNE_ON:
+            name = f"{cls}(tune_on={on!r})"
+            sbn = SigmoidBeliefNet(latents=(latents,), hidden=None, pixel_logits=pixel_logits)
+            loss = getattr(pc, cls)(tune_on=on)
+            svi = SVI(sbn.model, sbn.guide, pyro.optim.Adam({"lr": 0.0}), loss)
+            steps[name] = lambda svi=svi: svi.step(x)
+            sbn = SigmoidBeliefNet(latents=(latents,), hidden=None, pixel_logits=pixel_logits)
+            loss = getattr(pc, cls)(tune_on=on)
+            loss.loss_and_grads(sbn.model, sbn.guide, x)  # creates the tuned quantities
+            tuned = list(loss.tuned.parameters())
+            optim = torch.optim.Adam(tuned, lr=0.01)
+            grads = []
+            for step in range(-(TUNING_STEPS if not options.fast else 10), draws):
+                for p in [*sbn.parameters(), *tuned]:
+                    p.grad = None
+                loss.loss_and_grads(sbn.model, sbn.guide, x)
+                if step < 0:
+                    optim.step()
+                else:
+                    encoder = sbn.encoder.parameters()
+                    grads.append(torch.cat([p.grad.reshape(-1) for p in encoder]).numpy())
+            variances[name] = float(np.var(grads, 0).sum())
+    timing = time_interleaved(steps, options)
+    return {
+        name: (tuple(1e3 * t for t in (timing.median(name), *_extremes(timing, name))), var)
+        for name, var in variances.items()
+    }
+
+
+def _extremes(timing, name: str) -> tuple[float, float]:
+    return min(timing.seconds[name]), max(timing.seconds[name])
+
+
+def tuning_table(rows: dict[str, tuple]) -> str:
+    body = [
+        [name, "{:.2f} ({:.2f}-{:.2f})".format(*ms), f"{variance:.4g}"]
+        for name, (ms, variance) in rows.items()
+    ]
+    return markdown_table(["estimator", "ms / step", "variance after tuning"], body)
 
 
 def _losses(module, extra: dict) -> dict:
@@ -358,6 +429,8 @@ def main() -> None:
     print(table(pyro_rows(x, latents, draws, options)))
     print("\n### PyTorch / Pyro against the plain-torch floor, validation on\n")
     print(floor_table(floor_rows(x, latents, options)))
+    print("\n### PyTorch / Pyro: the tuning objective of REBAR and RELAX\n")
+    print(tuning_table(tuning_rows(x, latents, draws // 2, options)))
     print("\n### NumPyro (every step under `jax.jit`)\n")
     print(table(numpyro_rows(x, latents, draws, options)))
     print(f"\n{environment(options)}")

@@ -65,6 +65,7 @@ EXPECTED = {
         "; vectorised",
         "### PyTorch / Pyro against the plain-torch floor, validation on",
         "library / floor",
+        "| RelaxELBO(tune_on='logits')",
     ],
 }
 # Scripts that read the binarized MNIST file: run only where CONCRETE_MNIST names it (the suite

@@ -20,6 +20,7 @@ from .reads import check_differentiable_reads
 from .traces import (
     DiscreteSampler,
     DiscreteSite,
+    LogitsProbe,
     RelaxedSampler,
     costs,
     discrete_pass,
@@ -29,6 +30,9 @@ from .traces import (
 )
 
 __all__ = ["RebarELBO"]
+
+#: what the tuned quantities descend the variance of the estimate for
+TUNE_ON = ("parameters", "logits")
 
 
 def conditional_point(site: DiscreteSite) -> torch.Tensor:
@@ -92,8 +96,11 @@ class ControlVariateELBO(DiscreteELBO):
     them); any other tensor the passes read (a ``PyroModule``'s parameter used outside
     ``forward``, a tensor closed over) gets ``g``, unbiased wherever it enters.  With
     ``tune``, the control variate's own quantities descend the gradient of the estimate's
-    second moment ``sum g^2`` over the guide's parameters, which is the variance up to a
-    constant (the mean does not depend on them).
+    second moment ``sum g^2``, which is the variance up to a constant (the mean does not
+    depend on them): of the estimate for the guide's parameters (``tune_on="parameters"``),
+    or for the logits of its discrete sites, each element's (``tune_on="logits"``: the
+    distribution's parameters, as in Grathwohl et al. 2018, Sec. 3.3; the second-order pass
+    stops at the logits instead of running through the guide's network).
 
     ``loss_and_grads`` and ``differentiable_loss`` give every leaf these gradients,
     averaged over the particles; the tuned quantities are the parameters of :attr:`tuned`,
@@ -103,8 +110,15 @@ class ControlVariateELBO(DiscreteELBO):
 
     tune: bool
 
-    def __init__(self, num_particles: int, vectorize_particles: bool) -> None:
+    def __init__(
+        self, num_particles: int, vectorize_particles: bool, tune_on: str = "parameters"
+    ) -> None:
+        if tune_on not in TUNE_ON:
+            raise ValueError(
+                f"{type(self).__name__}: tune_on must be one of {TUNE_ON}, got {tune_on!r}."
+            )
         super().__init__(num_particles, vectorize_particles)
+        self.tune_on = tune_on
         #: the tuned quantities (empty unless tuning)
         self.tuned = TunedQuantities()
 
@@ -146,6 +160,10 @@ class ControlVariateELBO(DiscreteELBO):
         mean zero).  Without gradients (``loss``, ``SVI.evaluate_loss``) only the discrete
         pass runs."""
         name = type(self).__name__
+        probe = None
+        if self.tune and self.tune_on == "logits" and torch.is_grad_enabled():
+            probe = LogitsProbe()
+            guide = probe(guide)
         hard = DiscreteSampler(estimator=name)
         model_trace, guide_trace = discrete_pass(model, guide, args, kwargs, hard)
         dims, ndim = factor_dims(model_trace, guide_trace)
@@ -172,7 +190,8 @@ class ControlVariateELBO(DiscreteELBO):
             return cost.value.sum(), surrogate
         # The tuned quantities get the gradient of the estimate's second moment in place of
         # the surrogate's, a linear term adding the difference.
-        inputs = [*tuned.values(), *(guide_params.values() if self.tune else ())]
+        variance_of = probe.deltas if probe is not None else guide_params
+        inputs = [*tuned.values(), *(variance_of.values() if self.tune else ())]
         grads = _gradients(surrogate, inputs, create_graph=self.tune)
         own = grads[: len(tuned)]
         if self.tune:
@@ -334,6 +353,8 @@ class RebarELBO(ControlVariateELBO):
     :param vectorize_particles: draw the particles in one vectorised pass, and evaluate
         the control variate at ``z`` and ``z~`` in one relaxed pass (a plate of size 2 left
         of the particles'), which needs model and guide to broadcast; else two passes.
+    :param tune_on: tuning, descend the variance of the estimate for the guide's
+        ``"parameters"`` or for the ``"logits"`` of its discrete sites.
     """
 
     def __init__(
@@ -343,10 +364,11 @@ class RebarELBO(ControlVariateELBO):
         eta: float = 1.0,
         tune: bool = True,
         vectorize_particles: bool = False,
+        tune_on: str = "parameters",
     ) -> None:
         if not temperature > 0:
             raise ValueError(f"RebarELBO: temperature must be > 0, got {temperature!r}.")
-        super().__init__(num_particles, vectorize_particles)
+        super().__init__(num_particles, vectorize_particles, tune_on)
         self.temperature, self.eta, self.tune = float(temperature), float(eta), tune
 
     def _setup(self, sites: dict[str, DiscreteSite]) -> tuple[dict, dict]:

@@ -44,6 +44,7 @@ __all__ = [
     "DiscreteSampler",
     "DiscreteSite",
     "LogMass",
+    "LogitsProbe",
     "RelaxedSampler",
     "continuous_sites",
     "costs",
@@ -337,6 +338,27 @@ class RelaxedSampler(Messenger):
         return map_base(
             fn, lambda b: LogMass(b.logits.detach() if fixed else b.logits, site.kind)
         ), value
+
+
+class LogitsProbe(Messenger):
+    """Adds a zero ``delta`` to the logits of each latent discrete site of the program it
+    handles, the same ``delta`` in every pass (created, requiring gradients, at the site's
+    first): the gradient of a pass's output for ``delta`` is its gradient for the site's
+    logits, summed over the passes that compute them (``tune_on="logits"``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deltas: dict[str, torch.Tensor] = {}
+
+    def _pyro_sample(self, msg: dict) -> None:
+        kind = _kind(msg["fn"])
+        if kind is None or not _is_latent(msg):
+            return
+        logits = base_of(msg["fn"]).logits
+        if msg["name"] not in self.deltas:
+            self.deltas[msg["name"]] = torch.zeros_like(logits, requires_grad=True)
+        delta = self.deltas[msg["name"]]
+        msg["fn"] = map_base(msg["fn"], lambda b: type(b)(logits=b.logits + delta))
 
 
 class _LogMassModel(Messenger):
