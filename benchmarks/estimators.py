@@ -201,6 +201,7 @@ def floor_rows(x: np.ndarray, latents: int, options) -> dict[str, tuple]:
 
     x = torch.tensor(x)
     pixel_logits = torch.logit(x.mean(0).clamp(1e-3, 1 - 1e-3))
+    pyro.clear_param_store()  # the net's parameters are the param store's
     sbn = SigmoidBeliefNet(latents=(latents,), hidden=None, pixel_logits=pixel_logits)
     encoder, decoder = sbn.encoder[0][0], sbn.decoder[0][0]
     steps = {}
@@ -272,10 +273,9 @@ def tuning_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, t
     for cls in ("RebarELBO", "RelaxELBO"):
         for on in TUNE_ON:
             name = f"{cls}(tune_on={on!r})"
-            sbn = SigmoidBeliefNet(latents=(latents,), hidden=None, pixel_logits=pixel_logits)
-            loss = getattr(pc, cls)(tune_on=on)
-            svi = SVI(sbn.model, sbn.guide, pyro.optim.Adam({"lr": 0.0}), loss)
-            steps[name] = lambda svi=svi: svi.step(x)
+            # a net's parameters are the param store's only if it is the first of its names
+            pyro.clear_param_store()
+            torch.manual_seed(0)  # the same net and draws for every objective
             sbn = SigmoidBeliefNet(latents=(latents,), hidden=None, pixel_logits=pixel_logits)
             loss = getattr(pc, cls)(tune_on=on)
             loss.loss_and_grads(sbn.model, sbn.guide, x)  # creates the tuned quantities
@@ -292,6 +292,13 @@ def tuning_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, t
                     encoder = sbn.encoder.parameters()
                     grads.append(torch.cat([p.grad.reshape(-1) for p in encoder]).numpy())
             variances[name] = float(np.var(grads, 0).sum())
+    pyro.clear_param_store()
+    sbn = SigmoidBeliefNet(latents=(latents,), hidden=None, pixel_logits=pixel_logits)
+    for cls in ("RebarELBO", "RelaxELBO"):
+        for on in TUNE_ON:
+            loss = getattr(pc, cls)(tune_on=on)
+            svi = SVI(sbn.model, sbn.guide, pyro.optim.Adam({"lr": 0.0}), loss)
+            steps[f"{cls}(tune_on={on!r})"] = lambda svi=svi: svi.step(x)
     timing = time_interleaved(steps, options)
     return {
         name: (tuple(1e3 * t for t in (timing.median(name), *_extremes(timing, name))), var)
