@@ -28,13 +28,22 @@ trains with, in each backend:
   default), against the same hand-written step: VIMCO's K samples in one pass, DisARM's
   antithetic pair in one pass of model and guide, REBAR's two relaxed points in one pass.
 
+In Pyro, also each estimator's **milliseconds per step** (loss, backward and an Adam step:
+``SVI.step``) against a *floor*, the same estimator written directly in torch on the net's
+``nn.Linear`` encoder and decoder with one ``torch.optim.Adam`` (``floors_torch.py``; REBAR's
+and RELAX's relaxed points, DisARM's pair and the ``K`` samples each in one decoder call), with
+Pyro's and torch's validation on for the library (their defaults): the median and range of
+each over the repeats and of the per-repeat ratio library / floor, ``RebarELBO(tune=False)``,
+``RelaxELBO``, ``DisarmELBO``, ``VimcoELBO`` and ``RlooELBO`` (``K = 5``), looped and with
+``vectorize_particles=True``.
+
 Pyro also has the score function with its decaying-average baseline (``TraceGraph_ELBO``
 with ``infer={"baseline": ...}`` on the guide's sites, warmed up on the same batch first);
 NumPyro's ``TraceGraph_ELBO`` has no baselines.
 
-Validation (torch's argument checks, Pyro's) is off.  The relaxed gradient is biased for
-the discrete objective (the others are unbiased), so its variance is listed for scale
-only.  ``--fast``: 20 latent units, 8 images, a few draws: a smoke test, not a
+Validation (torch's argument checks, Pyro's) is off but for the floor table.  The relaxed
+gradient is biased for the discrete objective (the others are unbiased), so its variance is
+listed for scale only.  ``--fast``: 20 latent units, 8 images, a few draws: a smoke test, not a
 measurement.
 """
 
@@ -153,6 +162,162 @@ def pyro_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, tup
     return out
 
 
+#: the library steps timed against a plain-torch floor (``floors_torch.py``): by name, the
+#: floor's name and the loss; the vectorised steps against the same floors
+FLOORED = {
+    "RebarELBO(tune=False)": ("RebarELBO(tune=False)", lambda pc: pc.RebarELBO(tune=False)),
+    "RelaxELBO": ("RelaxELBO", lambda pc: pc.RelaxELBO()),
+    "DisarmELBO": ("DisarmELBO", lambda pc: pc.DisarmELBO()),
+    "VimcoELBO": ("VimcoELBO", lambda pc: pc.VimcoELBO(num_particles=VIMCO_K)),
+    "RlooELBO": ("RlooELBO", lambda pc: pc.RlooELBO(num_particles=VIMCO_K)),
+    "RebarELBO(tune=False), vectorised": (
+        "RebarELBO(tune=False)",
+        lambda pc: pc.RebarELBO(tune=False, vectorize_particles=True),
+    ),
+    "DisarmELBO, vectorised": ("DisarmELBO", lambda pc: pc.DisarmELBO(vectorize_particles=True)),
+    "VimcoELBO, vectorised": (
+        "VimcoELBO",
+        lambda pc: pc.VimcoELBO(num_particles=VIMCO_K, vectorize_particles=True),
+    ),
+    "RlooELBO, vectorised": (
+        "RlooELBO",
+        lambda pc: pc.RlooELBO(num_particles=VIMCO_K, vectorize_particles=True),
+    ),
+}
+
+
+def floor_rows(x: np.ndarray, latents: int, options) -> dict[str, tuple]:
+    """``name -> (library ms, floor ms, library / floor)`` per step (each: median, smallest,
+    largest over the repeats) in Pyro, with Pyro's and torch's validation on (their
+    defaults) for the library: one ``SVI.step`` against the same estimator written directly
+    in torch (``floors_torch.py``), each followed by an Adam step over its parameters."""
+    import floors_torch
+    import pyro
+    import torch
+    from pyro.infer import SVI
+
+    import pyro_concrete as pc
+    from pyro_concrete.problems import SigmoidBeliefNet
+
+    x = torch.tensor(x)
+    pixel_logits = torch.logit(x.mean(0).clamp(1e-3, 1 - 1e-3))
+    pyro.clear_param_store()  # the net's parameters are the param store's
+    sbn = SigmoidBeliefNet(latents=(latents,), hidden=None, pixel_logits=pixel_logits)
+    encoder, decoder = sbn.encoder[0][0], sbn.decoder[0][0]
+    steps = {}
+    for name, (_, make) in FLOORED.items():
+        svi = SVI(sbn.model, sbn.guide, pyro.optim.Adam({"lr": 0.0}), make(pc))
+        steps[name] = lambda svi=svi: svi.step(x)
+    for name, floor in floors_torch.floors(latents, VIMCO_K).items():
+        tuned = floor.parameters() if hasattr(floor, "parameters") else []
+        params = [*encoder.parameters(), *decoder.parameters(), *tuned]
+        optim = torch.optim.Adam(params, lr=0.0)
+
+        def step(floor=floor, params=params, optim=optim):
+            for p in params:
+                p.grad = None
+            floor(encoder, decoder, x)
+            optim.step()
+
+        steps[_floor(name)] = step
+    with pyro.validation_enabled(True):
+        timing = time_interleaved(steps, options)
+
+    def ms(name: str) -> tuple[float, float, float]:
+        return tuple(1e3 * t for t in (timing.median(name), *_extremes(timing, name)))
+
+    return {
+        name: (
+            ms(name),
+            ms(_floor(floor)),
+            (timing.ratio(name, _floor(floor)), *timing.spread(name, _floor(floor))),
+        )
+        for name, (floor, _) in FLOORED.items()
+    }
+
+
+def _floor(name: str) -> str:
+    return f"{name} floor"
+
+
+def floor_table(rows: dict[str, tuple]) -> str:
+    body = [
+        [name, *("{:.2f} ({:.2f}-{:.2f})".format(*cell) for cell in cells)]
+        for name, cells in rows.items()
+    ]
+    headers = ["estimator", "library ms / step", "torch floor ms / step", "library / floor"]
+    return markdown_table(headers, body)
+
+
+#: the tuning objectives compared (``tune_on``), and Adam's steps on the tuned quantities
+TUNE_ON = ("parameters", "logits")
+TUNING_STEPS = 150
+
+
+def tuning_rows(x: np.ndarray, latents: int, draws: int, options) -> dict[str, tuple]:
+    """``name -> (ms per step, variance)`` in Pyro for the tuned ``RebarELBO`` and
+    ``RelaxELBO`` with each ``tune_on``: one ``SVI.step`` (median, smallest, largest over
+    interleaved repeats), and the per-draw variance of the encoder's gradient after
+    ``TUNING_STEPS`` Adam steps (lr 0.01) on the tuned quantities alone, the net held at
+    its initial point."""
+    import pyro
+    import torch
+    from pyro.infer import SVI
+
+    import pyro_concrete as pc
+    from pyro_concrete.problems import SigmoidBeliefNet
+
+    x = torch.tensor(x)
+    pixel_logits = torch.logit(x.mean(0).clamp(1e-3, 1 - 1e-3))
+    steps, variances = {}, {}
+    for cls in ("RebarELBO", "RelaxELBO"):
+        for on in TUNE_ON:
+            name = f"{cls}(tune_on={on!r})"
+            # a net's parameters are the param store's only if it is the first of its names
+            pyro.clear_param_store()
+            torch.manual_seed(0)  # the same net and draws for every objective
+            sbn = SigmoidBeliefNet(latents=(latents,), hidden=None, pixel_logits=pixel_logits)
+            loss = getattr(pc, cls)(tune_on=on)
+            loss.loss_and_grads(sbn.model, sbn.guide, x)  # creates the tuned quantities
+            tuned = list(loss.tuned.parameters())
+            optim = torch.optim.Adam(tuned, lr=0.01)
+            grads = []
+            for step in range(-(TUNING_STEPS if not options.fast else 10), draws):
+                for p in [*sbn.parameters(), *tuned]:
+                    p.grad = None
+                loss.loss_and_grads(sbn.model, sbn.guide, x)
+                if step < 0:
+                    optim.step()
+                else:
+                    encoder = sbn.encoder.parameters()
+                    grads.append(torch.cat([p.grad.reshape(-1) for p in encoder]).numpy())
+            variances[name] = float(np.var(grads, 0).sum())
+    pyro.clear_param_store()
+    sbn = SigmoidBeliefNet(latents=(latents,), hidden=None, pixel_logits=pixel_logits)
+    for cls in ("RebarELBO", "RelaxELBO"):
+        for on in TUNE_ON:
+            loss = getattr(pc, cls)(tune_on=on)
+            svi = SVI(sbn.model, sbn.guide, pyro.optim.Adam({"lr": 0.0}), loss)
+            steps[f"{cls}(tune_on={on!r})"] = lambda svi=svi: svi.step(x)
+    timing = time_interleaved(steps, options)
+    return {
+        name: (tuple(1e3 * t for t in (timing.median(name), *_extremes(timing, name))), var)
+        for name, var in variances.items()
+    }
+
+
+def _extremes(timing, name: str) -> tuple[float, float]:
+    return min(timing.seconds[name]), max(timing.seconds[name])
+
+
+def tuning_table(rows: dict[str, tuple]) -> str:
+    body = [
+        [name, "{:.2f} ({:.2f}-{:.2f})".format(*ms), f"{variance:.4g}"]
+        for name, (ms, variance) in rows.items()
+    ]
+    return markdown_table(["estimator", "ms / step", "variance after tuning"], body)
+
+
 def _losses(module, extra: dict) -> dict:
     return {
         "RebarELBO": module.RebarELBO(),
@@ -269,6 +434,10 @@ def main() -> None:
     print(f"{latents} latent units, {batch} images per step, {draws} draws per variance.\n")
     print("### PyTorch / Pyro (eager)\n")
     print(table(pyro_rows(x, latents, draws, options)))
+    print("\n### PyTorch / Pyro against the plain-torch floor, validation on\n")
+    print(floor_table(floor_rows(x, latents, options)))
+    print("\n### PyTorch / Pyro: the tuning objective of REBAR and RELAX\n")
+    print(tuning_table(tuning_rows(x, latents, draws // 2, options)))
     print("\n### NumPyro (every step under `jax.jit`)\n")
     print(table(numpyro_rows(x, latents, draws, options)))
     print(f"\n{environment(options)}")

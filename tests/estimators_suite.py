@@ -41,6 +41,15 @@ UNBIASED = {
     "rebar": ("RebarELBO", {"tune": False}, 0, PROBLEMS, 1),
     "rebar_tuned": ("RebarELBO", {"eta": 0.5, "temperature": 1.0}, 20, PROBLEMS, 1),
     "relax": ("RelaxELBO", {}, 20, PROBLEMS, 1),
+    # tuned on the variance of the estimate for the guide's parameters (not the default)
+    "rebar_tuned_parameters": (
+        "RebarELBO",
+        {"eta": 0.5, "temperature": 1.0, "tune_on": "parameters"},
+        20,
+        PROBLEMS,
+        1,
+    ),
+    "relax_parameters": ("RelaxELBO", {"tune_on": "parameters"}, 20, PROBLEMS, 1),
     "rloo": ("RlooELBO", {"num_particles": 2}, 0, PROBLEMS, 1),
     "rloo3": ("RlooELBO", {"num_particles": 3}, 0, ("mixed",), 1),
     # independent Bernoulli sites only: K = 2 and 3, at fixed control variates (weights
@@ -93,6 +102,8 @@ FAST = {
     ("disarm", "bernoulli"),
     ("vimco", "bernoulli"),
     ("rebar", "mixed"),
+    ("rebar", "bernoulli"),  # one discrete guide site: the control variate's logits held
+    ("rebar_tuned_parameters", "mixed"),
     ("rebar_vectorized", "mixed"),
     ("rloo", "mixed"),
     ("doublecv", "bernoulli"),
@@ -384,18 +395,23 @@ class EstimatorsSuite:
             assert measured + Z_LIMIT * se < disarm, (loss_name, measured, se, disarm)
 
     @pytest.mark.slow
+    @pytest.mark.parametrize("tune_on", ["parameters", "logits"])
     @pytest.mark.parametrize("name", PROBLEMS)
-    def test_tuning_lowers_rebar_variance(self, backend, name):
+    def test_tuning_lowers_rebar_variance(self, backend, name, tune_on):
         params, y = problem(name)
         options = {"eta": 0.2, "temperature": 2.0}
         untuned = backend.gradient_draws(
             name, params, y, backend.loss("RebarELBO", tune=False, **options), self.draws, 3
         )
-        tuned = backend.gradient_draws(
-            name, params, y, backend.loss("RebarELBO", **options), self.draws, 3, 200
-        )
+        loss = backend.loss("RebarELBO", tune_on=tune_on, **options)
+        tuned = backend.gradient_draws(name, params, y, loss, self.draws, 3, 200)
         keys = GUIDE_PARAMS[name]
         assert _variance(tuned, keys) < _variance(untuned, keys)
+
+    @pytest.mark.parametrize("loss_name", ["RebarELBO", "RelaxELBO"])
+    def test_tune_on_is_parameters_or_logits(self, backend, loss_name):
+        with pytest.raises(ValueError, match=f"{loss_name}: tune_on must be one of .* 'weights'"):
+            backend.loss(loss_name, tune_on="weights")
 
     # ------------------------------------------------------------------------ Gumbel-Rao
 

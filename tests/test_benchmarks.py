@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-HELPERS = {"common.py", "run_all.py", "by_hand.py", "floors_jax.py"}
+HELPERS = {"common.py", "run_all.py", "by_hand.py", "floors_jax.py", "floors_torch.py"}
 
 # benchmarks/ is a folder of scripts, not a package: load run_all.py by path.
 _spec = importlib.util.spec_from_file_location("benchmarks_run_all", BENCHMARKS / "run_all.py")
@@ -63,6 +63,9 @@ EXPECTED = {
         "variance x time / score function",
         "library / by hand",
         "; vectorised",
+        "### PyTorch / Pyro against the plain-torch floor, validation on",
+        "library / floor",
+        "| RelaxELBO(tune_on='logits')",
     ],
     "multi_sample.py": [
         "## The estimators at equal model evaluations",

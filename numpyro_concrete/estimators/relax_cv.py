@@ -41,6 +41,9 @@ class RelaxELBO(ControlVariateELBO):
     :param num_particles: particles averaged.
     :param temperature: the initial temperature ``lam``.
     :param vectorize_particles: draw the particles with ``jax.vmap`` (else ``lax.map``).
+    :param tune_on: descend the variance of the estimate for the ``"logits"`` of the
+        guide's discrete sites (the default: cheaper, and as low a variance after tuning on
+        the sigmoid belief net) or for its ``"parameters"``.
     """
 
     tune = True
@@ -51,10 +54,11 @@ class RelaxELBO(ControlVariateELBO):
         num_particles: int = 1,
         temperature: float = 0.5,
         vectorize_particles: bool = True,
+        tune_on: str = "logits",
     ) -> None:
         if not temperature > 0:
             raise ValueError(f"RelaxELBO: temperature must be > 0, got {temperature!r}.")
-        super().__init__(num_particles, vectorize_particles)
+        super().__init__(num_particles, vectorize_particles, tune_on)
         self.control_variate = control_variate
         self.temperature = float(temperature)
         self._events: dict[str, tuple[int, ...]] = {}

@@ -43,6 +43,7 @@ __all__ = [
     "DiscreteSampler",
     "DiscreteSite",
     "LogMass",
+    "LogitsProbe",
     "RelaxedSampler",
     "antithetic_pass",
     "check_bernoulli",
@@ -291,6 +292,9 @@ class RelaxedSampler(Messenger):
         functions of them (Pyro's check labels the values a pass computes instead), or the
         discrete values as real points, where the double control variates and RODEO
         differentiate the model.
+    :param fixed_logits: score with the logits held fixed (``LogMass`` of ``l'`` under
+        ``stop_gradient``): the continued log-mass then depends on the parameters through
+        the value alone.
     """
 
     def __init__(
@@ -300,10 +304,12 @@ class RelaxedSampler(Messenger):
         points: dict[str, Array] | None = None,
         temperature: dict | None = None,
         given: dict[str, Array] | None = None,
+        fixed_logits: bool = False,
     ) -> None:
         super().__init__(fn)
         self.sites, self.points = sites, points
         self.temperature, self.given = temperature, given
+        self.fixed_logits = fixed_logits
         self.values: dict[str, Array] = {}
 
     def process_message(self, msg: dict) -> None:
@@ -320,7 +326,35 @@ class RelaxedSampler(Messenger):
         else:
             value = self.given[name]
         self.values[name] = value
-        return map_base(fn, lambda b: LogMass(b.logits, site.kind)), value
+        hold = jax.lax.stop_gradient if self.fixed_logits else (lambda logits: logits)
+        return map_base(fn, lambda b: LogMass(hold(b.logits), site.kind)), value
+
+
+class LogitsProbe(Messenger):
+    """Adds ``deltas[name]`` (zeros) to the logits of each latent discrete site ``name`` of
+    the program it handles, the same in every pass: the gradient of a pass's output for
+    ``deltas`` is its gradient for the sites' logits, summed over the passes that compute
+    them (``tune_on="logits"``).  Without ``deltas``, records each site's logits' shape and
+    dtype in ``shapes`` instead (under ``jax.eval_shape``)."""
+
+    def __init__(
+        self,
+        fn: Callable | None = None,
+        deltas: dict[str, Array] | None = None,
+        shapes: dict[str, jax.ShapeDtypeStruct] | None = None,
+    ) -> None:
+        super().__init__(fn)
+        self.deltas, self.shapes = deltas, shapes
+
+    def process_message(self, msg: dict) -> None:
+        if not _is_latent(msg) or _kind(msg["fn"]) is None:
+            return
+        name, logits = msg["name"], base_of(msg["fn"]).logits
+        if self.deltas is None:
+            self.shapes.setdefault(name, jax.ShapeDtypeStruct(logits.shape, logits.dtype))
+            return
+        delta = self.deltas[name]
+        msg["fn"] = map_base(msg["fn"], lambda b: type(b)(logits=b.logits + delta))
 
 
 class _LogMassModel(Messenger):

@@ -7,7 +7,14 @@ import torch
 from ..plates import factor_dims
 from .elbo import DiscreteELBO
 from .reads import check_independent
-from .traces import DiscreteSampler, antithetic_pass, check_bernoulli, costs, discrete_pass
+from .traces import (
+    DiscreteSampler,
+    antithetic_pass,
+    check_bernoulli,
+    costs,
+    discrete_pass,
+    validated,
+)
 
 __all__ = ["DisarmELBO"]
 
@@ -51,7 +58,8 @@ class DisarmELBO(DiscreteELBO):
         first = DiscreteSampler(estimator="DisarmELBO")
         traces = discrete_pass(model, guide, args, kwargs, first)
         check_bernoulli(first.sites, "DisarmELBO", _ALTERNATIVES[1])
-        anti_traces, second = antithetic_pass(model, guide, args, kwargs, first, traces)
+        with validated(self._first_step):
+            anti_traces, second = antithetic_pass(model, guide, args, kwargs, first, traces)
         dims, ndim = factor_dims(*traces)
         here = costs(*traces, set(first.sites), dims, ndim)
         there = costs(*anti_traces, set(first.sites), dims, ndim)

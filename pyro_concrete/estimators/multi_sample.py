@@ -10,7 +10,7 @@ from pyro import poutine
 
 from ..plates import element_scale, factor_dims
 from .elbo import DiscreteELBO
-from .traces import Costs, DiscreteSampler, costs, discrete_pass, subsample_sites
+from .traces import Costs, DiscreteSampler, costs, discrete_pass, subsample_sites, validated
 
 __all__ = ["MultiSampleELBO"]
 
@@ -67,11 +67,12 @@ class MultiSampleELBO(DiscreteELBO):
         on dim 0, their unscaled log weights, the scale of each element (no sample dim),
         and what :meth:`_pass` kept of each sample, stacked on dim 0."""
         samples, kept, subsample = [], [], poutine.Trace()
-        for model_k, guide_k in self._passes(model, guide, args, kwargs):
+        for k, (model_k, guide_k) in enumerate(self._passes(model, guide, args, kwargs)):
             # the K samples of a point's bound share the data plate's subsample
-            traces, discrete, keep = self._pass(
-                model_k, poutine.replay(guide_k, trace=subsample), args, kwargs
-            )
+            with validated(self._first_step or k == 0):
+                traces, discrete, keep = self._pass(
+                    model_k, poutine.replay(guide_k, trace=subsample), args, kwargs
+                )
             subsample = subsample_sites(traces[1])
             dims, ndim = factor_dims(*traces)
             scale = (

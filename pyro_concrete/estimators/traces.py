@@ -19,10 +19,12 @@ guide factorise over them, so each element's score function is multiplied by its
 cost only.
 """
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
@@ -42,6 +44,7 @@ __all__ = [
     "DiscreteSampler",
     "DiscreteSite",
     "LogMass",
+    "LogitsProbe",
     "RelaxedSampler",
     "antithetic_pass",
     "check_bernoulli",
@@ -53,6 +56,7 @@ __all__ = [
     "relaxed_pass",
     "subsample_sites",
     "unscaled_log_prob",
+    "validated",
 ]
 
 #: the discrete families the estimators handle, and the name of their kind
@@ -316,9 +320,13 @@ class RelaxedSampler(Messenger):
     :param sites: the discrete pass's sites.
     :param points: ``z`` or ``z~`` per site (a function of the discrete pass's logits).
     :param temperature: the temperature lambda of each site.
-    :param given: values to take as they are instead, scored by :class:`LogMass` (the
+    :param given: values to take as they are instead, scored by :class:`LogMass`: the
+        relaxed values of the reads check of ``reads.py``, which traces the passes as
+        functions of them (Pyro's check labels the values a pass computes instead), or the
         discrete values as real points, where the double control variates and RODEO
-        differentiate the model).
+        differentiate the model.
+    :param fixed_logits: score with the logits held fixed (``LogMass`` of ``l'`` detached):
+        the continued log-mass then depends on the parameters through the value alone.
     """
 
     def __init__(
@@ -327,10 +335,11 @@ class RelaxedSampler(Messenger):
         points: dict[str, torch.Tensor] | None = None,
         temperature: dict[str, torch.Tensor | float] | None = None,
         given: dict[str, torch.Tensor] | None = None,
+        fixed_logits: bool = False,
     ) -> None:
         super().__init__()
         self.sites, self.points = sites, points
-        self.temperature, self.given = temperature, given
+        self.temperature, self.given, self.fixed_logits = temperature, given, fixed_logits
         self.values: dict[str, torch.Tensor] = {}
 
     def _pyro_sample(self, msg: dict) -> None:
@@ -349,7 +358,33 @@ class RelaxedSampler(Messenger):
         else:
             value = self.given[name]
         self.values[name] = value
-        return map_base(fn, lambda b: LogMass(b.logits, site.kind)), value
+        fixed = self.fixed_logits
+        return map_base(
+            fn, lambda b: LogMass(b.logits.detach() if fixed else b.logits, site.kind)
+        ), value
+
+
+class LogitsProbe(Messenger):
+    """Adds a zero ``delta`` to the logits of each latent discrete site of the program it
+    handles, the same ``delta`` in every pass (created, requiring gradients, at the site's
+    first): the gradient of a pass's output for ``delta`` is its gradient for the site's
+    logits, summed over the passes that compute them (``tune_on="logits"``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deltas: dict[str, torch.Tensor] = {}
+
+    def _pyro_sample(self, msg: dict) -> None:
+        kind = _kind(msg["fn"])
+        if kind is None or not _is_latent(msg):
+            return
+        logits = base_of(msg["fn"]).logits
+        if msg["name"] not in self.deltas:
+            self.deltas[msg["name"]] = torch.zeros_like(logits, requires_grad=True)
+        delta = self.deltas[msg["name"]]  # the logits were validated as the site's
+        msg["fn"] = map_base(
+            msg["fn"], lambda b: type(b)(logits=b.logits + delta, validate_args=False)
+        )
 
 
 class _LogMassModel(Messenger):
@@ -461,6 +496,13 @@ def antithetic_pass(
     anti = DiscreteSampler(sampler.noises(), sign=-1, estimator=sampler.estimator)
     guide = poutine.replay(guide, trace=continuous_sites(traces[1], set(sampler.sites)))
     return discrete_pass(model, guide, args, kwargs, anti, previous=traces[1]), anti
+
+
+def validated(on: bool) -> contextlib.AbstractContextManager:
+    """Pyro's and torch's validation as set (``on``), or off inside the block: for the passes
+    of a step after its first pass, which run the programs validated there at the same data
+    (the first step of a model and guide validates every pass)."""
+    return contextlib.nullcontext() if on else pyro.validation_enabled(False)
 
 
 def continuous_sites(trace: poutine.Trace, discrete: set[str]) -> poutine.Trace:
