@@ -8,7 +8,7 @@ ifneq ($(wildcard ../shared/data/binarized_mnist.npz),)
 export CONCRETE_MNIST ?= $(abspath ../shared/data/binarized_mnist.npz)
 endif
 
-.PHONY: venv demo test test-fast test-generated lint format bench tutorials docs
+.PHONY: venv demo test test-fast test-extended test-generated lint format bench tutorials docs
 
 venv: $(VENV)/.installed
 
@@ -26,10 +26,14 @@ demo: venv
 test: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -n 2 --durations=15
+	$(PY) -m pytest -n 2 --durations=15 -m "not extended"
 
 test-fast: venv
-	$(PY) -m pytest -n 2 -m "not slow"
+	$(PY) -m pytest -n 2 -m "not slow and not extended"
+
+# What CI leaves out: more parametrisations of properties it checks once per code path.
+test-extended: venv
+	$(PY) -m pytest -n 2 -m extended
 
 # The estimators on more generated models than the suite's fixed sample (the seeds 0 .. n-1),
 # with the upstream score function as a control: minutes; a failure names its seed and estimator.

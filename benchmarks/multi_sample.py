@@ -76,9 +76,10 @@ def _trained(nc, sbn, x, steps: int, batch: int) -> dict:
     return svi.get_params(state)
 
 
-def _variance(nc, sbn, loss, params: dict, x, draws: int, tune_steps: int) -> float:
-    """Tune ``loss``'s own quantities at ``params`` (held fixed), then the variance of the
-    encoder's gradient estimate over ``draws`` draws."""
+def _variances(sbn, loss, points: list[dict], x, draws: int, tune_steps: int) -> list[float]:
+    """At each point of ``points`` (the model's and guide's parameters, held fixed): tune
+    ``loss``'s own quantities, then the variance of the encoder's gradient estimate over
+    ``draws`` draws (each program compiled once, the points its arguments)."""
     import jax
     import jax.numpy as jnp
     from numpyro.infer import SVI
@@ -86,29 +87,37 @@ def _variance(nc, sbn, loss, params: dict, x, draws: int, tune_steps: int) -> fl
 
     guide = loss.tunable(sbn.guide)
     svi = SVI(sbn.model, guide, Adam(0.0), loss)
-    full = dict(svi.get_params(svi.init(jax.random.PRNGKey(2), x)), **params)
-    tuned = sorted(set(full) - set(params))
+    own = svi.get_params(svi.init(jax.random.PRNGKey(2), x))
+    tuned = sorted(set(own) - set(points[0]))
+    names = [k for k in points[0] if k.startswith("encoder")]
     optim = Adam(1e-2)
 
+    def objective(key, params):
+        return loss.loss(key, params, sbn.model, guide, x)
+
     @jax.jit
-    def tune(key, state):
-        grads = jax.grad(lambda t: loss.loss(key, {**full, **t}, sbn.model, guide, x))(
-            optim.get_params(state)
-        )
+    def tune(key, state, fixed):
+        grads = jax.grad(lambda t: objective(key, {**fixed, **t}))(optim.get_params(state))
         return optim.update(grads, state)
 
-    state = optim.init({k: full[k] for k in tuned})
-    for key in jax.random.split(jax.random.PRNGKey(3), tune_steps if tuned else 0):
-        state = tune(key, state)
-    final = {**full, **optim.get_params(state)}
-    names = [k for k in params if k.startswith("encoder")]
+    @jax.jit
+    def grads(keys, params):
+        def one(key):
+            g = jax.grad(objective, argnums=1)(key, params)
+            return jnp.concatenate([g[k].ravel() for k in names])
 
-    def grad(key):
-        g = jax.grad(lambda p: loss.loss(key, p, sbn.model, guide, x))(final)
-        return jnp.concatenate([g[k].ravel() for k in names])
+        return jax.vmap(one)(keys)
 
-    grads = jax.jit(jax.vmap(grad))(jax.random.split(jax.random.PRNGKey(4), draws))
-    return float(jnp.var(grads, 0).sum())
+    out = []
+    for fixed in points:
+        state = optim.init({k: own[k] for k in tuned})
+        for key in jax.random.split(jax.random.PRNGKey(3), tune_steps if tuned else 0):
+            state = tune(key, state, fixed)
+        draws_ = grads(
+            jax.random.split(jax.random.PRNGKey(4), draws), {**fixed, **optim.get_params(state)}
+        )
+        out.append(float(jnp.var(draws_, 0).sum()))
+    return out
 
 
 def rows(x: np.ndarray, latents: int, draws: int, steps: int, options) -> list[list]:
@@ -149,10 +158,8 @@ def rows(x: np.ndarray, latents: int, draws: int, steps: int, options) -> list[l
     timing = time_interleaved(steppers, options)
     out = []
     for label, name, k, passes in ROWS:
-        variances = [
-            _variance(nc, sbn, _loss(nc, name, k), p, first, draws, tune_steps)
-            for p in points.values()
-        ]
+        loss = _loss(nc, name, k)
+        variances = _variances(sbn, loss, list(points.values()), first, draws, tune_steps)
         out.append(
             [label, passes, *(f"{v:.4g}" for v in variances), timing.ratio(label, "relaxed")]
         )

@@ -12,10 +12,12 @@ for the session: that would turn every other NumPyro test, and the float32 check
 into float64 runs.  The NumPyro adapter enters ``jax.enable_x64(True)`` around each
 call on a float64 distribution instead; the fixture below checks that it never leaks.
 
-Slow under JAX: ``contract_suite.HEAVY`` (the ``heavy`` marker) tags what is cheap in
+Heavy under JAX: ``contract_suite.HEAVY`` (the ``heavy`` marker) tags what is cheap in
 Pyro but costs a JIT compilation per new shape in JAX; a test class that sets
-``heavy_is_slow = True`` (the NumPyro binding) gets those items marked ``slow``, so
-``-m "not slow"`` keeps one cheap parametrisation of every property there.
+``heavy_is_extended = True`` (the NumPyro binding) gets those items marked ``extended``:
+CI (``make test``, ``-m "not extended"``) keeps one cheap parametrisation of every
+property there, Pyro's binding runs every parametrisation, and ``make test-extended``
+runs NumPyro's others.
 
 Threads: the suite runs as ``pytest -n 2`` on two cores, so torch's intra-op pool is
 set to one thread per worker; with more, small kernels (``log_softmax`` over a short
@@ -59,8 +61,8 @@ def pytest_unconfigure(config):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "heavy: cheap in Pyro, one JIT compilation per shape in JAX; slow where the test "
-        "class sets heavy_is_slow (tests/conftest.py)",
+        "heavy: cheap in Pyro, one JIT compilation per shape in JAX; extended where the test "
+        "class sets heavy_is_extended (tests/conftest.py)",
     )
 
 
@@ -68,8 +70,8 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     for item in items:
         cls = getattr(item, "cls", None)
-        if getattr(cls, "heavy_is_slow", False) and item.get_closest_marker("heavy"):
-            item.add_marker(pytest.mark.slow)
+        if getattr(cls, "heavy_is_extended", False) and item.get_closest_marker("heavy"):
+            item.add_marker(pytest.mark.extended)
 
 
 @pytest.fixture(autouse=True)

@@ -35,9 +35,9 @@ NO_CLOSED_FORM = ("ExpConcrete", "Concrete", "BinaryConcrete", "HardConcrete")
 HARD_KW = {"low": -0.2, "high": 1.3}  # a non-default stretch, to see it survive
 
 # ``heavy``: a test (or parametrisation) that is cheap in Pyro but costs a JIT compilation
-# per new shape in JAX.  tests/conftest.py marks it ``slow`` in a test class that sets
-# ``heavy_is_slow = True`` (the NumPyro binding): the fast suite then runs one cheap
-# parametrisation of every property there, and CI runs them all.
+# per new shape in JAX.  tests/conftest.py marks it ``extended`` in a test class that sets
+# ``heavy_is_extended = True`` (the NumPyro binding): CI runs one cheap parametrisation of
+# every property there (and every one in Pyro), ``make test-extended`` the others.
 HEAVY = pytest.mark.heavy
 
 

@@ -120,6 +120,19 @@ def _cases():
             yield pytest.param(key, name, marks=marks, id=f"{key}-{name}")
 
 
+#: REBAR's tuning objectives
+TUNE_ON_VALUES = ("logits", "parameters")
+
+
+def _one_in_ci(in_ci: list[tuple], firsts) -> list:
+    """Every ``(first, problem)`` case: those of ``in_ci`` in CI, the others ``extended``
+    (each code path runs in CI on one problem at least; ``make test-extended`` runs all)."""
+    cases = [(first, name) for first in firsts for name in PROBLEMS]
+    return [
+        pytest.param(*case, marks=() if case in in_ci else pytest.mark.extended) for case in cases
+    ]
+
+
 def _z_scores(draws: dict, exact: dict) -> np.ndarray:
     out = []
     for key, value in exact.items():
@@ -331,8 +344,10 @@ class EstimatorsSuite:
     # -------------------------------------------------------------------------- variance
 
     @pytest.mark.slow
-    @pytest.mark.parametrize("name", PROBLEMS)
-    @pytest.mark.parametrize("key", ["rebar_tuned", "relax"])
+    @pytest.mark.parametrize(
+        "key, name",
+        _one_in_ci([("rebar_tuned", "mixed"), ("relax", "categorical")], ["rebar_tuned", "relax"]),
+    )
     def test_variance_is_below_the_score_function_with_baseline(self, backend, key, name):
         loss_name, options, _, problems, _ = UNBIASED[key]
         if name not in problems:
@@ -395,9 +410,11 @@ class EstimatorsSuite:
             assert measured + Z_LIMIT * se < disarm, (loss_name, measured, se, disarm)
 
     @pytest.mark.slow
-    @pytest.mark.parametrize("tune_on", ["parameters", "logits"])
-    @pytest.mark.parametrize("name", PROBLEMS)
-    def test_tuning_lowers_rebar_variance(self, backend, name, tune_on):
+    @pytest.mark.parametrize(
+        "tune_on, name",
+        _one_in_ci([("logits", n) for n in PROBLEMS] + [("parameters", "mixed")], TUNE_ON_VALUES),
+    )
+    def test_tuning_lowers_rebar_variance(self, backend, tune_on, name):
         params, y = problem(name)
         options = {"eta": 0.2, "temperature": 2.0}
         untuned = backend.gradient_draws(

@@ -308,7 +308,11 @@ def test_ddp_keeps_autorelaxed_in_step_and_sums_the_bound_over_shards(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("elbo_name", ["RebarELBO", "RelaxELBO"])
+@pytest.mark.parametrize(
+    # RELAX holds both kinds of tuned quantity (PyroParams and a module's weights)
+    "elbo_name",
+    [pytest.param("RebarELBO", marks=pytest.mark.extended), "RelaxELBO"],
+)
 def test_ddp_averages_an_estimators_tuned_quantities(tmp_path, elbo_name):
     """REBAR's ``eta`` and temperatures, RELAX's control variate: parameters of the loss
     module, so DDP averages their gradients like any other; the ranks draw different

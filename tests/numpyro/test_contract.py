@@ -22,4 +22,4 @@ def backend():
 
 
 class TestNumpyroContract(ContractSuite):
-    heavy_is_slow = True  # one JIT compilation per shape: see tests/conftest.py
+    heavy_is_extended = True  # one JIT compilation per shape: see tests/conftest.py
