@@ -101,10 +101,6 @@ class LinearisedELBO(MultiSampleELBO, TunedELBO):
         }
         return traces, discrete, kept
 
-    def _others(self, x: Array) -> Array:
-        """The mean over the other samples (dim 0) of each sample's ``x``."""
-        return (jnp.sum(x, 0, keepdims=True) - x) / (self.num_particles - 1)
-
     def _variance(self, estimate: Array) -> Array:
         """What the tuned quantities descend, zero in value: the second moment of the
         estimate of the gradient with respect to the logits (of each element's

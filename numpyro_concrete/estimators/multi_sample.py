@@ -91,6 +91,11 @@ class MultiSampleELBO(DiscreteELBO):
         log_w = samples.value / jnp.where(scale == 0, 1.0, scale)
         return samples, log_w, scale, kept
 
+    def _others(self, x: Array) -> Array:
+        """The mean over the other samples (dim 0) of each sample's ``x``: the
+        leave-one-out baselines."""
+        return (jnp.sum(x, 0, keepdims=True) - x) / (self.num_particles - 1)
+
     def _bound(self, log_w: Array) -> Array:
         """``log (1/K) sum_k w_k`` of each element."""
         return logsumexp(log_w, 0) - math.log(self.num_particles)

@@ -39,7 +39,7 @@ class RlooELBO(MultiSampleELBO):
         self, rng_key: Array, params: dict, model: Callable, guide: Callable, args, kwargs
     ) -> tuple[Array, Array]:
         samples = self._samples(rng_key, params, model, guide, args, kwargs)[0]
-        f, k = samples.value, self.num_particles
-        signal = jax.lax.stop_gradient(f - (jnp.sum(f, 0, keepdims=True) - f) / (k - 1))
+        f = samples.value
+        signal = jax.lax.stop_gradient(f - self._others(f))
         score = sum(samples.score.values(), jnp.zeros(()))
         return jnp.sum(jnp.mean(f, 0)), jnp.sum(jnp.mean(signal * score + samples.direct, 0))

@@ -42,7 +42,7 @@ class VimcoELBO(MultiSampleELBO):
         samples, log_w, scale, _ = self._samples(rng_key, params, model, guide, args, kwargs)
         k = self.num_particles
         bound = self._bound(log_w)
-        others = (jnp.sum(log_w, 0, keepdims=True) - log_w) / (k - 1)
+        others = self._others(log_w)
         eye = jnp.eye(k, dtype=bool).reshape((k, k) + (1,) * (log_w.ndim - 1))
         swapped = jnp.where(eye, others[:, None], log_w[None])
         signal = jax.lax.stop_gradient(bound - (logsumexp(swapped, 1) - math.log(k)))

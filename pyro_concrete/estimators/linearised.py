@@ -96,10 +96,6 @@ class LinearisedELBO(MultiSampleELBO, TunedELBO):
         }
         return traces, discrete, kept
 
-    def _others(self, x: torch.Tensor) -> torch.Tensor:
-        """The mean over the other samples (dim 0) of each sample's ``x``."""
-        return (x.sum(0, keepdim=True) - x) / (self.num_particles - 1)
-
     def _variance(self, estimate: torch.Tensor) -> torch.Tensor:
         """What the tuned quantities descend, zero in value: the second moment of the
         estimate of the gradient with respect to the logits (of each element's

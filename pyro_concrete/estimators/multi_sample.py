@@ -96,6 +96,11 @@ class MultiSampleELBO(DiscreteELBO):
         log_w = stacked.value / torch.where(scale == 0, torch.ones_like(scale), scale)
         return stacked, log_w, scale, kept
 
+    def _others(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean over the other samples (dim 0) of each sample's ``x``: the
+        leave-one-out baselines."""
+        return (x.sum(0, keepdim=True) - x) / (self.num_particles - 1)
+
     def _bound(self, log_w: torch.Tensor) -> torch.Tensor:
         """``log (1/K) sum_k w_k`` of each element."""
         return log_w.logsumexp(0) - math.log(self.num_particles)

@@ -37,7 +37,7 @@ class RlooELBO(MultiSampleELBO):
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
         samples = self._samples(model, guide, args, kwargs)[0]
-        f, k = samples.value, self.num_particles
-        signal = (f - (f.sum(0, keepdim=True) - f) / (k - 1)).detach()
+        f = samples.value
+        signal = (f - self._others(f)).detach()
         score = sum(samples.score.values(), torch.zeros(()))
         return f.mean(0).sum(), (signal * score + samples.direct).mean(0).sum()

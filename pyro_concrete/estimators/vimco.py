@@ -40,7 +40,7 @@ class VimcoELBO(MultiSampleELBO):
         samples, log_w, scale, _ = self._samples(model, guide, args, kwargs)
         k = self.num_particles
         bound = self._bound(log_w)
-        others = (log_w.sum(0, keepdim=True) - log_w) / (k - 1)
+        others = self._others(log_w)
         eye = torch.eye(k, dtype=torch.bool).reshape((k, k) + (1,) * (log_w.dim() - 1))
         swapped = torch.where(eye, others.unsqueeze(1), log_w.unsqueeze(0))
         signal = (bound - (swapped.logsumexp(1) - math.log(k))).detach()
