@@ -3,10 +3,21 @@
 Every quantitative sentence in a tutorial's markdown is printed by a code cell above it; the
 last cell of the notebook lists those sentences as claims and checks each one against the
 computed value, so that a change which breaks a sentence fails the notebook (``make
-tutorials`` runs every notebook at the full budget). Most claims hold only at the full budget;
-under ``CONCRETE_TUTORIAL_BUDGET=small`` (the test suite) they are skipped, and listed by name.
-Claims that hold at every budget (a closed-form number, a property of every run) say so with
-``every_budget=True`` and are checked at both.
+tutorials`` runs every notebook at the full budget).
+
+A claim must survive a change of seed.  A number that depends on random draws is stated with
+its standard error and checked statistically (:meth:`Claims.consistent`: within ``z`` standard
+errors of the difference between the stated and the computed value); a comparison is stated
+only where the run separates it (:meth:`Claims.exceeds`: ``z`` standard errors clear of the
+bound); a claim about time is a ratio of times measured in the same run, stated as a range
+(:meth:`Claims.between`).  :meth:`Claims.rounds_to` is for numbers without noise.
+
+An evaluation's standard error does not cover the spread between training runs: a number that
+a training run produced is stated as a range or a bound that a rerun with another seed keeps.
+
+Most claims hold only at the full budget; under ``CONCRETE_TUTORIAL_BUDGET=small`` (the test
+suite) they are skipped, and listed by name. Claims that hold at every budget (a closed-form
+number, a property of every run) say so with ``every_budget=True`` and are checked at both.
 """
 
 import os
@@ -51,6 +62,47 @@ class Claims:
             value = float(_evaluate(value))
             holds = abs(value - stated) <= 0.5 * 10.0**-decimals + 1e-12
             self.rows.append(("ok" if holds else "FAILS", claim, f"{value:.{decimals + 2}f}"))
+
+    def consistent(
+        self,
+        claim: str,
+        value: Any,
+        se: Any,
+        stated: float,
+        stated_se: float,
+        *,
+        z: float = 4.0,
+        every_budget: bool = False,
+    ) -> None:
+        """The text states ``stated +- stated_se``; the run computed ``value +- se``.
+
+        Holds when the two differ by at most ``z`` standard errors of their difference,
+        ``z * sqrt(se**2 + stated_se**2)``: two independent runs of the same computation do.
+        """
+        if not self._skipped(claim, every_budget):
+            value, se = float(_evaluate(value)), float(_evaluate(se))
+            holds = abs(value - stated) <= z * (se**2 + stated_se**2) ** 0.5
+            self.rows.append(("ok" if holds else "FAILS", claim, f"{value:.4g} +- {se:.2g}"))
+
+    def exceeds(
+        self,
+        claim: str,
+        value: Any,
+        se: Any,
+        bound: float,
+        *,
+        z: float = 3.0,
+        every_budget: bool = False,
+    ) -> None:
+        """The text states that the quantity estimated by ``value +- se`` exceeds ``bound``.
+
+        Holds when ``value - z * se > bound``: the run separates the two.  For "below", pass
+        the negated quantity and bound.
+        """
+        if not self._skipped(claim, every_budget):
+            value, se = float(_evaluate(value)), float(_evaluate(se))
+            holds = value - z * se > bound
+            self.rows.append(("ok" if holds else "FAILS", claim, f"{value:.4g} +- {se:.2g}"))
 
     def between(
         self, claim: str, value: Any, low: float, high: float, *, every_budget: bool = False

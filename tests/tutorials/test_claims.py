@@ -43,3 +43,23 @@ def test_small_budget_still_checks_every_budget_claims(monkeypatch):
     claims.check("closed form", False, 1, every_budget=True)
     with pytest.raises(AssertionError, match="closed form"):
         claims.verify()
+
+
+def test_a_stated_estimate_is_checked_within_its_standard_errors(monkeypatch, capsys):
+    claims = load_claims(monkeypatch, "full")()
+    # |4.9 - 5.7| = 0.8 <= 4 * hypot(0.8, 0.7) = 4.25: a rerun's value; 1.0 is 3.2 > 2.9 away.
+    claims.consistent("RELAX - Concrete 5.7 +- 0.7", 4.9, 0.8, 5.7, 0.7)
+    claims.consistent("a moved number", 1.0, 0.5, 5.7, 0.5)
+    with pytest.raises(
+        AssertionError, match=re.escape("the text states what was not computed: a moved number")
+    ):
+        claims.verify()
+    assert re.search(r"^ok +RELAX - Concrete", capsys.readouterr().out, re.MULTILINE)
+
+
+def test_a_comparison_holds_only_where_the_run_separates_it(monkeypatch):
+    claims = load_claims(monkeypatch, "full")()
+    claims.exceeds("clear of 10", 13.0, 0.9, 10.0)  # 13 - 3 * 0.9 = 10.3 > 10
+    claims.exceeds("not separated", 13.0, 1.1, 10.0)  # 13 - 3 * 1.1 = 9.7
+    with pytest.raises(AssertionError, match=r"what was not computed: not separated$"):
+        claims.verify()
