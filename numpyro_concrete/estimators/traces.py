@@ -463,8 +463,8 @@ def relaxed_pass(
             "point of (0, 1) for a Bernoulli, of the simplex for a categorical), and the "
             f"model failed there: {error!r}. Write the model so that it accepts them "
             "(arithmetic instead of indexing: numpyro_concrete.select(table, z) reads a "
-            "categorical), or use DisarmELBO / VimcoELBO, which evaluate it at discrete "
-            "values only."
+            "categorical), or use RlooELBO, VimcoELBO, NvilELBO or (Bernoulli sites) "
+            "DisarmELBO, which evaluate it at discrete values only."
         ) from error
     return model_trace, _log_probs(guide_trace)
 

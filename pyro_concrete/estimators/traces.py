@@ -476,7 +476,8 @@ def relaxed_pass(
             "model failed there: "
             f"{error!r}. Write the model so that it accepts them (arithmetic instead of "
             "indexing: pyro_concrete.select(table, z) reads a categorical), or use "
-            "DisarmELBO / VimcoELBO, which evaluate it at discrete values only."
+            "RlooELBO, VimcoELBO, NvilELBO or (Bernoulli sites) DisarmELBO, which evaluate "
+            "it at discrete values only."
         ) from error
     _compute_log_prob(guide_trace)
     return model_trace, guide_trace
