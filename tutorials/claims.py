@@ -79,10 +79,13 @@ class Claims:
         Holds when the two differ by at most ``z`` standard errors of their difference,
         ``z * sqrt(se**2 + stated_se**2)``: two independent runs of the same computation do.
         """
-        if not self._skipped(claim, every_budget):
-            value, se = float(_evaluate(value)), float(_evaluate(se))
-            holds = abs(value - stated) <= z * (se**2 + stated_se**2) ** 0.5
-            self.rows.append(("ok" if holds else "FAILS", claim, f"{value:.4g} +- {se:.2g}"))
+        self._estimate(
+            claim,
+            value,
+            se,
+            lambda v, e: abs(v - stated) <= z * (e**2 + stated_se**2) ** 0.5,
+            every_budget,
+        )
 
     def exceeds(
         self,
@@ -99,10 +102,14 @@ class Claims:
         Holds when ``value - z * se > bound``: the run separates the two.  For "below", pass
         the negated quantity and bound.
         """
+        self._estimate(claim, value, se, lambda v, e: v - z * e > bound, every_budget)
+
+    def _estimate(self, claim: str, value: Any, se: Any, holds, every_budget: bool) -> None:
+        """A claim about the estimate ``value +- se``, which holds when ``holds(value, se)``."""
         if not self._skipped(claim, every_budget):
             value, se = float(_evaluate(value)), float(_evaluate(se))
-            holds = value - z * se > bound
-            self.rows.append(("ok" if holds else "FAILS", claim, f"{value:.4g} +- {se:.2g}"))
+            status = "ok" if holds(value, se) else "FAILS"
+            self.rows.append((status, claim, f"{value:.4g} +- {se:.2g}"))
 
     def between(
         self, claim: str, value: Any, low: float, high: float, *, every_budget: bool = False
