@@ -3,10 +3,12 @@
 conditional samples, training the sigmoid belief net.  Numpy in, numpy out, float32."""
 
 import abc
+from functools import partial
 
 import numpy as np
 
 from tests.estimator_references import MASK, RELAXED_PARAMS, RELAXED_TEMPERATURES, RELAXED_Y
+from tests.xla_options import FAST_COMPILE
 
 __all__ = ["EstimatorBackend", "NumpyroEstimators", "PyroEstimators"]
 
@@ -590,7 +592,7 @@ class NumpyroEstimators(EstimatorBackend):
             return {k: -g[k] for k in params}
 
         keys = jax.random.split(jax.random.PRNGKey(seed + 1), draws)
-        out = jax.jit(jax.vmap(grad))(keys)
+        out = jax.jit(jax.vmap(grad), compiler_options=FAST_COMPILE)(keys)
         return {**{k: np.asarray(v) for k, v in out.items()}, **moved}
 
     def _tune(self, svi, model, guide, y, loss, state, params, steps):
@@ -600,7 +602,7 @@ class NumpyroEstimators(EstimatorBackend):
         u = svi.optim.get_params(state.optim_state)
         names = [k for k in u if _tuned_name(k)]
 
-        @jax.jit
+        @partial(jax.jit, compiler_options=FAST_COMPILE)
         def step(u, m, v, t, key):
             g = jax.grad(lambda u: loss.loss(key, svi.constrain_fn(u), model, guide, y))(u)
             m = {k: 0.9 * m[k] + 0.1 * g[k] for k in names}
@@ -623,7 +625,10 @@ class NumpyroEstimators(EstimatorBackend):
         svi, guide, state = self._init(model, guide, y, loss, 0)
         param_map = svi.get_params(state)
         keys = jax.random.split(jax.random.PRNGKey(1), draws)
-        values = jax.jit(jax.vmap(lambda key: -loss.loss(key, param_map, model, guide, y)))(keys)
+        values = jax.jit(
+            jax.vmap(lambda key: -loss.loss(key, param_map, model, guide, y)),
+            compiler_options=FAST_COMPILE,
+        )(keys)
         return np.asarray(values)
 
     def _relaxed(self) -> tuple:
@@ -660,7 +665,7 @@ class NumpyroEstimators(EstimatorBackend):
             return -value, {k: -g[k] for k in RELAXED_PARAMS}
 
         keys = jax.random.split(jax.random.PRNGKey(seed + 1), draws)
-        values, grads = jax.jit(jax.vmap(value_and_grad))(keys)
+        values, grads = jax.jit(jax.vmap(value_and_grad), compiler_options=FAST_COMPILE)(keys)
         return np.asarray(values), {k: np.asarray(v) for k, v in grads.items()}
 
     def conditional_agreement(self, kind, logits, seed):
@@ -708,7 +713,7 @@ class NumpyroEstimators(EstimatorBackend):
             return x, g
 
         keys = jax.random.split(jax.random.PRNGKey(seed), draws)
-        x, g = jax.jit(jax.vmap(value_and_grad))(keys)
+        x, g = jax.jit(jax.vmap(value_and_grad), compiler_options=FAST_COMPILE)(keys)
         return np.asarray(x), np.asarray(g)
 
     def run(self, problem, loss, guide_kind="discrete", subsample_size=None):

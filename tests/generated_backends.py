@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 
 from tests.generated_models import SCALE, N, Site, Spec
+from tests.xla_options import FAST_COMPILE
 
 __all__ = ["OBJECTIVE", "GeneratedBackend", "NumpyroGenerated", "Ops", "PyroGenerated", "program"]
 
-#: XLA options for the NumPyro draws, compiled once and run once: half the compile time
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 #: the key of the objective's estimates (the loss negated) among the gradient draws
 OBJECTIVE = "objective"
 

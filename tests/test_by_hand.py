@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.xla_options import FAST_COMPILE
+
 ROOT = Path(__file__).resolve().parents[1]
 # benchmarks/ is a folder of scripts, not a package: load by_hand.py by path.
 _spec = importlib.util.spec_from_file_location("benchmarks_by_hand", ROOT / "benchmarks/by_hand.py")
@@ -108,7 +110,9 @@ def _numpyro_draws(name: str) -> dict[str, np.ndarray]:
             return jnp.concatenate([g[k].ravel() for k in sorted(g)])
 
         keys = jax.random.split(jax.random.PRNGKey(seed), DRAWS)
-        out[side] = np.asarray(jax.jit(jax.vmap(grad))(keys), np.float64)
+        out[side] = np.asarray(
+            jax.jit(jax.vmap(grad), compiler_options=FAST_COMPILE)(keys), np.float64
+        )
     return out
 
 

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 from scipy.special import log_expit, logsumexp
 
+from tests.xla_options import FAST_COMPILE
+
 ROOT = Path(__file__).resolve().parents[1]
 # benchmarks/ is a folder of scripts, not a package: load floors_jax.py by path.
 _spec = importlib.util.spec_from_file_location(
@@ -118,7 +120,7 @@ def test_floor_mean_gradient_is_the_exact_gradient(name):
         return jax.numpy.concatenate([g[k].ravel() for k in SHAPES])
 
     keys = jax.random.split(jax.random.PRNGKey(0), DRAWS)
-    draws = np.asarray(jax.jit(jax.vmap(draw))(keys), np.float64)
+    draws = np.asarray(jax.jit(jax.vmap(draw), compiler_options=FAST_COMPILE)(keys), np.float64)
     exact = _exact_gradient(OBJECTIVES[name], p)
     exact = np.concatenate([exact[k].ravel() for k in SHAPES])
     se = draws.std(0, ddof=1) / np.sqrt(DRAWS)
