@@ -13,12 +13,12 @@ antithetically), the three at ``K = 3``, and REBAR (one sample, two relaxed eval
   (double CV and RODEO evaluate it at each ``b_k`` a second time, as a real-valued point,
   for its derivative ``d_k``; REBAR at two relaxed points);
 - **variance**: the per-draw variance of the estimate of the encoder's gradient, summed
-  over the encoder's parameters, at two points: the initial parameters, and the parameters
-  after ``--steps`` steps of training with DisARM (Adam, learning rate 1e-3, the same
-  minibatch sequence for everyone).  At each point, each estimator's own tuned quantities
-  (double CV's ``alpha``, RODEO's weights and network, REBAR's ``eta`` and temperature)
-  are first tuned for ``TUNE_STEPS`` steps on the variance they minimise, the model and
-  guide held fixed;
+  over the encoder's parameters, with its standard error (``--draws`` draws), at two
+  points: the initial parameters, and the parameters after ``--steps`` steps of training
+  with DisARM (Adam, learning rate 1e-3, the same minibatch sequence for everyone).  At
+  each point, each estimator's own tuned quantities (double CV's ``alpha``, RODEO's weights
+  and network, REBAR's ``eta`` and temperature) are first tuned for ``TUNE_STEPS`` steps on
+  the variance they minimise, the model and guide held fixed;
 - **time / relaxed step**: one ``svi.update`` over one relaxed ``Trace_ELBO`` step,
   measured side by side (``common.py``).
 
@@ -79,10 +79,14 @@ def _trained(nc, sbn, x, steps: int, batch: int) -> dict:
     return svi.get_params(state)
 
 
-def _variances(sbn, loss, points: list[dict], x, draws: int, tune_steps: int) -> list[float]:
+def _variances(sbn, loss, points: list[dict], x, draws: int, tune_steps: int) -> list[str]:
     """At each point of ``points`` (the model's and guide's parameters, held fixed): tune
     ``loss``'s own quantities, then the variance of the encoder's gradient estimate over
-    ``draws`` draws (each program compiled once, the points its arguments)."""
+    ``draws`` draws, summed over the encoder's parameters, with its standard error (each
+    program compiled once, the points its arguments).
+
+    The sum of per-coordinate variances is the mean of ``s_i = |g_i - mean(g)|^2`` over
+    the draws; its standard error is that of a mean, ``std(s) / sqrt(draws)``."""
     import jax
     import jax.numpy as jnp
     from numpyro.infer import SVI
@@ -119,7 +123,9 @@ def _variances(sbn, loss, points: list[dict], x, draws: int, tune_steps: int) ->
         draws_ = grads(
             jax.random.split(jax.random.PRNGKey(4), draws), {**fixed, **optim.get_params(state)}
         )
-        out.append(float(jnp.var(draws_, 0).sum()))
+        spread = np.sum(np.square(np.asarray(draws_ - draws_.mean(0), np.float64)), 1)
+        se = spread.std(ddof=1) / np.sqrt(len(spread))
+        out.append(f"{spread.mean():.3g} ± {100 * se / spread.mean():.0f}%")
     return out
 
 
@@ -166,9 +172,7 @@ def rows(
     for label, name, k, passes in chosen:
         loss = _loss(nc, name, k)
         variances = _variances(sbn, loss, list(points.values()), first, draws, tune_steps)
-        out.append(
-            [label, passes, *(f"{v:.4g}" for v in variances), timing.ratio(label, "relaxed")]
-        )
+        out.append([label, passes, *variances, timing.ratio(label, "relaxed")])
     return out
 
 
@@ -178,6 +182,7 @@ def main() -> None:
     own.add_argument(
         "--hidden", type=int, default=None, help="tanh units per layer (default: linear net)"
     )
+    own.add_argument("--draws", type=int, default=400, help="draws per variance")
     known, rest = own.parse_known_args()
     options = parse_options(__doc__.splitlines()[0], rest)
     quiet_library_warnings()
@@ -185,7 +190,7 @@ def main() -> None:
     if isinstance(missing, str):
         print(missing)
         return
-    latents, batch, draws = (20, 8, 16) if options.fast else (200, 50, 400)
+    latents, batch, draws = (20, 8, 16) if options.fast else (200, 50, known.draws)
     steps = 20 if options.fast else known.steps
     x = images(max(batch, 1000 if not options.fast else batch))
     net = f"{latents}H-784V" if known.hidden is None else f"{latents}H~784V ({known.hidden} tanh)"
@@ -193,7 +198,8 @@ def main() -> None:
     if options.fast:
         print("**--fast: 20 latent units, 8 images, 16 draws: a smoke test.**\n")
     print(
-        f"{batch} images per step, {draws} draws per variance, each estimator's own "
+        f"{batch} images per step, {draws} draws per variance (± its standard error), each "
+        "estimator's own "
         f"quantities tuned for {10 if options.fast else TUNE_STEPS} steps first; "
         f"trained: {steps} DisARM steps.\n"
     )
