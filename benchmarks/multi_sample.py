@@ -125,7 +125,7 @@ def _variances(sbn, loss, points: list[dict], x, draws: int, tune_steps: int) ->
         )
         spread = np.sum(np.square(np.asarray(draws_ - draws_.mean(0), np.float64)), 1)
         se = spread.std(ddof=1) / np.sqrt(len(spread))
-        out.append(f"{spread.mean():.3g} ± {100 * se / spread.mean():.0f}%")
+        out.append(f"{spread.mean():.3g} ± {100 * se / spread.mean():.1f}%")
     return out
 
 
