@@ -98,6 +98,8 @@ def test_every_method_runs_on_both_tables(tmp_path, backend, arch, name, m):
         else list(protocol.paper_number(arch, name, m))
     )
     assert record["seconds_per_step"] > 0 and record["versions"]["concrete-ppl"]
+    # the table takes every method's record
+    assert re.search(rf"\| +{re.escape(record['label'])} \|", table.tables([record]))
     assert record["config"]["lr"] == protocol.ARCHITECTURES[arch].lr
 
 

@@ -26,7 +26,18 @@ TITLES = {
     "structured": "Structured prediction, bottom half from top half (the paper's Figure 4 "
     "table): -L^SP_100 per image",
 }
-METHOD_ORDER = ("concrete", "nvil", "vimco", "rebar", "relax", "disarm")
+#: every method of ``methods.METHODS``, in the order of the tables' rows
+METHOD_ORDER = (
+    "concrete",
+    "nvil",
+    "vimco",
+    "rebar",
+    "relax",
+    "disarm",
+    "rloo",
+    "doublecv",
+    "rodeo",
+)
 
 
 def load_records(paths: list[Path]) -> list[dict]:
